@@ -1,0 +1,31 @@
+"""kernelnet: learned image filters, trained, compressed, exported and verified for the edge.
+
+Importing this package is cheap: torch and the training API are loaded on first use of ``train``,
+``RunConfig`` and friends (so ``kernelnet.runtime`` stays torch-free).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "RunConfig": "kernelnet.config",
+    "train": "kernelnet.training",
+    "TrainResult": "kernelnet.training",
+    "load_model": "kernelnet.rundir",
+    "resolve_filter": "kernelnet.filters",
+    "SingleFilter": "kernelnet.models",
+    "DoubleFilter": "kernelnet.models",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kernelnet' has no attribute {name!r}")

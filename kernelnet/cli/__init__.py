@@ -1,0 +1,78 @@
+"""The ``kernelnet`` command line. Subcommands are imported only when run, so ``--help`` never loads torch."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from kernelnet import __version__
+from kernelnet.errors import CheckFailed, KernelnetError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("kernelnet.cli.train_cmd:train", "Train a model on images (gradient descent or exact fit)."),
+}
+"""name → ("module:function", one-line help shown by ``kernelnet --help`` without importing the module)."""
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in separate modules, imported on first use.
+
+    Errors become exit codes (DESIGN.md): bad input or usage → one line on stderr and exit 2; a failed check →
+    exit 1. No traceback for either.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, _, attr = COMMANDS[name][0].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def main(self, args: Any = None, prog_name: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(130)
+        except click.UsageError as exc:
+            click.echo(f"error: {exc.format_message()} (see '{exc.ctx.command_path if exc.ctx else 'kernelnet'}"
+                       " --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except KernelnetError as exc:
+            click.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+            sys.exit(2)
+        except CheckFailed as exc:
+            click.echo(f"check failed: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kernelnet")
+def main() -> None:
+    """kernelnet: learn an image filter, compress it, export it and prove it on the deployment box.
+
+    \b
+    Typical flow:
+      kernelnet train --filter sobel                       # -> artifacts/runs/sobel-single
+      kernelnet export artifacts/runs/sobel-single         # -> model.onnx (dynamic N, H, W)
+      kernelnet verify artifacts/runs/sobel-single/model.onnx
+      kernelnet bench artifacts/runs/sobel-single/model.onnx
+
+    Exit codes: 0 ok, 1 a check failed, 2 bad input or usage.
+    """

@@ -1,0 +1,37 @@
+"""Helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+
+def fmt(value: Any) -> str:
+    """Compact human formatting of a metric value."""
+    if isinstance(value, float):
+        if math.isinf(value) or math.isnan(value):
+            return str(value)
+        return f"{value:.3e}" if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5) else f"{value:.4g}"
+    return str(value)
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None, err: bool = False) -> None:
+    """Print rows as an aligned plain-text table."""
+    if not rows:
+        return
+    columns = columns or list(rows[0])
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)), err=err)
+    click.echo("  ".join("-" * w for w in widths), err=err)
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)), err=err)
+
+
+def print_pairs(pairs: list[tuple[str, Any]]) -> None:
+    """Print key/value lines aligned on the key."""
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        click.echo(f"{key.ljust(width)}  {fmt(value)}")

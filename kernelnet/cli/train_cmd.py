@@ -1,0 +1,81 @@
+"""``kernelnet train``."""
+
+from __future__ import annotations
+
+import click
+
+from kernelnet.cli.common import print_pairs
+
+
+@click.command()
+@click.option("--filter", "filter_", default="sobel", show_default=True,
+              help="Target filter: sobel, sobel-y, scharr, prewitt, laplacian, gaussian, gaussian5, box, box5, "
+                   "sharpen, emboss, random[:SEED], a kernel string '1,0,-1;2,0,-2;1,0,-1', or a .npy/.txt file.")
+@click.option("--model", type=click.Choice(["single", "double"]), default="single", show_default=True,
+              help="single: one kernel; double: magnitude of the kernel and its transpose.")
+@click.option("--normalize/--no-normalize", default=False, show_default=True,
+              help="single only: learn |k*x| (abs) instead of the raw response.")
+@click.option("--kernel-size", type=int, default=None, help="Learned kernel side (odd); default: the target's.")
+@click.option("--bias/--no-bias", default=True, show_default=True, help="Learn a bias per kernel.")
+@click.option("--padding", type=click.Choice(["zeros", "reflect", "replicate"]), default="zeros",
+              show_default=True, help="Border handling of both the target and the model.")
+@click.option("--data", default="builtin", show_default=True,
+              help="'builtin' (photos shipped with scikit-image) or a folder of images (searched recursively).")
+@click.option("--crop", type=int, default=64, show_default=True, help="Training crop side in pixels.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--steps-per-epoch", type=int, default=40, show_default=True)
+@click.option("--epochs", type=int, default=60, show_default=True, help="Upper bound; early stopping ends sooner.")
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Initial learning rate (reduced on plateau).")
+@click.option("--patience", type=int, default=6, show_default=True,
+              help="Epochs without validation improvement before stopping.")
+@click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default="adam", show_default=True,
+              help="adam/sgd: gradient descent; exact: closed-form least-squares fit in one pass.")
+@click.option("--init", type=click.Choice(["random", "exact"]), default="random", show_default=True,
+              help="Starting point of the gradient solvers.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model init, crops and random kernels.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory [default: artifacts/runs/<filter>-<model>].")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.safetensors.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bias: bool, padding: str, data: str,
+          crop: int, batch_size: int, steps_per_epoch: int, epochs: int, lr: float, patience: int, solver: str,
+          init: str, seed: int, device: str, out: str | None, resume: bool, no_plots: bool, quiet: bool) -> None:
+    """Train a SingleFilter/DoubleFilter to reproduce a target filter and write a run directory.
+
+    \b
+    The run directory holds model.safetensors, config.json, metrics.json, history.csv and plots/*.png.
+    Examples:
+      kernelnet train                                   # Sobel, single, raw, built-in photos
+      kernelnet train --model double --solver exact     # Sobel magnitude, closed form
+      kernelnet train --filter random:3 --model double --data ~/tiny-imagenet-200/train
+    """
+    from kernelnet.config import RunConfig
+    from kernelnet.errors import KernelnetError
+    from kernelnet.filters import resolve_filter
+
+    if normalize and model == "double":
+        raise KernelnetError("--normalize applies to --model single only (double is a magnitude already)")
+    target = resolve_filter(filter_, kernel_size, seed)
+    config = RunConfig(
+        filter=filter_, target_kernel=tuple(tuple(float(v) for v in row) for row in target.kernel), model=model,
+        normalize=normalize, kernel_size=kernel_size or target.size, bias=bias, padding=padding, data=data,
+        crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
+        patience=patience, solver=solver, init=init, seed=seed, device=device)
+    from kernelnet.training import train as run_training
+
+    result = run_training(config, out, resume=resume, progress=not quiet, plots=not no_plots)
+    m = result.metrics
+    click.echo()
+    print_pairs([
+        ("run", str(result.run_dir)),
+        ("model", f"{result.config.model}{' abs' if result.config.normalize else ''} "
+                  f"{result.config.kernel_size}x{result.config.kernel_size}, target {result.config.filter}"),
+        ("solver", m["solver"]),
+        ("epochs", m["epochs_run"]),
+        ("kernel_max_abs_error", m["kernel_max_abs_error"]),
+        ("test_mse", m["test_mse"]),
+        ("test_psnr_db", m["test_psnr_db"]),
+        ("train_seconds", m["train_seconds"]),
+    ])

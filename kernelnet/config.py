@@ -1,0 +1,106 @@
+"""One frozen dataclass for a run's configuration, round-tripped through ``config.json``. Torch-free."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernelnet.errors import KernelnetError
+
+MODELS = ("single", "double")
+SOLVERS = ("adam", "sgd", "exact")
+PADDINGS = ("zeros", "reflect", "replicate")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a run's model and its target filter.
+
+    ``target_kernel`` is the resolved k×k target (so ``random`` targets rebuild exactly); ``kernel_size`` is the
+    learned kernel's side, which may exceed the target's.
+    """
+
+    filter: str = "sobel"
+    target_kernel: tuple[tuple[float, ...], ...] = ()
+    model: str = "single"
+    normalize: bool = False
+    kernel_size: int = 3
+    bias: bool = True
+    padding: str = "zeros"
+    data: str = "builtin"
+    crop: int = 64
+    batch_size: int = 32
+    steps_per_epoch: int = 40
+    epochs: int = 60
+    lr: float = 0.05
+    patience: int = 6
+    solver: str = "adam"
+    init: str = "random"
+    seed: int = 0
+    device: str = "auto"
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise KernelnetError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
+        if self.solver not in SOLVERS:
+            raise KernelnetError(f"unknown solver {self.solver!r}: use one of {', '.join(SOLVERS)}")
+        if self.padding not in PADDINGS:
+            raise KernelnetError(f"unknown padding {self.padding!r}: use one of {', '.join(PADDINGS)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise KernelnetError(f"--kernel-size must be odd and >= 1, got {self.kernel_size}")
+        for name in ("crop", "batch_size", "steps_per_epoch", "epochs"):
+            if getattr(self, name) < 1:
+                raise KernelnetError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise KernelnetError(f"--patience must be >= 0, got {self.patience}")
+        if not self.lr > 0:
+            raise KernelnetError(f"--lr must be > 0, got {self.lr}")
+        if self.target_kernel and len(self.target_kernel) > self.kernel_size:
+            raise KernelnetError(
+                f"--kernel-size {self.kernel_size} is smaller than the target kernel ({len(self.target_kernel)})")
+
+    @property
+    def run_name(self) -> str:
+        """Default run directory name, e.g. ``sobel-single-abs``."""
+        if self.name:
+            return self.name
+        base = self.filter if not any(c in self.filter for c in ";,/\\") else "custom"
+        base = base.replace(":", "-")
+        abs_part = "-abs" if self.model == "single" and self.normalize else ""
+        return f"{base}-{self.model}{abs_part}" + ("-exact" if self.solver == "exact" else "")
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["target_kernel"] = [list(r) for r in self.target_kernel]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        values["target_kernel"] = tuple(tuple(float(v) for v in row) for row in values.get("target_kernel", ()))
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        from kernelnet.atomic import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise KernelnetError(f"cannot read run config {path}: {exc}") from None
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as exc:
+            raise KernelnetError(f"invalid run config {path}: {exc}") from None

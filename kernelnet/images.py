@@ -1,0 +1,110 @@
+"""Image decoding and encoding with Pillow + numpy (torch-free; shared by training and the runtime).
+
+Images become grayscale float32 in [0, 1]: 8-bit / 255, 16-bit / 65535, colour by ITU-R 601 luma
+(0.299 R + 0.587 G + 0.114 B) computed in float, alpha ignored, palettes expanded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kernelnet.errors import KernelnetError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+def to_gray(array: np.ndarray) -> np.ndarray:
+    """Turn an (H, W), (H, W, 3) or (H, W, 4) integer/bool/float array into float32 [0, 1] grayscale."""
+    a = np.asarray(array)
+    if a.dtype == np.bool_:
+        scaled = a.astype(np.float64)
+    elif a.dtype == np.uint8:
+        scaled = a / 255.0
+    elif a.dtype == np.uint16:
+        scaled = a / 65535.0
+    elif np.issubdtype(a.dtype, np.integer):
+        scaled = a / (65535.0 if a.max(initial=0) <= 65535 else float(np.iinfo(a.dtype).max))
+    else:
+        scaled = np.clip(a.astype(np.float64), 0.0, 1.0)
+    if scaled.ndim == 3:
+        if scaled.shape[2] == 1:
+            scaled = scaled[..., 0]
+        elif scaled.shape[2] in (2,):  # gray + alpha
+            scaled = scaled[..., 0]
+        elif scaled.shape[2] in (3, 4):
+            scaled = scaled[..., :3] @ LUMA
+        else:
+            raise KernelnetError(f"unsupported channel count {scaled.shape[2]}")
+    if scaled.ndim != 2:
+        raise KernelnetError(f"expected a 2-D image, got shape {a.shape}")
+    return scaled.astype(np.float32)
+
+
+def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to (H, W) float32 in [0, 1]. Raises :class:`KernelnetError` if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("P", "PA"):
+                img = img.convert("RGBA")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                img = img.convert("RGB")
+            elif mode.startswith("I;16"):
+                return to_gray(np.asarray(img).astype(np.uint16))
+            elif mode == "I":
+                return to_gray(np.asarray(img).astype(np.int64))
+            return to_gray(np.asarray(img))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise KernelnetError(f"cannot read image {path}: {exc}") from None
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """All files below ``folder`` (recursively) with an image suffix, sorted."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, scale: float | None = None) -> float:
+    """Write (H, W) float data: ``.npy`` exact float32, ``.tif/.tiff`` float32, ``.png`` 8/16-bit.
+
+    For PNG the values are multiplied by ``scale`` (default: 1/max, or 1 when max ≤ 1) and clipped to [0, 1]
+    before quantisation. Returns the scale used (1.0 for exact formats). Written atomically.
+    """
+    from kernelnet.atomic import write_with
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    data = np.asarray(image, dtype=np.float32)
+    if suffix == ".npy":
+        def save_npy(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, data)
+
+        write_with(path, save_npy)
+        return 1.0
+    from PIL import Image
+
+    if suffix in (".tif", ".tiff"):
+        write_with(path, lambda tmp: Image.fromarray(data, mode="F").save(tmp, format="TIFF"))
+        return 1.0
+    if suffix != ".png":
+        raise KernelnetError(f"unsupported output format {suffix!r}: use .png, .tif/.tiff or .npy")
+    if scale is None:
+        peak = float(np.max(data)) if data.size else 0.0
+        scale = 1.0 / peak if peak > 1.0 else 1.0
+    scaled = np.clip(data * scale, 0.0, 1.0)
+    if bits == 16:
+        pil = Image.fromarray(np.round(scaled * 65535).astype(np.uint16))
+    elif bits == 8:
+        pil = Image.fromarray(np.round(scaled * 255).astype(np.uint8))
+    else:
+        raise KernelnetError(f"PNG bit depth must be 8 or 16, got {bits}")
+    write_with(path, lambda tmp: pil.save(tmp, format="PNG"))
+    return float(scale)

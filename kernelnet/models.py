@@ -1,0 +1,118 @@
+"""The two learned-filter models. Fully convolutional: input (N, 1, H, W), output (N, 1, H, W), any N/H/W ≥ 1.
+
+Example::
+
+    >>> import torch
+    >>> m = SingleFilter(kernel_size=3)
+    >>> m(torch.rand(2, 1, 1, 1)).shape
+    torch.Size([2, 1, 1, 1])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PADDINGS = ("zeros", "reflect", "replicate")
+_MAGNITUDE_FLOOR = 1e-30
+"""Floor under a² + b² before the square root: its gradient is 0 below it (no NaN on flat regions), and the
+output moves by at most 1e-15."""
+
+
+def pad_same(x: torch.Tensor, kernel_size: int, padding: str) -> torch.Tensor:
+    """Pad (N, C, H, W) by k//2 on each side with ``reflect`` or ``replicate`` (``zeros`` is left to the conv)."""
+    r = kernel_size // 2
+    if r == 0 or padding == "zeros":
+        return x
+    if padding == "reflect" and min(x.shape[-2:]) <= r:
+        raise ValueError(f"reflect border needs H and W > {r}, got {tuple(x.shape[-2:])}")
+    return F.pad(x, (r, r, r, r), mode=padding)
+
+
+def correlate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: str) -> torch.Tensor:
+    """Same-size cross-correlation of (N, 1, H, W) with ``weight`` (C, 1, k, k) → (N, C, H, W)."""
+    k = weight.shape[-1]
+    x = pad_same(x, k, padding)
+    return F.conv2d(x, weight, bias, padding=k // 2 if padding == "zeros" else 0)
+
+
+def magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """√(a² + b²) with a finite gradient everywhere (0 where a = b = 0)."""
+    return torch.sqrt(torch.clamp(a * a + b * b, min=_MAGNITUDE_FLOOR))
+
+
+class _FilterBase(nn.Module):
+    channels: int = 1
+
+    def __init__(self, kernel_size: int = 3, bias: bool = True, padding: str = "zeros") -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.conv = nn.Conv2d(1, self.channels, kernel_size, bias=bias, padding=0)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return correlate(x, self.conv.weight, self.conv.bias, self.padding)
+
+    @property
+    def kernels(self) -> torch.Tensor:
+        """The learned kernels, (C, k, k)."""
+        return self.conv.weight.detach()[:, 0]
+
+
+class SingleFilter(_FilterBase):
+    """One k×k kernel: y = k⋆x + b, or |k⋆x + b| when ``normalize`` (the seed's SingleFilter).
+
+    ``SingleFilter(normalize=False)`` is the seed's SingleFilterNoNorm.
+    """
+
+    channels = 1
+
+    def __init__(self, kernel_size: int = 3, bias: bool = True, normalize: bool = False,
+                 padding: str = "zeros") -> None:
+        super().__init__(kernel_size, bias, padding)
+        self.normalize = normalize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x)
+        return torch.abs(y) if self.normalize else y
+
+
+class DoubleFilter(_FilterBase):
+    """Two k×k kernels combined as √(a² + b²) (the Sobel gradient magnitude for (Sobel, Sobelᵀ))."""
+
+    channels = 2
+    normalize = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x)
+        return magnitude(y[:, 0:1], y[:, 1:2])
+
+
+def build_model(model: str, kernel_size: int = 3, bias: bool = True, normalize: bool = False,
+                padding: str = "zeros") -> _FilterBase:
+    """``single`` → :class:`SingleFilter`, ``double`` → :class:`DoubleFilter`."""
+    if model == "single":
+        return SingleFilter(kernel_size, bias, normalize, padding)
+    if model == "double":
+        return DoubleFilter(kernel_size, bias, padding)
+    raise ValueError(f"unknown model {model!r}; expected 'single' or 'double'")
+
+
+def target_weight(kernel: torch.Tensor, model: str) -> torch.Tensor:
+    """The target's conv weight: (1, 1, k, k) for single, (2, 1, k, k) = (K, Kᵀ) for double."""
+    if model == "double":
+        return torch.stack([kernel, kernel.T])[:, None]
+    return kernel[None, None]
+
+
+def apply_target(x: torch.Tensor, kernel: torch.Tensor, model: str, normalize: bool, padding: str) -> torch.Tensor:
+    """Vectorised target for a batch (N, 1, H, W) on the batch's device (exact magnitude, no floor)."""
+    y = correlate(x, target_weight(kernel.to(x), model), None, padding)
+    if model == "double":
+        return torch.hypot(y[:, 0:1], y[:, 1:2])
+    return torch.abs(y) if normalize else y
