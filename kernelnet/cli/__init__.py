@@ -13,6 +13,8 @@ from kernelnet.errors import CheckFailed, KernelnetError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("kernelnet.cli.train_cmd:train", "Train a model on images (gradient descent or exact fit)."),
+    "export": ("kernelnet.cli.export_cmd:export", "Export a run to dynamic-shape ONNX or a TensorRT engine."),
+    "info": ("kernelnet.cli.info_cmd:info", "Describe an exported model (kind, kernel, shapes, metadata)."),
 }
 """name → ("module:function", one-line help shown by ``kernelnet --help`` without importing the module)."""
 

@@ -1,0 +1,37 @@
+"""The module that is exported: the trained model plus input scaling (uint8) and precision casts (fp16).
+
+Input (N, 1, H, W) float32 in [0, 1] or uint8 in [0, 255]; output (N, 1, H, W) float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+INPUT_DTYPES = ("float32", "uint8")
+
+
+class ExportModule(nn.Module):
+    """Wraps a SingleFilter/DoubleFilter: ``uint8`` input is divided by 255 inside the graph; ``fp16`` runs the
+    filter in half precision between float32 casts, so callers always exchange float32 (or uint8) arrays."""
+
+    def __init__(self, model: nn.Module, input_dtype: str = "float32", fp16: bool = False) -> None:
+        super().__init__()
+        if input_dtype not in INPUT_DTYPES:
+            raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
+        self.model = model.half() if fp16 else model
+        self.uint8 = input_dtype == "uint8"
+        self.fp16 = fp16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uint8:
+            x = x.to(torch.float32) / 255.0
+        if self.fp16:
+            return self.model(x.to(torch.float16)).to(torch.float32)
+        return self.model(x)
+
+
+def example_input(input_dtype: str, shape: tuple[int, ...] = (1, 1, 16, 16), device: str = "cpu") -> torch.Tensor:
+    if input_dtype == "uint8":
+        return torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    return torch.rand(shape, device=device)

@@ -1,0 +1,171 @@
+"""``kernelnet export --format onnx``: dynamic-shape ONNX (torch.export based), checked, simplified, verified.
+
+The graph has one input ``input`` (N, 1, H, W) — float32 in [0, 1], or uint8 with ``input_dtype="uint8"`` — and
+one output ``output`` (N, 1, H, W) float32, with symbolic ``batch``, ``height`` and ``width`` dims unless a static
+shape is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelnet.atomic import atomic_path
+from kernelnet.errors import CheckFailed, KernelnetError
+from kernelnet.export.metadata import build_metadata
+
+DEFAULT_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+VERIFY_TOLERANCE = {"fp32": 1e-5, "fp16": 2e-3}
+"""Allowed max |onnxruntime − PyTorch| as a fraction of the output's range, by precision."""
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how it verified."""
+
+    path: Path
+    size_bytes: int
+    opset: int
+    simplified: bool
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def verify_shapes(padding: str, kernel_size: int, static: tuple[int, ...] | None) -> list[tuple[int, int, int, int]]:
+    """Shapes that export checks: 1×1 (or the smallest the border allows), an odd non-square one, a batch of 3."""
+    if static is not None:
+        return [tuple(static)]  # type: ignore[list-item]
+    low = kernel_size // 2 + 1 if padding == "reflect" else 1
+    return [(1, 1, low, low), (1, 1, max(low, 5), max(low, 7) + 2), (3, 1, 31, 17), (1, 1, 64, 97)]
+
+
+def _export_graph(module: Any, example: Any, static: tuple[int, ...] | None, opset: int) -> Any:
+    import torch
+
+    dynamic = None
+    if static is None:
+        dims = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
+        dynamic = {"x": {0: dims[0], 2: dims[1], 3: dims[2]}}
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, opset_version=opset,
+                                    verbose=False, optimize=True)
+    return program.model_proto
+
+
+def _check(model: Any, stage: str) -> Any:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise CheckFailed(f"ONNX check failed after {stage}: {exc}") from None
+
+
+def _simplify(model: Any) -> Any:
+    from onnxsim import simplify
+
+    simplified, ok = simplify(model)
+    if not ok:
+        raise CheckFailed("onnxsim could not validate the simplified graph")
+    return simplified
+
+
+def _strip_names(model: Any) -> None:
+    """Drop doc strings and producer noise so a 3×3 model stays tiny."""
+    model.doc_string = ""
+    model.graph.doc_string = ""
+    renames = {init.name: init.name.rsplit(".", 1)[-1] for init in model.graph.initializer
+               if init.name.startswith("model.conv.")}
+    for init in model.graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for node in model.graph.node:
+        node.doc_string = ""
+        node.name = ""
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    model.producer_name = "kernelnet"
+    from kernelnet import __version__
+
+    model.producer_version = __version__
+
+
+def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype: str, precision: str) -> list[dict[str, Any]]:
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    rows = []
+    for shape in shapes:
+        if input_dtype == "uint8":
+            x = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            x = rng.random(shape, dtype=np.float32)
+        got = session.run(None, {INPUT_NAME: x})[0]
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        span = float(want.max() - want.min()) or 1.0
+        err = float(np.abs(got.astype(np.float64) - want).max())
+        ok = got.shape == want.shape and err <= VERIFY_TOLERANCE[precision] * span
+        rows.append({"shape": "x".join(map(str, shape)), "max_abs_error": err, "range": span, "ok": bool(ok)})
+    return rows
+
+
+def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
+                opset: int = DEFAULT_OPSET, simplify: bool = True, input_dtype: str = "float32", fp16: bool = False,
+                static: tuple[int, int, int, int] | None = None, verify: bool = True) -> ExportResult:
+    """Export the run's model to ONNX at ``out`` (default ``RUN/model.onnx``) and verify it with onnxruntime.
+
+    Raises :class:`KernelnetError` for bad input and :class:`CheckFailed` when the graph fails the checker or the
+    onnxruntime output differs from PyTorch by more than ``VERIFY_TOLERANCE`` × output range; either way no file
+    is left behind.
+    """
+    import onnx
+
+    from kernelnet.export.graph_module import INPUT_DTYPES, ExportModule, example_input
+    from kernelnet.rundir import load_metrics, load_model, load_weights
+
+    if input_dtype not in INPUT_DTYPES:
+        raise KernelnetError(f"unknown --input-dtype {input_dtype!r}: use float32 or uint8")
+    if not 13 <= opset <= 23:
+        raise KernelnetError(f"--opset {opset} is not supported: use 13..23 (default {DEFAULT_OPSET})")
+    config, model = load_model(run_dir)
+    if static is not None and config.padding == "reflect" and min(static[2:]) <= config.kernel_size // 2:
+        raise KernelnetError(f"reflect border needs H and W > {config.kernel_size // 2}, got static {static}")
+    precision = "fp16" if fp16 else "fp32"
+    module = ExportModule(model, input_dtype, fp16).eval()
+    example_shape = static or (1, 1, 16, 16)
+    path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
+    if path.exists() and path.is_dir():
+        raise KernelnetError(f"output {path} is a directory")
+    proto = _check(_export_graph(module, example_input(input_dtype, example_shape), static, opset), "export")
+    if simplify:
+        proto = _check(_simplify(proto), "simplification")
+    _strip_names(proto)
+    meta = build_metadata(config, load_weights(run_dir), load_metrics(run_dir), input_dtype, precision)
+    onnx.helper.set_model_props(proto, meta)
+    proto = _check(proto, "metadata")
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+        checks = []
+        if verify:
+            checks = _verify(tmp, module, verify_shapes(config.padding, config.kernel_size, static),
+                             input_dtype, precision)
+            bad = [c for c in checks if not c["ok"]]
+            if bad:
+                raise CheckFailed(f"onnxruntime output differs from PyTorch at {bad[0]['shape']}: max abs error "
+                                  f"{bad[0]['max_abs_error']:.3g} > {VERIFY_TOLERANCE[precision]:g} x range")
+    return ExportResult(path, path.stat().st_size, opset, simplify, checks, meta)
+

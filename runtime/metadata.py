@@ -1,0 +1,27 @@
+"""Reading kernelnet metadata from exported models (torch-free)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PREFIX = "kernelnet."
+
+
+def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """Inverse of :func:`build_metadata` (keys without prefix, JSON decoded). Unknown keys are kept as text."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        name = key[len(PREFIX):] if key.startswith(PREFIX) else key
+        if name in ("target_kernel", "kernels", "bias", "metrics"):
+            try:
+                out[name] = json.loads(value)
+            except ValueError:
+                out[name] = value
+        elif name == "normalize":
+            out[name] = value == "true"
+        elif name == "kernel_size":
+            out[name] = int(value)
+        else:
+            out[name] = value
+    return out
