@@ -37,6 +37,7 @@ class RunConfig:
     epochs: int = 60
     lr: float = 0.05
     patience: int = 6
+    restarts: int = 0
     solver: str = "adam"
     init: str = "random"
     seed: int = 0
@@ -56,6 +57,8 @@ class RunConfig:
         for name in ("crop", "batch_size", "steps_per_epoch", "epochs"):
             if getattr(self, name) < 1:
                 raise KernelnetError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.restarts < 0:
+            raise KernelnetError(f"--restarts must be >= 0 (0 = automatic), got {self.restarts}")
         if self.patience < 0:
             raise KernelnetError(f"--patience must be >= 0, got {self.patience}")
         if not self.lr > 0:

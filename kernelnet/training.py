@@ -130,8 +130,46 @@ def _checkpoint_state(model, optimizer, scheduler, history, best, epoch, bad_epo
             "config": config.to_dict()}
 
 
+def restarts_for(config: RunConfig) -> int:
+    """Random starts tried before training: 1 for the convex raw model, ``config.restarts`` or 6 otherwise
+    (the abs and magnitude losses have spurious local minima that a short warm-up tells apart)."""
+    if config.restarts:
+        return config.restarts
+    return 1 if config.model == "single" and not config.normalize else 6
+
+
+def _pick_restart(model: torch.nn.Module, config: RunConfig, train_images: list[np.ndarray], val_x: torch.Tensor,
+                  val_y: torch.Tensor, device: torch.device) -> None:
+    """Warm up several seeded random inits for one epoch's worth of steps each; keep the best by val loss."""
+    n = restarts_for(config)
+    if n <= 1:
+        return
+    loss_fn = torch.nn.MSELoss()
+    best_loss, best_state = math.inf, None
+    for i in range(n):
+        torch.manual_seed(config.seed * 1000 + i)
+        model.conv.reset_parameters()
+        optimizer = _make_optimizer(model, config)
+        crops = torch.from_numpy(sample_crops(train_images, config.steps_per_epoch * config.batch_size, config.crop,
+                                              epoch_rng(config.seed, 0, 100 + i))).to(device)
+        targets = _targets(crops, config)
+        for step in range(config.steps_per_epoch):
+            sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(crops[sl]), targets[sl]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            val = float(loss_fn(model(val_x), val_y))
+        if val < best_loss:
+            best_loss, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+
+
 def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, device: torch.device, run_dir: Path,
-                  resume_state: dict[str, Any] | None, progress: bool) -> tuple[list[dict[str, Any]], int]:
+                  resume_state: dict[str, Any] | None, progress: bool,
+                  warm_start: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """Gradient descent with early stopping and a checkpoint per epoch; ``warm_start`` keeps the model's current
+    weights as the starting point (and the best so far) instead of picking among random restarts."""
     from tqdm.auto import tqdm
 
     train_images = usable_for_crops(split.train, config.crop)
@@ -150,6 +188,14 @@ def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, devic
         history, best = list(resume_state["history"]), resume_state["best"]
         start, bad_epochs = int(resume_state["epoch"]) + 1, int(resume_state["bad_epochs"])
     loss_fn = torch.nn.MSELoss()
+    if resume_state is None and not warm_start:
+        _pick_restart(model, config, train_images, val_x, val_y, device)
+    if resume_state is None and warm_start:
+        # The closed form is the run's best so far (epoch 0); fine-tuning may only improve on it.
+        with torch.no_grad():
+            best["val_loss"] = float(loss_fn(model(val_x), val_y))
+        if best["val_loss"] <= STOP_LOSS:
+            return history, 0
     for epoch in range(start, config.epochs + 1):
         if history and (bad_epochs > config.patience or history[-1]["val_loss"] <= STOP_LOSS):
             break
@@ -228,7 +274,8 @@ def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resum
     if config.solver == "exact":
         history, epochs_run = [], 0
     else:
-        history, epochs_run = _gradient_fit(model, config, split, device, run_dir, resume_state, progress)
+        history, epochs_run = _gradient_fit(model, config, split, device, run_dir, resume_state, progress,
+                                            warm_start=config.init == "exact")
     train_seconds = time.perf_counter() - t0
     if resume_state is not None:
         train_seconds += sum(h["seconds"] for h in resume_state["history"])

@@ -15,6 +15,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("kernelnet.cli.train_cmd:train", "Train a model on images (gradient descent or exact fit)."),
     "export": ("kernelnet.cli.export_cmd:export", "Export a run to dynamic-shape ONNX or a TensorRT engine."),
     "info": ("kernelnet.cli.info_cmd:info", "Describe an exported model (kind, kernel, shapes, metadata)."),
+    "apply": ("kernelnet.cli.apply_cmd:apply", "Filter images or .npy arrays with an exported model (torch-free)."),
+    "verify": ("kernelnet.cli.verify_cmd:verify", "Check every backend against each other and the true filter."),
+    "bench": ("kernelnet.cli.bench_cmd:bench", "Latency/throughput per size and backend, beside OpenCV and PyTorch."),
+    "tune": ("kernelnet.cli.tune_cmd:tune", "Autotune onnxruntime session settings and store them beside the model."),
+    "quantize": ("kernelnet.cli.quantize_cmd:quantize", "Quantize a run's ONNX model to int8 (QDQ, calibrated)."),
+    "prune": ("kernelnet.cli.prune_cmd:prune", "Prune a run's kernel weights into a new run (auto: lossless)."),
 }
 """name → ("module:function", one-line help shown by ``kernelnet --help`` without importing the module)."""
 

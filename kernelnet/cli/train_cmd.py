@@ -28,6 +28,8 @@ from kernelnet.cli.common import print_pairs
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Initial learning rate (reduced on plateau).")
 @click.option("--patience", type=int, default=6, show_default=True,
               help="Epochs without validation improvement before stopping.")
+@click.option("--restarts", type=int, default=0, show_default=True,
+              help="Random starts warmed up for one epoch each, best kept (0: 1 for raw single, 6 for abs/double).")
 @click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default="adam", show_default=True,
               help="adam/sgd: gradient descent; exact: closed-form least-squares fit in one pass.")
 @click.option("--init", type=click.Choice(["random", "exact"]), default="random", show_default=True,
@@ -40,7 +42,7 @@ from kernelnet.cli.common import print_pairs
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bias: bool, padding: str, data: str,
-          crop: int, batch_size: int, steps_per_epoch: int, epochs: int, lr: float, patience: int, solver: str,
+          crop: int, batch_size: int, steps_per_epoch: int, epochs: int, lr: float, patience: int, restarts: int, solver: str,
           init: str, seed: int, device: str, out: str | None, resume: bool, no_plots: bool, quiet: bool) -> None:
     """Train a SingleFilter/DoubleFilter to reproduce a target filter and write a run directory.
 
@@ -62,7 +64,7 @@ def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bi
         filter=filter_, target_kernel=tuple(tuple(float(v) for v in row) for row in target.kernel), model=model,
         normalize=normalize, kernel_size=kernel_size or target.size, bias=bias, padding=padding, data=data,
         crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
-        patience=patience, solver=solver, init=init, seed=seed, device=device)
+        patience=patience, restarts=restarts, solver=solver, init=init, seed=seed, device=device)
     from kernelnet.training import train as run_training
 
     result = run_training(config, out, resume=resume, progress=not quiet, plots=not no_plots)
