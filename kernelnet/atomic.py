@@ -18,6 +18,12 @@ from typing import Any
 from kernelnet.errors import KernelnetError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and parents) or raise :class:`KernelnetError` with one clear line."""
     path = Path(path)
@@ -39,6 +45,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     folder = ensure_writable_dir(target.parent if str(target.parent) else ".")
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=folder)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the artifact the usual permissions
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -34,7 +34,7 @@ class RunConfig:
     crop: int = 64
     batch_size: int = 32
     steps_per_epoch: int = 40
-    epochs: int = 60
+    epochs: int = 200
     lr: float = 0.05
     patience: int = 6
     restarts: int = 0

@@ -4,7 +4,7 @@ Shape contract: ``image`` is (..., H, W); the result has the same shape. Example
 
     >>> import numpy as np
     >>> y = correlate(np.ones((4, 5)), np.ones((3, 3)))
-    >>> y.shape, y[0, 0], y[1, 1]
+    >>> y.shape, float(y[0, 0]), float(y[1, 1])
     ((4, 5), 4.0, 9.0)
 """
 

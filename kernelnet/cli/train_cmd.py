@@ -24,7 +24,7 @@ from kernelnet.cli.common import print_pairs
 @click.option("--crop", type=int, default=64, show_default=True, help="Training crop side in pixels.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--steps-per-epoch", type=int, default=40, show_default=True)
-@click.option("--epochs", type=int, default=60, show_default=True, help="Upper bound; early stopping ends sooner.")
+@click.option("--epochs", type=int, default=200, show_default=True, help="Upper bound; early stopping ends sooner.")
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Initial learning rate (reduced on plateau).")
 @click.option("--patience", type=int, default=6, show_default=True,
               help="Epochs without validation improvement before stopping.")

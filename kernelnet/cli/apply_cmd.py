@@ -1,0 +1,244 @@
+"""``kernelnet apply``: run an exported filter on image files or ``.npy`` arrays (torch-free)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import numpy as np
+
+from kernelnet.errors import KernelnetError
+
+if TYPE_CHECKING:
+    from kernelnet.runtime.model import Model
+    from kernelnet.runtime.npyio import MappedNpy
+
+OUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "npy": ".npy"}
+PARTIAL_PREFIX = ".kernelnet-partial-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its result goes."""
+
+    source: Path
+    target: Path
+
+    @property
+    def staged(self) -> Path:
+        """Where the result is written first; renamed to ``target`` once every job has succeeded."""
+        return self.target.with_name(PARTIAL_PREFIX + self.target.name)
+
+
+def parse_tile(text: str | None) -> int | tuple[int, int] | None:
+    """``auto``/None → None, ``off`` → 0, ``N`` → N, ``RxC`` → (R, C) (0 = full axis)."""
+    if text is None or text == "auto":
+        return None
+    if text == "off":
+        return 0
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 0:
+        raise KernelnetError(f"invalid --tile {text!r}: use auto, off, N or RxC (e.g. 512 or 256x0 for strips)")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(file, name relative to its folder/glob root) for every input: files, folders (recursive) and globs."""
+    from kernelnet.images import IMAGE_SUFFIXES
+
+    found: list[tuple[Path, Path]] = []
+    suffixes = (*IMAGE_SUFFIXES, ".npy")
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not files:
+                raise KernelnetError(f"no images or .npy files in folder {path}")
+            found.extend((f, f.relative_to(path)) for f in files)
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        elif glob.has_magic(pattern):
+            files = sorted(Path(p) for p in glob.glob(pattern, recursive=True)
+                           if Path(p).is_file() and Path(p).suffix.lower() in suffixes)
+            if not files:
+                raise KernelnetError(f"no images or .npy files match {pattern!r}")
+            found.extend((f, Path(f.name)) for f in files)
+        else:
+            raise KernelnetError(f"input {pattern} not found")
+    return list(dict.fromkeys(found))
+
+
+def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None) -> list[Job]:
+    """Map inputs to outputs: one input and a file-like ``--out`` → that file; otherwise ``--out`` is a folder."""
+    single_file = len(inputs) == 1 and out.suffix.lower() in OUT_SUFFIXES and not out.is_dir()
+    if single_file:
+        if fmt is not None and OUT_SUFFIXES[out.suffix.lower()] != fmt:
+            raise KernelnetError(f"--format {fmt} contradicts --out {out.name}")
+        return [Job(inputs[0][0], out)]
+    if out.suffix.lower() in OUT_SUFFIXES and not out.is_dir():
+        raise KernelnetError(f"with {len(inputs)} inputs --out must be a folder, not {out}")
+    if out.exists() and not out.is_dir():
+        raise KernelnetError(f"--out {out} exists and is not a folder")
+    jobs, seen = [], {}
+    for source, rel in inputs:
+        kind = fmt or ("npy" if source.suffix.lower() == ".npy" else "png")
+        target = out / rel.with_suffix(FORMAT_SUFFIX[kind])
+        if target in seen:
+            raise KernelnetError(f"{source} and {seen[target]} would both write {target}")
+        seen[target] = source
+        jobs.append(Job(source, target))
+    return jobs
+
+
+def png_mapping(y: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
+    """Values in [0, 1] for PNG and the stated mapping. ``auto``: y / max for non-negative outputs (× 1 if
+    max ≤ 1), 0.5 + y / (2 max|y|) for signed ones (zero = mid-grey); a number: clip(y × number)."""
+    lo, hi = (float(y.min()), float(y.max())) if y.size else (0.0, 0.0)
+    if scale != "auto":
+        try:
+            factor = float(scale)
+        except ValueError:
+            raise KernelnetError(f"invalid --scale {scale!r}: use auto or a number") from None
+        return y * np.float32(factor), f"clip(y x {factor:g}, 0, 1)"
+    if lo >= 0:
+        factor = 1.0 / hi if hi > 1 else 1.0
+        return y * np.float32(factor), f"clip(y x {factor:.6g}, 0, 1)"
+    factor = 0.5 / max(abs(lo), abs(hi))
+    return np.float32(0.5) + y * np.float32(factor), f"clip(0.5 + y x {factor:.6g}, 0, 1)"
+
+
+def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
+    """After each tile: hand the mapped pages back so that RSS stays at a few tiles."""
+    def release(_index: int) -> None:
+        for mapped in maps:
+            mapped.release()
+
+    return release
+
+
+def run_job(model: Model, job: Job, bits: int, scale: str) -> str:
+    """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written."""
+    from kernelnet.images import read_gray, write_image
+    from kernelnet.runtime.inputs import as_batch, check_array
+    from kernelnet.runtime.npyio import create_npy, open_npy
+
+    kind = OUT_SUFFIXES[job.target.suffix.lower()]
+    if job.source.suffix.lower() == ".npy":
+        src = open_npy(job.source)
+        try:
+            check_array(src.array, str(job.source))
+            if kind == "npy":  # stream tile by tile between two memory maps: never resident whole
+                dst = create_npy(job.staged, src.array.shape, np.float32)
+                try:
+                    batch, _ = as_batch(src.array, str(job.source))
+                    model.apply_to(batch, as_batch(dst.array)[0], after_tile=_release_pages(src, dst))
+                finally:
+                    dst.close()
+                return "float32 .npy (exact)"
+            y = model(src.array)
+        finally:
+            src.close()
+    else:
+        y = model(read_gray(job.source))
+    if kind == "npy":
+        write_image(job.staged, y)
+        return "float32 .npy (exact)"
+    if y.ndim != 2:
+        raise KernelnetError(f"{job.source} holds {y.shape[0]} images: write .npy for batches (PNG/TIFF take one)")
+    if kind == "tiff":
+        write_image(job.staged, y)
+        return "float32 TIFF (exact)"
+    mapped, text = png_mapping(y, scale)
+    write_image(job.staged, mapped, bits=bits, scale=1.0)
+    return f"{bits}-bit PNG, pixel = round({text} x {2**bits - 1})"
+
+
+@contextlib.contextmanager
+def staged_outputs(jobs: list[Job]) -> Iterator[None]:
+    """All or nothing: create the output folders, and on success rename every staged result into place; on any
+    error delete the staged results and the folders this created."""
+    from kernelnet.atomic import ensure_writable_dir
+
+    created: list[Path] = []
+    for folder in sorted({job.target.parent for job in jobs}):
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        ensure_writable_dir(folder)
+        created.extend(missing)
+    try:
+        yield
+        for job in jobs:
+            os.replace(job.staged, job.target)
+    except BaseException:
+        for job in jobs:
+            with contextlib.suppress(OSError):
+                job.staged.unlink()
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def run_all(model: Model, jobs: list[Job], bits: int, scale: str) -> list[tuple[Job, str]]:
+    """Run every job (progress bar for several files); errors name the file they came from."""
+    from tqdm import tqdm
+
+    lines = []
+    for job in tqdm(jobs, desc="apply", unit="file", disable=None if len(jobs) > 1 else True, leave=False):
+        try:
+            lines.append((job, run_job(model, job, bits, scale)))
+        except KernelnetError as exc:
+            text = str(exc)
+            raise KernelnetError(text if str(job.source) in text else f"{job.source}: {text}") from None
+    return lines
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(), help="Output file (one input) or folder.")
+@click.option("--format", "fmt", type=click.Choice(["png", "tiff", "npy"]), default=None,
+              help="Output format in a folder [default: npy for .npy inputs, png for images].")
+@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="PNG bit depth.")
+@click.option("--scale", default="auto", show_default=True,
+              help="PNG value mapping: auto (y/max, or 0.5 + y/(2 max|y|) when signed) or a factor.")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option("--tile", default=None, help="auto (default: tile above the memory budget), off, N or RxC.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: str, scale: str, backend: str,
+          threads: int | None, tile: str | None, quiet: bool) -> None:
+    """Filter images or .npy arrays with MODEL (.onnx/.engine file or run directory).
+
+    \b
+    INPUT may be image files (any format the data pipeline reads: PNG, JPEG, TIFF, ...), .npy arrays (HxW,
+    NxHxW or Nx1xHxW, float32 in [0, 1] or uint8), folders (recursive) or globs. Outputs: PNG (8/16-bit, the
+    value mapping is printed), TIFF or .npy (float32, exact). Large inputs are tiled with a k//2 halo (identical
+    result); .npy to .npy streams between memory maps, so a 12000x12000 image needs well under 2 GB.
+    Nothing is written unless every input succeeds.
+    Examples:
+      kernelnet apply artifacts/runs/sobel-single photo.png --out edges.png --bits 16
+      kernelnet apply model.onnx 'frames/*.png' --out edges/ --format tiff
+      kernelnet apply model.onnx huge.npy --out huge_edges.npy
+    """
+    from kernelnet.runtime import load
+
+    jobs = plan_jobs(expand_inputs(inputs), Path(out), fmt)
+    net = load(model, backend=backend, threads=threads, tile=parse_tile(tile))
+    with staged_outputs(jobs):
+        lines = run_all(net, jobs, int(bits), scale)
+    if not quiet:
+        for job, text in lines:
+            click.echo(f"{job.source} -> {job.target}  [{text}]")
+        if len(jobs) > 1:
+            click.echo(f"wrote {len(jobs)} files to {out}")

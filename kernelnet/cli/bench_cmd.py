@@ -1,0 +1,103 @@
+"""``kernelnet bench``: p50/p90/p99 latency and megapixels/s per size and backend, beside OpenCV and PyTorch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import click
+
+from kernelnet.errors import KernelnetError
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.option("--sizes", default="256x256,1080x1920,2160x3840", show_default=True, help="HxW list.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Threads for every contender (onnxruntime intra-op, OpenCV, PyTorch).")
+@click.option("--run", type=click.Path(file_okay=False), default=None,
+              help="Time PyTorch eager on this run's checkpoint [default: rebuilt from the model's metadata].")
+@click.option("--torch/--no-torch", "use_torch", default=True, show_default=True,
+              help="Include PyTorch eager (when torch is installed).")
+@click.option("--opencv/--no-opencv", "use_opencv", default=True, show_default=True,
+              help="Include OpenCV filter2D (when cv2 is installed).")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--reps", type=click.IntRange(min=1), default=10, show_default=True, help="Minimum timed calls.")
+@click.option("--min-time", type=float, default=1.0, show_default=True, help="Minimum seconds timed per cell.")
+@click.option("--tile", default=None, help="Tiling for the model backends: auto (default / tune file), off, N or RxC.")
+@click.option("--autotune", is_flag=True, help="Run 'kernelnet tune' first (stores the choice beside the model).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the timings.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG chart.")
+def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use_torch: bool, use_opencv: bool,
+          warmup: int, reps: int, min_time: float, tile: str | None, autotune: bool, json_path: str | None,
+          plot_path: str | None) -> None:
+    """Time MODEL's backends (onnxruntime fp32, int8 and TensorRT when present) through the public load() path,
+    side by side with OpenCV filter2D (two filter2D + magnitude for the double model) and PyTorch eager.
+
+    \b
+    vs_opencv = OpenCV p50 / p50 (> 1: faster than OpenCV); max_abs_diff = largest difference from the first
+    contender's output (the comparison is like for like).
+    Examples:
+      kernelnet bench artifacts/runs/sobel-single --json bench.json --plot bench.png
+      kernelnet bench model.onnx --autotune --sizes 1080x1920,2160x3840
+    """
+    from kernelnet.atomic import ensure_writable_dir
+    from kernelnet.cli.apply_cmd import parse_tile
+    from kernelnet.cli.common import print_table
+    from kernelnet.cli.verify_cmd import parse_sizes
+    from kernelnet.runtime import load
+    from kernelnet.runtime.backends import discover
+    from kernelnet.runtime.bench import model_contender, opencv_contender, plot_timings, run_bench
+
+    size_list = parse_sizes(sizes)
+    tile_arg = parse_tile(tile)
+    for path in (json_path, plot_path):
+        if path is not None:
+            ensure_writable_dir(Path(path).parent)
+    artifacts = discover(model)
+    if autotune:
+        from kernelnet.cli.tune_cmd import report_tune
+        from kernelnet.runtime.autotune import autotune as run_autotune, candidates
+
+        report_tune(run_autotune(artifacts[0].path, candidates(threads=(threads,)),
+                                 sizes=tuple(s for s in size_list if s[0] * s[1] >= 1 << 20) or size_list[-1:]))
+        click.echo()
+    contenders, skipped, nets = [], [], []
+    for artifact in artifacts:
+        if artifact.missing:
+            skipped.append(f"{artifact.name}: {artifact.missing}")
+            continue
+        nets.append(load(artifact.path, backend=artifact.backend, threads=threads, tile=tile_arg))
+        contenders.append(model_contender(artifact.name, nets[-1]))
+    if not nets:
+        raise KernelnetError(f"nothing runnable found for {model}: {'; '.join(skipped)}")
+    info, dtype = nets[0].info, nets[0].input_dtype
+    if use_opencv:
+        cv = opencv_contender(info, threads)
+        contenders.append(cv) if cv else skipped.append("opencv: not installed (pip install 'kernelnet[bench]')")
+    if use_torch:
+        if importlib.util.find_spec("torch") is None:
+            skipped.append("pytorch: torch not installed")
+        else:
+            from kernelnet.cli.verify_cmd import TorchRunner
+            from kernelnet.runtime.bench import Contender
+            from kernelnet.runtime.model import Model
+
+            runner = TorchRunner.from_run(run, threads) if run else TorchRunner.from_info(info, threads)
+            contenders.append(Contender("pytorch", Model(runner, tile=0), f"eager t{threads}"))
+    timings = run_bench(contenders, size_list, batch, dtype, warmup, reps, min_time)
+    rows = [t.to_dict() for t in timings]
+    print_table(rows, ["size", "contender", "p50_ms", "p90_ms", "p99_ms", "mpix_per_s", "vs_opencv", "reps",
+                       "max_abs_diff", "settings"])
+    for line in skipped:
+        click.echo(f"skipped {line}")
+    if json_path is not None:
+        from kernelnet.atomic import write_text
+
+        doc = {"model": str(artifacts[0].path), "threads": threads, "batch": batch, "timings": rows,
+               "skipped": skipped}
+        write_text(json_path, json.dumps(doc, indent=2) + "\n")
+    if plot_path is not None and not plot_timings(timings, plot_path):
+        raise KernelnetError("--plot needs matplotlib (pip install matplotlib)")

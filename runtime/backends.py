@@ -1,0 +1,90 @@
+"""Which backend runs which artifact, and which artifacts sit beside a model (for verify and bench).
+
+Backends: ``onnxruntime`` (CPU), ``onnxruntime-cuda`` / ``onnxruntime-tensorrt`` (onnxruntime's execution
+providers, need ``onnxruntime-gpu``) and ``tensorrt`` (a serialized engine). ``auto`` picks ``tensorrt`` for
+``.engine`` files and ``onnxruntime`` (CPU) otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernelnet.errors import KernelnetError
+from kernelnet.runtime.base import Runner
+from kernelnet.runtime.describe import resolve_model_path
+from kernelnet.runtime.session import SessionConfig
+
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+
+
+def pick_backend(path: Path, backend: str = "auto") -> str:
+    if backend not in BACKENDS:
+        raise KernelnetError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "tensorrt" if path.suffix == ".engine" else "onnxruntime"
+    if (backend == "tensorrt") != (path.suffix == ".engine"):
+        raise KernelnetError(f"backend {backend!r} cannot run {path.name}: "
+                             + ("use a .engine file" if backend == "tensorrt" else "use an .onnx file"))
+    return backend
+
+
+def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: int | None = None,
+                name: str | None = None, config: SessionConfig | None = None) -> Runner:
+    """Load ``path`` (a model file or a run directory) with ``backend``; ``config``: onnxruntime session settings
+    (default: the model's tune file, else :class:`SessionConfig` defaults)."""
+    path = resolve_model_path(path)
+    chosen = pick_backend(path, backend)
+    if chosen == "tensorrt":
+        from kernelnet.runtime.tensorrt_backend import TensorRTRunner
+
+        return TensorRTRunner(path, name=name or "tensorrt")
+    from kernelnet.runtime.onnxruntime_backend import load_onnxruntime
+
+    device = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-tensorrt": "tensorrt"}[chosen]
+    return load_onnxruntime(path, threads=threads, device=device, config=config, name=name)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact of one model: ``name`` (table label), ``path``, ``backend``, and why it cannot run here
+    (``missing``, empty when it can)."""
+
+    name: str
+    path: Path
+    backend: str
+    missing: str = ""
+
+
+INT8_SUFFIXES = {".int8.onnx": "onnxruntime-int8", ".int8.u8.onnx": "onnxruntime-int8-u8"}
+"""Quantized siblings written by ``kernelnet quantize`` (float input / raw uint8 input)."""
+
+
+def int8_paths(fp32: Path) -> dict[str, Path]:
+    stem = fp32.name[: -len(".onnx")]
+    return {name: fp32.with_name(stem + suffix) for suffix, name in INT8_SUFFIXES.items()}
+
+
+def discover(path: str | os.PathLike[str]) -> list[Artifact]:
+    """The fp32 ONNX model at/for ``path`` and its siblings: ``*.int8.onnx``, ``*.int8.u8.onnx`` and ``*.engine``
+    where present."""
+    path = resolve_model_path(path)
+    fp32 = path.with_suffix(".onnx") if path.suffix == ".engine" else path
+    for suffix in INT8_SUFFIXES:
+        if path.name.endswith(suffix):
+            fp32 = path.with_name(path.name[: -len(suffix)] + ".onnx")
+    found: list[Artifact] = []
+    if fp32.is_file():
+        found.append(Artifact("onnxruntime", fp32, "onnxruntime"))
+    for name, int8 in int8_paths(fp32).items():
+        if int8.is_file():
+            found.append(Artifact(name, int8, "onnxruntime"))
+    engine = path if path.suffix == ".engine" else fp32.with_suffix(".engine")
+    if engine.is_file():
+        from kernelnet.runtime.tensorrt_backend import missing_requirements
+
+        missing = missing_requirements()
+        found.append(Artifact("tensorrt", engine, "tensorrt",
+                              f"needs {', '.join(missing)}" if missing else ""))
+    return found

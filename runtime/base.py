@@ -1,0 +1,119 @@
+"""The one small interface every backend implements (Polygraphy-style: a loader builds a :class:`Runner`).
+
+A runner executes the exported filter on a batch exactly as the graph defines it: ``(N, 1, H, W)`` in the
+runner's ``input_dtype`` (float32 in [0, 1] or uint8) → ``(N, 1, H, W)`` float32. Layout handling, dtype
+conversion, validation and tiling live above it, in :class:`kernelnet.runtime.model.Model`, so a backend module
+only has to know how to run one batch. Torch-free.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT_DTYPES = ("float32", "uint8")
+
+
+def _array(value: Any) -> np.ndarray | None:
+    if value is None or isinstance(value, str):
+        return None
+    arr = np.asarray(value, dtype=np.float64)
+    return arr if arr.size else None
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInfo:
+    """What the runtime knows about an exported filter, from its ``kernelnet.*`` metadata.
+
+    ``kernels`` is (C, k, k) with C = 1 (single) or 2 (double); ``target_kernel`` is the true filter (t, t),
+    t ≤ k. Fields are ``None`` when a model carries no kernelnet metadata (then tiling is unavailable).
+    """
+
+    model: str | None = None
+    normalize: bool = False
+    padding: str = "zeros"
+    kernel_size: int | None = None
+    input_dtype: str = "float32"
+    precision: str = "fp32"
+    kernels: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    target_kernel: np.ndarray | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> ModelInfo:
+        """Build from :func:`kernelnet.runtime.metadata.parse_metadata` output (missing keys → defaults)."""
+        kernels = _array(meta.get("kernels"))
+        if kernels is not None and kernels.ndim == 2:
+            kernels = kernels[None]
+        size = meta.get("kernel_size")
+        if size is None and kernels is not None:
+            size = int(kernels.shape[-1])
+        return cls(model=meta.get("model"), normalize=bool(meta.get("normalize", False)),
+                   padding=str(meta.get("padding", "zeros")), kernel_size=int(size) if size is not None else None,
+                   input_dtype=str(meta.get("input_dtype", "float32")), precision=str(meta.get("precision", "fp32")),
+                   kernels=kernels, bias=_array(meta.get("bias")), target_kernel=_array(meta.get("target_kernel")),
+                   raw=dict(meta))
+
+    @property
+    def halo(self) -> int | None:
+        """Pixels each output depends on beyond its own position (k // 2), or ``None`` if unknown."""
+        return None if self.kernel_size is None else self.kernel_size // 2
+
+
+class Runner(abc.ABC):
+    """Runs one exported model on (N, 1, H, W) batches. Subclasses set the attributes in ``__init__``.
+
+    Attributes:
+        name: backend name shown in tables (``onnxruntime``, ``onnxruntime-int8``, ``tensorrt``, ``pytorch``).
+        path: the artifact it runs.
+        info: the model's :class:`ModelInfo`.
+        input_dtype: dtype the graph takes (``"float32"`` or ``"uint8"``).
+        min_shape / max_shape: inclusive (N, H, W) limits the backend accepts (``None``: unlimited).
+    """
+
+    name: str = "runner"
+    path: Path | None = None
+    info: ModelInfo = ModelInfo()
+    input_dtype: str = "float32"
+    min_shape: tuple[int, int, int] | None = None
+    max_shape: tuple[int, int, int] | None = None
+
+    @property
+    def kernel_size(self) -> int | None:
+        return self.info.kernel_size
+
+    @property
+    def padding(self) -> str:
+        return self.info.padding
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.info.raw
+
+    @abc.abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run the graph: ``batch`` (N, 1, H, W) C-contiguous in ``input_dtype`` → (N, 1, H, W) float32.
+
+        Raises :class:`kernelnet.errors.KernelnetError` if the backend refuses the input.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Backend settings worth reporting (session options, providers, precision)."""
+        return {"backend": self.name, "precision": self.info.precision}
+
+    def close(self) -> None:
+        """Release backend resources (sessions, device buffers). Idempotent."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, path={str(self.path)!r})"

@@ -1,0 +1,151 @@
+"""The callable model that :func:`kernelnet.runtime.load` returns: layouts, dtypes, checks and tiling over a Runner.
+
+Example::
+
+    >>> from kernelnet.runtime import load                        # doctest: +SKIP
+    >>> m = load("artifacts/runs/sobel-single")                   # doctest: +SKIP
+    >>> m(np.random.rand(480, 640).astype(np.float32)).shape      # doctest: +SKIP
+    (480, 640)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from kernelnet.errors import KernelnetError
+from kernelnet.runtime.base import ModelInfo, Runner
+from kernelnet.runtime.inputs import as_batch, count_nonfinite, nonfinite_error, to_dtype
+from kernelnet.runtime.tiling import DEFAULT_BUDGET_BYTES, Tile, TileShape, auto_tile, fit_limits, plan_tiles, run_tiled
+
+TileArg = int | tuple[int, int] | None
+"""``None``: automatic (tile only above the memory budget); ``0``: never tile; ``N``: N×N cores;
+``(rows, cols)``: rows×cols cores, 0 = the full axis (``(256, 0)`` = 256-row strips)."""
+
+
+def normalize_tile(tile: TileArg) -> TileShape | None | str:
+    """``tile`` argument → a (rows, cols) shape, ``None`` (never tile) or ``"auto"``."""
+    if tile is None:
+        return "auto"
+    if isinstance(tile, (int, np.integer)):
+        if tile < 0:
+            raise KernelnetError(f"tile must be >= 0, got {tile}")
+        return None if tile == 0 else (int(tile), int(tile))
+    rows, cols = (int(v) for v in tile)
+    if rows < 0 or cols < 0:
+        raise KernelnetError(f"tile must be >= 0, got {tile}")
+    return None if rows == cols == 0 else (rows, cols)
+
+
+class Model:
+    """``y = model(x)``: x is H×W, N×H×W or N×1×H×W, float32 in [0, 1] or uint8; y is float32 in x's layout.
+
+    Args:
+        runner: the backend that runs (N, 1, H, W) batches.
+        tile: see :data:`TileArg`.
+        budget_bytes: im2col budget for automatic tiling (see :mod:`kernelnet.runtime.tiling`).
+        check_finite: refuse float inputs with NaN/Inf (one extra pass over the input).
+    """
+
+    def __init__(self, runner: Runner, tile: TileArg = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 check_finite: bool = True) -> None:
+        self.runner = runner
+        self.tile = normalize_tile(tile)
+        self.budget_bytes = budget_bytes
+        self.check_finite = check_finite
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.runner.info
+
+    @property
+    def input_dtype(self) -> str:
+        return self.runner.input_dtype
+
+    @property
+    def kernel_size(self) -> int | None:
+        return self.runner.kernel_size
+
+    @property
+    def padding(self) -> str:
+        return self.runner.padding
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.runner.metadata
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Filter ``image`` (see the class docstring); raises KernelnetError for inputs outside the contract."""
+        batch, restore = as_batch(image)
+        tiles = self.plan(batch.shape[2], batch.shape[3])
+        max_n = self.runner.max_shape[0] if self.runner.max_shape else batch.shape[0]
+        if len(tiles) == 1 and batch.shape[0] <= max_n:
+            return restore(self._guarded(batch, batch))  # whole image in one call: no extra copy
+        out = np.empty(batch.shape, dtype=np.float32)
+        self.apply_to(batch, out)
+        return restore(out)
+
+    def plan(self, height: int, width: int) -> list[Tile]:
+        """The tiles an ``height`` × ``width`` image is run in (one tile = the whole image)."""
+        halo = self.info.halo
+        if self.padding == "reflect" and halo is not None and min(height, width) <= halo:
+            raise KernelnetError(f"reflect border needs H and W > {halo}, got {height}x{width}")
+        lo = self.runner.min_shape
+        if lo is not None and (height < lo[1] or width < lo[2]):
+            raise KernelnetError(f"{self.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
+        shape: TileShape | None
+        if self.tile == "auto":
+            shape = auto_tile(height, width, self.kernel_size, self.budget_bytes) if self.kernel_size else None
+        else:
+            shape = self.tile  # type: ignore[assignment]
+        hi = self.runner.max_shape
+        if hi is not None and halo is not None:
+            try:
+                shape = fit_limits(shape, height, width, halo, (hi[1], hi[2]))
+            except ValueError as exc:
+                raise KernelnetError(str(exc)) from None
+        if shape is None:
+            return plan_tiles(height, width, 0, (0, 0))
+        if halo is None:
+            raise KernelnetError(f"{self.runner.path} has no kernelnet metadata (kernel_size): cannot tile it")
+        return plan_tiles(height, width, halo, shape)
+
+    def apply_to(self, src: np.ndarray, dst: np.ndarray, after_tile: Callable[[int], None] | None = None) -> None:
+        """Filter ``src`` (N, 1, H, W) into ``dst`` (N, 1, H, W) float32 tile by tile (memory maps welcome).
+
+        ``after_tile(i)`` is called after each stored tile (progress, releasing mapped pages).
+        """
+        if src.shape != dst.shape or dst.dtype != np.float32:
+            raise KernelnetError(f"output must be float32 of shape {src.shape}, got {dst.dtype} {dst.shape}")
+        tiles = self.plan(src.shape[2], src.shape[3])
+        max_n = self.runner.max_shape[0] if self.runner.max_shape else src.shape[0]
+        for n0 in range(0, src.shape[0], max_n):
+            part = slice(n0, n0 + max_n)
+            run_tiled(lambda x: self._guarded(x, src), src[part], dst[part], tiles, after_tile)
+
+    def _guarded(self, x: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        if self.check_finite and x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise nonfinite_error(count_nonfinite(whole))
+        return self.runner.run(to_dtype(x, self.runner.input_dtype))
+
+    def describe(self) -> dict[str, Any]:
+        tile = self.tile if isinstance(self.tile, str) or self.tile is None else "x".join(map(str, self.tile))
+        return {**self.runner.describe(), "tile": tile if tile is not None else "off"}
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Model({self.runner!r}, tile={self.tile!r})"
