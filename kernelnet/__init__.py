@@ -15,6 +15,8 @@ _LAZY = {
     "train": "kernelnet.training",
     "TrainResult": "kernelnet.training",
     "load_model": "kernelnet.rundir",
+    "run_pipeline": "kernelnet.pipeline",
+    "prune_run": "kernelnet.prune",
     "resolve_filter": "kernelnet.filters",
     "SingleFilter": "kernelnet.models",
     "DoubleFilter": "kernelnet.models",
@@ -23,9 +25,14 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+_SUBPACKAGES = ("export", "runtime")
 
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"kernelnet.{name}")
     raise AttributeError(f"module 'kernelnet' has no attribute {name!r}")

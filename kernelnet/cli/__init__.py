@@ -12,6 +12,8 @@ from kernelnet import __version__
 from kernelnet.errors import CheckFailed, KernelnetError
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "pipeline": ("kernelnet.cli.pipeline_cmd:pipeline",
+                 "Train, prune, export, quantize, verify and bench in one go; write an HTML report."),
     "train": ("kernelnet.cli.train_cmd:train", "Train a model on images (gradient descent or exact fit)."),
     "export": ("kernelnet.cli.export_cmd:export", "Export a run to dynamic-shape ONNX or a TensorRT engine."),
     "info": ("kernelnet.cli.info_cmd:info", "Describe an exported model (kind, kernel, shapes, metadata)."),

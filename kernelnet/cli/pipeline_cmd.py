@@ -1,0 +1,55 @@
+"""``kernelnet pipeline``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+
+@click.command()
+@click.option("--filter", "filter_", default="sobel", show_default=True, help="Target filter (as for train).")
+@click.option("--model", type=click.Choice(["single", "double"]), default="single", show_default=True)
+@click.option("--normalize/--no-normalize", default=False, show_default=True, help="single only: abs model.")
+@click.option("--padding", type=click.Choice(["zeros", "reflect", "replicate"]), default="zeros", show_default=True)
+@click.option("--data", default="builtin", show_default=True, help="'builtin' or a folder of images.")
+@click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default="adam", show_default=True)
+@click.option("--epochs", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bench-sizes", default="256x256,1080x1920,2160x3840", show_default=True, help="HxW list for bench.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Pipeline directory [default: artifacts/pipeline/<filter>-<model>].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str, solver: str, epochs: int, seed: int,
+             bench_sizes: str, out: str | None, quiet: bool) -> None:
+    """Train, prune (auto, lossless), export ONNX, quantize int8, verify and bench; write report.html/.md.
+
+    \b
+    Everything lands in one directory: train/, pruned/ (model.onnx, model.int8.onnx), verify.json,
+    bench.json, bench.png, report.html (self-contained) and report.md. Exit 1 if verification fails.
+    Example:
+      kernelnet pipeline                        # Sobel, built-in photos -> artifacts/pipeline/sobel-single
+    """
+    from kernelnet.config import RunConfig
+    from kernelnet.errors import KernelnetError
+    from kernelnet.filters import resolve_filter
+
+    if normalize and model == "double":
+        raise KernelnetError("--normalize applies to --model single only")
+    target = resolve_filter(filter_, None, seed)
+    config = RunConfig(filter=filter_, target_kernel=tuple(tuple(float(v) for v in r) for r in target.kernel),
+                       model=model, normalize=normalize, kernel_size=target.size, padding=padding, data=data,
+                       solver=solver, epochs=epochs, seed=seed)
+    from pathlib import Path
+
+    from kernelnet.pipeline import run_pipeline
+
+    out_dir = Path(out) if out else Path("artifacts/pipeline") / config.run_name
+    t0 = time.perf_counter()
+    result = run_pipeline(config, out_dir, bench_sizes=bench_sizes, progress=not quiet,
+                          say=lambda s: click.echo(click.style(s, bold=True)))
+    click.echo()
+    click.echo(f"report: {result.report_html}")
+    click.echo(f"        {result.report_md}")
+    click.echo("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+    click.echo(f"pipeline wall time: {time.perf_counter() - t0:.1f} s")

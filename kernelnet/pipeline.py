@@ -1,0 +1,102 @@
+"""``kernelnet pipeline``: train → prune (auto, lossless) → export ONNX → quantize int8 → verify → bench → report.
+
+Everything lands in one directory::
+
+    OUT/train/     the trained run (model.safetensors, config.json, metrics.json, history.csv, plots/)
+    OUT/pruned/    the deployed run: pruned weights + model.onnx + model.int8.onnx + quantize.json
+    OUT/verify.json, OUT/bench.json, OUT/bench.png, OUT/pipeline.json, OUT/report.html, OUT/report.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernelnet.atomic import ensure_writable_dir, write_json
+from kernelnet.config import RunConfig
+from kernelnet.errors import CheckFailed
+
+STAGES = ("train", "prune", "export", "quantize", "verify", "bench", "report")
+
+
+@dataclass
+class PipelineResult:
+    """The pipeline's directory, per-stage wall seconds, the report paths and whether verification passed."""
+
+    out: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    report_html: Path | None = None
+    report_md: Path | None = None
+    verified: bool = False
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+def _cli(command: Any, args: list[str]) -> None:
+    """Run a click command in-process (same code path as the shell), letting exceptions through."""
+    command.main(args=args, prog_name=f"kernelnet {command.name}", standalone_mode=False)
+
+
+def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes: str = "256x256,1080x1920,2160x3840",
+                 bench_min_time: float = 1.0, verify_sizes: str | None = None, progress: bool = True,
+                 say: Callable[[str], None] = print) -> PipelineResult:
+    """Run every stage for ``config`` into ``out`` and write the report; raises :class:`CheckFailed` (after the
+    report is written) when verification fails."""
+    from kernelnet.cli.bench_cmd import bench
+    from kernelnet.cli.verify_cmd import verify
+    from kernelnet.export.onnx_export import export_onnx
+    from kernelnet.export.quantize import quantize_run
+    from kernelnet.prune import prune_run
+    from kernelnet.training import train
+
+    out = ensure_writable_dir(out)
+    result = PipelineResult(out)
+    train_dir, pruned_dir = out / "train", out / "pruned"
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name} ...")
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            result.seconds[name] = round(time.perf_counter() - t0, 2)
+            write_json(out / "pipeline.json", {"config": config.to_dict(), "seconds": result.seconds})
+
+    stage("train", lambda: train(config, train_dir, progress=progress))
+    stage("prune", lambda: prune_run(train_dir, pruned_dir, amount="auto", progress=progress))
+    stage("export", lambda: export_onnx(pruned_dir))
+    stage("quantize", lambda: quantize_run(pruned_dir))
+    verify_args = [str(pruned_dir / "model.onnx"), "--run", str(pruned_dir), "--json", str(out / "verify.json")]
+    if verify_sizes:
+        verify_args += ["--sizes", verify_sizes]
+    try:
+        stage("verify", lambda: _cli(verify, verify_args))
+        result.verified = True
+    except CheckFailed:
+        result.verified = False
+    stage("bench", lambda: _cli(bench, [str(pruned_dir / "model.onnx"), "--run", str(pruned_dir), "--sizes", bench_sizes,
+                                        "--min-time", str(bench_min_time), "--json", str(out / "bench.json"),
+                                        "--plot", str(out / "bench.png")]))
+    from kernelnet.pipeline_report import build_report
+
+    html_path, md_path = stage("report", lambda: build_report(out, result.seconds))
+    result.report_html, result.report_md = html_path, md_path
+    write_json(out / "pipeline.json", {"config": config.to_dict(), "seconds": result.seconds,
+                                       "total_seconds": round(result.total_seconds, 2), "verified": result.verified})
+    if not result.verified:
+        raise CheckFailed(f"verification failed: see {out / 'verify.json'} and {html_path}")
+    return result
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,84 @@
+"""Assemble the pipeline's report sections from the files its stages wrote (JSON + PNG), then render them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kernelnet import __version__
+from kernelnet.report import Section, write_report
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _train_section(run: Path) -> Section:
+    m, c = _json(run / "metrics.json"), _json(run / "config.json")
+    kind = f"{c.get('model')}{' (abs)' if c.get('normalize') else ''} {c.get('kernel_size')}x{c.get('kernel_size')}"
+    return Section("1. Training", facts=[
+        ("target filter", c.get("filter")), ("model", kind), ("border", c.get("padding")), ("data", c.get("data")),
+        ("solver", m.get("solver")), ("epochs run", m.get("epochs_run")), ("train seconds", m.get("train_seconds")),
+        ("kernel max abs error (after symmetry alignment)", m.get("kernel_max_abs_error")),
+        ("test PSNR vs true filter (dB)", m.get("test_psnr_db")), ("test MSE", m.get("test_mse")),
+        ("test photos", ", ".join(m.get("split", {}).get("test", []))),
+    ], images=[("Loss curves", run / "plots" / "loss.png"), ("Learned vs target kernels", run / "plots" / "kernels.png"),
+               ("Test photos: input / target / prediction / |error|", run / "plots" / "samples.png")])
+
+
+def _prune_section(run: Path) -> Section:
+    m = _json(run / "metrics.json")
+    return Section("2. Pruning", facts=[
+        ("method", m.get("method")), ("amount", m.get("amount")), ("sparsity", m.get("sparsity")),
+        ("pruned positions [c, i, j]", json.dumps(m.get("pruned_positions"))),
+        ("test PSNR before / after (dB)", f"{m.get('psnr_before_db', float('nan')):.2f} / "
+                                          f"{m.get('psnr_after_db', float('nan')):.2f}"),
+        ("lossless (PSNR after ≥ 60 dB vs true filter)", bool(m.get("lossless"))),
+    ], images=[("Pruned kernel (crosses: removed weights)", run / "plots" / "pruned_kernels.png")])
+
+
+def _export_section(run: Path) -> Section:
+    onnx_path, q = run / "model.onnx", _json(run / "quantize.json")
+    facts: list[tuple[str, Any]] = [("model.onnx bytes", onnx_path.stat().st_size if onnx_path.exists() else None)]
+    for key in ("psnr_vs_fp32_db", "max_abs_error", "int8_over_fp32", "int8_slower_on_this_cpu"):
+        if key in q:
+            facts.append((f"int8 {key}", q[key]))
+    for key, value in (q.get("sizes") or q.get("file_sizes") or {}).items():
+        facts.append((f"bytes {key}", value))
+    return Section("3. Export and int8 quantization", facts=facts,
+                   images=[("|int8 − fp32| on a held-out photo", run / "plots" / "int8_error.png")],
+                   notes=["The ONNX graph has symbolic batch, height and width; export verified onnxruntime against "
+                          "PyTorch before writing it."])
+
+
+def _verify_section(doc: dict[str, Any]) -> Section:
+    rows = [{k: r.get(k) for k in ("check", "cases", "max_abs_error", "worst_case", "tolerance", "ok")}
+            for r in doc.get("summary", [])]
+    return Section("4. Parity (kernelnet verify)", facts=[
+        ("all checks pass", bool(doc.get("ok"))), ("cases", ", ".join(doc.get("cases", []))),
+        ("kernel gap bound", doc.get("kernel_gap")), ("seconds", doc.get("seconds"))],
+        tables=[("Backends vs each other, the model's own weights and the true filter (numpy float64)", rows)])
+
+
+def _bench_section(doc: dict[str, Any], chart: Path) -> Section:
+    rows = [{k: t.get(k) for k in ("contender", "size", "p50_ms", "p90_ms", "p99_ms", "mpix_per_s", "vs_opencv",
+                                   "max_abs_diff", "settings")} for t in doc.get("timings", [])]
+    return Section("5. Latency (kernelnet bench)", facts=[("threads", doc.get("threads")), ("batch", doc.get("batch"))],
+                   tables=[("p50/p90/p99 latency and throughput; vs_opencv > 1 means faster than OpenCV", rows)],
+                   images=[("Latency by size and contender", chart)])
+
+
+def build_report(out: Path, seconds: dict[str, float]) -> tuple[Path, Path]:
+    """Write ``out/report.html`` and ``out/report.md`` from the stage outputs under ``out``."""
+    verify, bench = _json(out / "verify.json"), _json(out / "bench.json")
+    timing = Section("Stages", tables=[("Wall seconds per stage", [{"stage": k, "seconds": v} for k, v in seconds.items()]
+                                        + [{"stage": "total", "seconds": round(sum(seconds.values()), 2)}])])
+    sections = [_train_section(out / "train"), _prune_section(out / "pruned"), _export_section(out / "pruned"),
+                _verify_section(verify), _bench_section(bench, out / "bench.png"), timing]
+    verdict = "verified" if verify.get("ok") else "VERIFICATION FAILED"
+    return write_report(out, f"kernelnet pipeline report — {verdict}", sections,
+                        subtitle=f"kernelnet {__version__}; directory {out}")

@@ -1,0 +1,81 @@
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kernelnet.config import RunConfig
+from kernelnet.pipeline import run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline")
+    config = RunConfig(filter="sobel", target_kernel=((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0)),
+                       epochs=45, steps_per_epoch=20)
+    result = run_pipeline(config, out, bench_sizes="64x64,128x96", bench_min_time=0.05,
+                          verify_sizes="1x1,13x7,64x97", progress=False, say=lambda s: None)
+    assert result.verified
+    return out
+
+
+@pytest.mark.slow
+def test_pipeline_writes_everything(pipeline_dir):
+    for name in ("train/model.safetensors", "train/plots/loss.png", "pruned/model.safetensors", "pruned/model.onnx",
+                 "pruned/model.int8.onnx", "pruned/quantize.json", "verify.json", "bench.json", "bench.png",
+                 "pipeline.json", "report.html", "report.md"):
+        assert (pipeline_dir / name).is_file(), name
+    stages = json.loads((pipeline_dir / "pipeline.json").read_text())
+    assert stages["verified"] and set(stages["seconds"]) >= {"train", "prune", "export", "quantize", "verify", "bench"}
+    pruned = json.loads((pipeline_dir / "pruned" / "metrics.json").read_text())
+    assert pruned["sparsity"] >= 1 / 3 and pruned["lossless"]
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_with_every_section(pipeline_dir):
+    html = (pipeline_dir / "report.html").read_text()
+    for title in ("Training", "Pruning", "Export and int8", "Parity", "Latency", "Stages"):
+        assert title in html
+    assert html.count("data:image/png;base64,") >= 6  # loss, kernels, samples, pruned, int8 error, bench chart
+    assert not re.search(r'src="(?!data:)', html), "the HTML must not reference external files"
+    md = (pipeline_dir / "report.md").read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (pipeline_dir / link).is_file(), link
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(pipeline_dir, tmp_path):
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,3000", f"--screenshot={shot}",
+                    (pipeline_dir / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (3000, 1200)
+    assert pixels.std() > 20  # text, tables and plots, not a blank page
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    assert (tmp_path / "artifacts" / "runs" / "api-demo" / "model.onnx").is_file()
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    first = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    commands = [line for line in first.splitlines() if line and not line.startswith("#")]
+    assert commands[0].endswith("kernelnet pipeline") and "torch==2.13.0" in commands[0]
+    assert commands[1] == "python3 -m pytest -q"
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
