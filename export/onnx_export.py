@@ -88,7 +88,8 @@ def _strip_names(model: Any) -> None:
     model.doc_string = ""
     model.graph.doc_string = ""
     renames = {init.name: init.name.rsplit(".", 1)[-1] for init in model.graph.initializer
-               if init.name.startswith("model.conv.")}
+               if init.name.startswith("model.")}
+    del model.graph.value_info[:]  # intermediate shapes: optional, re-derivable by shape inference
     for init in model.graph.initializer:
         init.name = renames.get(init.name, init.name)
     for node in model.graph.node:
@@ -125,7 +126,8 @@ def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype:
 
 def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
                 opset: int = DEFAULT_OPSET, simplify: bool = True, input_dtype: str = "float32", fp16: bool = False,
-                static: tuple[int, int, int, int] | None = None, verify: bool = True) -> ExportResult:
+                static: tuple[int, int, int, int] | None = None, verify: bool = True,
+                form: str = "auto") -> ExportResult:
     """Export the run's model to ONNX at ``out`` (default ``RUN/model.onnx``) and verify it with onnxruntime.
 
     Raises :class:`KernelnetError` for bad input and :class:`CheckFailed` when the graph fails the checker or the
@@ -134,7 +136,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     """
     import onnx
 
-    from kernelnet.export.graph_module import INPUT_DTYPES, ExportModule, example_input
+    from kernelnet.export.graph_module import FORMS, INPUT_DTYPES, ExportModule, example_input
     from kernelnet.rundir import load_metrics, load_model, load_weights
 
     if input_dtype not in INPUT_DTYPES:
@@ -145,7 +147,9 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     if static is not None and config.padding == "reflect" and min(static[2:]) <= config.kernel_size // 2:
         raise KernelnetError(f"reflect border needs H and W > {config.kernel_size // 2}, got static {static}")
     precision = "fp16" if fp16 else "fp32"
-    module = ExportModule(model, input_dtype, fp16).eval()
+    if form not in FORMS:
+        raise KernelnetError(f"unknown --form {form!r}: use one of {', '.join(FORMS)}")
+    module = ExportModule(model, input_dtype, fp16, form).eval()
     example_shape = static or (1, 1, 16, 16)
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     if path.exists() and path.is_dir():
@@ -155,13 +159,15 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
         proto = _check(_simplify(proto), "simplification")
     _strip_names(proto)
     meta = build_metadata(config, load_weights(run_dir), load_metrics(run_dir), input_dtype, precision)
+    meta["kernelnet.graph_form"] = module.form
     onnx.helper.set_model_props(proto, meta)
-    proto = _check(proto, "metadata")
+    _check(proto, "metadata")  # validate; save the lean graph (without the inferred value_info)
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
         checks = []
         if verify:
-            checks = _verify(tmp, module, verify_shapes(config.padding, config.kernel_size, static),
+            reference = ExportModule(load_model(run_dir)[1], input_dtype, fp16, "model").eval()
+            checks = _verify(tmp, reference, verify_shapes(config.padding, config.kernel_size, static),
                              input_dtype, precision)
             bad = [c for c in checks if not c["ok"]]
             if bad:

@@ -17,7 +17,7 @@ import numpy as np
 
 from kernelnet.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
-from kernelnet.runtime.inputs import as_batch, count_nonfinite, nonfinite_error, to_dtype
+from kernelnet.runtime.inputs import all_finite, as_batch, count_nonfinite, nonfinite_error, to_dtype
 from kernelnet.runtime.tiling import DEFAULT_BUDGET_BYTES, Tile, TileShape, auto_tile, fit_limits, plan_tiles, run_tiled
 
 TileArg = int | tuple[int, int] | None
@@ -130,7 +130,7 @@ class Model:
             run_tiled(lambda x: self._guarded(x, src), src[part], dst[part], tiles, after_tile)
 
     def _guarded(self, x: np.ndarray, whole: np.ndarray) -> np.ndarray:
-        if self.check_finite and x.dtype.kind == "f" and not np.isfinite(x).all():
+        if self.check_finite and not all_finite(x):
             raise nonfinite_error(count_nonfinite(whole))
         return self.runner.run(to_dtype(x, self.runner.input_dtype))
 

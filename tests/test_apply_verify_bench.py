@@ -36,11 +36,12 @@ def files_under(folder: Path) -> list[str]:
 
 
 def edit_weight(path: Path, change, precision: str | None = None) -> None:
-    """Rewrite the conv weight initializer of an ONNX file in place (metadata untouched unless precision)."""
+    """Rewrite the first Conv's weight initializer of an ONNX file in place (metadata untouched unless precision)."""
     proto = onnx.load(str(path))
+    first = next(n.input[1] for n in proto.graph.node if n.op_type == "Conv")
     for init in proto.graph.initializer:
-        if init.name == "weight":
-            init.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(init).copy()), "weight"))
+        if init.name == first:
+            init.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(init).copy()), first))
     if precision is not None:
         for prop in proto.metadata_props:
             if prop.key == "kernelnet.precision":

@@ -170,3 +170,27 @@ def test_info_describes_model(exact_run, cli):
     info = json.loads(res.stdout)
     assert info["model"] == "double" and info["opset"] == 18 and info["inputs"][0]["shape"][2] == "height"
     assert info["size_bytes"] == (run / "model.onnx").stat().st_size
+
+
+def test_graph_forms(exact_run, rng):
+    sobel = exact_run("sobel")
+    rand = exact_run("rand", kernel=resolve_filter("random:1").kernel)
+    double = exact_run("double", model="double")
+    forms = {}
+    for name, run in (("sobel", sobel), ("rand", rand), ("double", double)):
+        result = export_onnx(run)
+        forms[name] = (result.metadata["kernelnet.graph_form"],
+                       sorted(n.op_type for n in onnx.load(str(result.path)).graph.node))
+    assert forms["sobel"] == ("separable", ["Conv", "Conv"])  # rank 1: k×1 then 1×k
+    assert forms["rand"] == ("conv", ["Conv"])
+    assert forms["double"] == ("split", ["Add", "Conv", "Conv", "Mul", "Mul", "Sqrt"])  # no Slice, no Clip
+    conv = export_onnx(sobel, sobel / "conv.onnx", form="conv")
+    x = rng.random((2, 1, 37, 23), dtype=np.float32)
+    assert np.abs(run_onnx(conv.path, x) - run_onnx(sobel / "model.onnx", x)).max() <= 1e-6
+
+
+def test_separable_form_refused_for_full_rank_kernel(exact_run):
+    run = exact_run(kernel=resolve_filter("random:1").kernel)
+    with pytest.raises(CheckFailed):
+        export_onnx(run, form="separable")  # the rank-1 approximation is not the model: export says so
+    assert not (run / "model.onnx").exists()

@@ -43,7 +43,7 @@ def sobel_runs(tmp_path_factory):
     runs = {}
     for kind, (model, normalize) in KINDS.items():
         runs[kind] = save_exact_run(root / kind, "sobel", model, normalize)
-        export_onnx(runs[kind])
+        export_onnx(runs[kind], form="conv")  # one k×k Conv: the QDQ structure checked below
     return runs
 
 
@@ -56,6 +56,15 @@ def quantized(sobel_runs):
 def photos():
     """The built-in photos' split: train calibrates, test evaluates."""
     return split_images(load_source("builtin"))
+
+
+def test_int8_of_separable_graph_meets_bar(tmp_path):
+    from tests.conftest import save_exact_run
+
+    run = save_exact_run(tmp_path / "sep", "sobel")
+    assert export_onnx(run).metadata["kernelnet.graph_form"] == "separable"
+    report = quantize_run(run, samples=8, latency_runs=0).report
+    assert report["psnr_vs_fp32_db"] >= 45.0
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -82,13 +91,14 @@ def test_qdq_per_channel_and_tensorrt_compatible(quantized, sobel_runs, kind):
     ops = [n.op_type for n in proto.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "QLinearConv" not in ops
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    channels = 2 if kind == "double" else 1
     weight_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
-    assert len(weight_dq) == 1
-    node = weight_dq[0]
-    q, scale = inits[node.input[0]], inits[node.input[1]]
-    assert q.dtype == np.int8 and scale.shape == (channels,)  # per-channel weight scales
-    assert {a.name: a.i for a in node.attribute}.get("axis", 1) == 0
+    assert len(weight_dq) == (2 if kind == "double" else 1)  # the double model exports as two 1-output Convs
+    for node in weight_dq:
+        q, scale = inits[node.input[0]], inits[node.input[1]]
+        assert q.dtype == np.int8 and scale.shape == (q.shape[0],)  # per-channel weight scales
+        assert {a.name: a.i for a in node.attribute}.get("axis", 1) == 0
+    q = np.concatenate([inits[n.input[0]] for n in weight_dq])
+    scale = np.concatenate([inits[n.input[1]] for n in weight_dq])
     want = np.stack([SOBEL, SOBEL.T])[:, None] if kind == "double" else SOBEL[None, None]
     assert np.array_equal(q, (want * 63).astype(np.int8))
     assert np.allclose(q * scale[:, None, None, None], want, atol=1e-6)  # Sobel is exact in int8

@@ -17,6 +17,9 @@ from kernelnet.cli.common import print_pairs, print_table
 @click.option("--static", default=None, metavar="HxW", help="Fixed input shape instead of dynamic N, H, W.")
 @click.option("--input-dtype", type=click.Choice(["float32", "uint8"]), default="float32", show_default=True,
               help="uint8 bakes the /255 scaling into the graph (raw camera frames in).")
+@click.option("--form", type=click.Choice(["auto", "conv", "separable"]), default="auto", show_default=True,
+              help="Graph form: separable = k×1 then 1×k Conv for rank-1 kernels (faster on CPU); auto picks it "
+                   "when the kernel is rank 1 to float32 precision.")
 @click.option("--fp16", is_flag=True, help="Half-precision weights and compute (float32 in/out).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="TensorRT precision [default: fp32, or fp16 with --fp16]; int8 uses RUN/model.int8.onnx.")
@@ -24,7 +27,7 @@ from kernelnet.cli.common import print_pairs, print_table
 @click.option("--opt-shape", default="1080x1920", show_default=True, help="TensorRT profile optimum.")
 @click.option("--max-shape", default="4096x4096", show_default=True, help="TensorRT profile maximum.")
 def export(run: str, fmt: str, out: str | None, opset: int, simplify: bool, static: str | None, input_dtype: str,
-           fp16: bool, precision: str | None, min_shape: str, opt_shape: str, max_shape: str) -> None:
+           form: str, fp16: bool, precision: str | None, min_shape: str, opt_shape: str, max_shape: str) -> None:
     """Export a trained run to dynamic-shape ONNX (default) or a TensorRT engine.
 
     \b
@@ -40,12 +43,12 @@ def export(run: str, fmt: str, out: str | None, opset: int, simplify: bool, stat
     if fmt == "onnx":
         from kernelnet.export.onnx_export import export_onnx
 
-        result = export_onnx(run, out, opset=opset, simplify=simplify, input_dtype=input_dtype, fp16=fp16,
+        result = export_onnx(run, out, opset=opset, simplify=simplify, input_dtype=input_dtype, fp16=fp16, form=form,
                              static=parse_shape(static, "--static") if static else None)
         print_table(result.checks, ["shape", "max_abs_error", "range", "ok"])
         click.echo()
         print_pairs([("wrote", str(result.path)), ("size_bytes", result.size_bytes), ("opset", result.opset),
-                     ("simplified", result.simplified)])
+                     ("simplified", result.simplified), ("graph form", result.metadata.get("kernelnet.graph_form"))])
         return
     from kernelnet.export.tensorrt_export import export_tensorrt
 

@@ -1,0 +1,96 @@
+"""CPU inference vs OpenCV: the levers tried for issue "CPU inference at least as fast as OpenCV", side by side.
+
+For exact Sobel single and double (magnitude) models exported by kernelnet, at 1080p and 4K, float32, 2 threads,
+one process: memcpy floor, OpenCV (`filter2D`; two `filter2D` + `magnitude` for double), the public path
+`kernelnet.runtime.load(model.onnx)` (ORT_ENABLE_BASIC; graph form auto = separable k×1 + 1×k Convs for the
+rank-1 single model, two 1-output Convs + Sqrt(a²+b²) for double), the same at onnxruntime's default level
+(ORT_ENABLE_ALL), the one-3×3-Conv graph form, and I/O binding into a preallocated output (no wrapper).
+Prints p50 ms and throughput ratio vs OpenCV (> 1 = faster than OpenCV).
+
+    python benchmarks/cpu_vs_opencv.py [--sizes 1080x1920,2160x3840] [--min-time 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kernelnet.config import RunConfig
+from kernelnet.runtime import load
+from kernelnet.runtime.bench import opencv_contender, time_calls
+from kernelnet.runtime.session import SessionConfig
+
+THREADS = 2
+
+
+def exact_model(root: Path, model: str, form: str = "auto") -> Path:
+    """Exact Sobel run exported in graph ``form`` (auto: separable for single, split convs for double)."""
+    from kernelnet.export.onnx_export import export_onnx
+    from kernelnet.training import train
+
+    run = root / model
+    if not (run / "model.safetensors").exists():
+        train(RunConfig(filter="sobel", model=model, solver="exact"), run, progress=False, plots=False)
+    return export_onnx(run, run / f"{form}.onnx", form=form).path
+
+
+def iobinding_fn(path: Path, shape: tuple[int, ...]):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), SessionConfig(intra_op_threads=THREADS).to_session_options(),
+                                   providers=["CPUExecutionProvider"])
+    out = np.empty(shape, np.float32)
+    binding = session.io_binding()
+    binding.bind_output("output", "cpu", 0, np.float32, list(shape), out.ctypes.data)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        binding.bind_cpu_input("input", x)
+        session.run_with_iobinding(binding)
+        return out
+
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1080x1920,2160x3840")
+    parser.add_argument("--min-time", type=float, default=1.0)
+    args = parser.parse_args()
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("single", "double"):
+            path = exact_model(Path(tmp), kind)
+            public = load(path, session=SessionConfig(intra_op_threads=THREADS))
+            default_level = load(path, session=SessionConfig(graph_optimization_level="all", intra_op_threads=THREADS))
+            cv = opencv_contender(public.info, THREADS)
+            for h, w in sizes:
+                x = np.random.default_rng(0).random((1, 1, h, w), dtype=np.float32)
+                floor = np.empty_like(x)
+                contenders = [("memcpy floor", lambda a: np.copyto(floor, a)), ("opencv", cv.fn),
+                              ("load() default (basic, auto form)", public), ("load() ORT_ENABLE_ALL", default_level),
+                              ("io-binding, preallocated out", iobinding_fn(path, x.shape))]
+                if kind == "single":
+                    conv = load(exact_model(Path(tmp), kind, "conv"), session=SessionConfig(intra_op_threads=THREADS))
+                    contenders.append(("load() one 3x3 Conv graph", conv))
+                want = np.asarray(cv.fn(x)).reshape(x.shape)
+                p50 = {}
+                for name, fn in contenders:
+                    if name != "memcpy floor":
+                        got = np.asarray(fn(x)).reshape(x.shape)
+                        assert np.abs(got - want).max() < 1e-4, name
+                    p50[name] = float(np.median(time_calls(fn, x, min_seconds=args.min_time))) * 1e3
+                for name, ms in p50.items():
+                    rows.append((kind, f"{h}x{w}", name, ms, p50["opencv"] / ms, ms / p50["memcpy floor"]))
+    print(f"{'model':<7} {'size':<10} {'contender':<34} {'p50_ms':>8} {'vs_opencv':>10} {'x_memcpy':>9}")
+    for kind, size, name, ms, vs, floor in rows:
+        print(f"{kind:<7} {size:<10} {name:<34} {ms:8.2f} {vs:10.2f} {floor:9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
