@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.atomic import atomic_path
+from kernelnet.atomic import atomic_path, check_creatable
 from kernelnet.errors import CheckFailed, KernelnetError
 from kernelnet.export.metadata import build_metadata
 
@@ -154,6 +154,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     if path.exists() and path.is_dir():
         raise KernelnetError(f"output {path} is a directory")
+    check_creatable(path)  # before the (slow) export, not after it
     proto = _check(_export_graph(module, example_input(input_dtype, example_shape), static, opset), "export")
     if simplify:
         proto = _check(_simplify(proto), "simplification")

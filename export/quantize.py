@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.atomic import atomic_path, write_json, write_with
+from kernelnet.atomic import atomic_path, check_creatable, write_json, write_with
 from kernelnet.errors import CheckFailed, KernelnetError
 from kernelnet.runtime.metadata import PREFIX
 
@@ -466,6 +466,7 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
         raise KernelnetError(f"output {path} is a directory")
     if path.resolve() == source_path.resolve():
         raise KernelnetError(f"output {path} would overwrite the fp32 source model")
+    check_creatable(path)
     source = _load_source(source_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernelnet.atomic import write_bytes, write_json
+from kernelnet.atomic import check_creatable, write_bytes, write_json
 from kernelnet.errors import KernelnetError
 from kernelnet.export.shapes import check_profile
 
@@ -115,8 +115,9 @@ def export_tensorrt(run_dir: str | os.PathLike[str], out: str | os.PathLike[str]
         raise KernelnetError(f"TensorRT export needs {', '.join(missing)} (install with: pip install 'kernelnet[tensorrt]' "
                              "on a machine with an NVIDIA GPU)")
     profile = (tuple(min_shape), tuple(opt_shape), tuple(max_shape))
-    engine = _build_from_onnx(source, precision, profile) if source else _build_from_torch(run_dir, precision, profile)
     path = Path(out) if out is not None else run_dir / "model.engine"
+    check_creatable(path)  # before the (slow) engine build
+    engine = _build_from_onnx(source, precision, profile) if source else _build_from_torch(run_dir, precision, profile)
     from kernelnet.export.metadata import build_metadata
 
     meta: dict[str, Any] = build_metadata(config, load_weights(run_dir), load_metrics(run_dir), "float32", precision)

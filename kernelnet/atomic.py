@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
-A reader never sees a half-written artifact and a crash leaves at most a stray ``.tmp-*`` file that the next
-write replaces. Torch-free (used by the runtime layer too).
+A reader never sees a half-written artifact: a crash (even SIGKILL) leaves the old file intact and at most a stray
+``.tmp-*`` file beside it, which :func:`remove_stale_temps` clears (``kernelnet train --resume`` does). A write that
+fails (unwritable folder, disk full) raises :class:`KernelnetError` with one line and leaves nothing behind.
+Torch-free (used by the runtime layer too).
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ def _umask() -> int:
     return mask
 
 
-def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` (and parents) or raise :class:`KernelnetError` with one clear line."""
+def _cannot_write(target: Path, exc: OSError) -> KernelnetError:
+    return KernelnetError(f"cannot write {target}: {exc.strerror or exc}")
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], probe: bool = True) -> Path:
+    """Create ``path`` (and parents) or raise :class:`KernelnetError` with one clear line.
+
+    With ``probe`` a file is created and removed there: ``os.access`` says yes to root everywhere, and pseudo
+    file systems such as ``/proc`` refuse new files whatever the permission bits say.
+    """
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -33,7 +43,29 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
         raise KernelnetError(f"cannot create output directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise KernelnetError(f"output directory {path} is not writable")
+    if probe:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tmp-probe.", dir=path)
+        except OSError as exc:
+            raise KernelnetError(f"output directory {path} is not writable: {exc.strerror or exc}") from None
+        os.close(fd)
+        os.unlink(name)
     return path
+
+
+def check_creatable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`KernelnetError` unless ``path`` could be created: its nearest existing ancestor must be a
+    folder that accepts new files. Creates nothing that stays (a probe file comes and goes)."""
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise KernelnetError(f"cannot write {path}: {parent} is not a folder")
+    try:
+        ensure_writable_dir(parent)
+    except KernelnetError:
+        raise KernelnetError(f"cannot write {path}: {parent} is not writable") from None
 
 
 @contextlib.contextmanager
@@ -43,14 +75,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and ``target`` is left as it was.
     """
     target = Path(target)
-    folder = ensure_writable_dir(target.parent if str(target.parent) else ".")
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=folder)
+    folder = ensure_writable_dir(target.parent if str(target.parent) else ".", probe=False)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=folder)
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the artifact the usual permissions
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, target)
+        except OSError as exc:  # disk full, target is a folder, ...: one line, not a traceback
+            raise _cannot_write(target, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -83,17 +121,36 @@ def write_with(target: str | os.PathLike[str], writer: Callable[[Path], None]) -
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target`` as a whole."""
     target = Path(target)
-    parent = ensure_writable_dir(target.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
+    parent = ensure_writable_dir(target.parent, probe=False)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
     try:
         yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}.", dir=parent))
-            os.replace(target, old / "d")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        try:
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}.", dir=parent))
+                os.replace(target, old / "d")
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except OSError as exc:
+            raise _cannot_write(target, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ``.tmp-*`` leftovers of writes killed midway in ``folder`` (not recursive); returns them.
+
+    Only for a folder that no other process is writing to at the moment (e.g. a run being resumed).
+    """
+    removed = []
+    for path in Path(folder).glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(path)
+    return removed

@@ -103,6 +103,8 @@ class RunConfig:
             d = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise KernelnetError(f"cannot read run config {path}: {exc}") from None
+        if not isinstance(d, dict):
+            raise KernelnetError(f"invalid run config {path}: expected a JSON object, got {type(d).__name__}")
         try:
             return cls.from_dict(d)
         except (TypeError, ValueError) as exc:

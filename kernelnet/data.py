@@ -42,7 +42,8 @@ def load_builtin() -> dict[str, np.ndarray]:
 
 
 def load_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Every readable image below ``folder``, keyed by relative path. Unreadable files are counted in one warning."""
+    """Every readable image below ``folder``, keyed by relative path. Unreadable files are counted in one warning;
+    an image holding NaN/Inf (float TIFF) is refused with the count, as the runtime refuses such inputs."""
     root = Path(folder)
     if not root.is_dir():
         raise KernelnetError(f"data folder {root} does not exist or is not a folder")
@@ -50,13 +51,20 @@ def load_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     skipped: list[str] = []
     for path in list_images(root):
         try:
-            images[str(path.relative_to(root))] = read_gray(path)
+            image = read_gray(path)
         except KernelnetError:
             skipped.append(path.name)
+            continue
+        bad = image.size - int(np.count_nonzero(np.isfinite(image)))
+        if bad:
+            raise KernelnetError(f"image {path} contains {bad} NaN/Inf value{'s' if bad != 1 else ''}")
+        images[str(path.relative_to(root))] = image
+    if not images:  # an error only (no warning first): bad input is one line
+        unreadable = f" ({len(skipped)} unreadable, e.g. {skipped[0]})" if skipped else ""
+        raise KernelnetError(f"no usable image in {root}{unreadable} (looked for PNG, JPEG, BMP, TIFF, WebP, GIF, "
+                             "PNM)")
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable image file(s) in {root} (e.g. {skipped[0]})", stacklevel=2)
-    if not images:
-        raise KernelnetError(f"no usable image in {root} (looked for PNG, JPEG, BMP, TIFF, WebP, GIF, PNM)")
     return images
 
 

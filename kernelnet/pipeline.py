@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 from kernelnet.atomic import ensure_writable_dir, write_json
 from kernelnet.config import RunConfig
-from kernelnet.errors import CheckFailed
+from kernelnet.errors import CheckFailed, KernelnetError
 
 STAGES = ("train", "prune", "export", "quantize", "verify", "bench", "report")
 
@@ -49,6 +50,19 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
                  say: Callable[[str], None] = print) -> PipelineResult:
     """Run every stage for ``config`` into ``out`` and write the report; raises :class:`CheckFailed` (after the
     report is written) when verification fails."""
+    created = not Path(out).exists()
+    out = ensure_writable_dir(out)
+    try:
+        return _run_stages(config, out, bench_sizes, bench_min_time, verify_sizes, progress, say)
+    except KernelnetError:
+        if created:  # bad input (e.g. a data folder with no image): leave nothing half-made behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: float, verify_sizes: str | None,
+                progress: bool, say: Callable[[str], None]) -> PipelineResult:
+    """The body of :func:`run_pipeline` once ``out`` exists."""
     from kernelnet.cli.bench_cmd import bench
     from kernelnet.cli.verify_cmd import verify
     from kernelnet.export.onnx_export import export_onnx
@@ -56,7 +70,6 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
     from kernelnet.prune import prune_run
     from kernelnet.training import train
 
-    out = ensure_writable_dir(out)
     result = PipelineResult(out)
     train_dir, pruned_dir = out / "train", out / "pruned"
 

@@ -346,11 +346,9 @@ def _check_out(run: Path, out: Path) -> None:
         raise KernelnetError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise KernelnetError(f"--out {out} is a non-empty folder that is not a run directory: refusing to replace it")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise KernelnetError(f"cannot write {out}: {parent} is not writable")
+    from kernelnet.atomic import check_creatable
+
+    check_creatable(out)
 
 
 def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, amount: Amount = "auto",

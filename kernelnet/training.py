@@ -32,6 +32,8 @@ from kernelnet.models import apply_target, build_model
 from kernelnet.rundir import CHECKPOINT_FILE, save_history, save_metrics, save_model
 
 VAL_CROPS = 256
+RESUME_KEYS = frozenset({"model", "optimizer", "scheduler", "history", "best", "epoch", "bad_epochs", "config"})
+"""What a checkpoint must hold for ``--resume`` (see ``_checkpoint_state``)."""
 STOP_LOSS = 1e-14
 """Validation MSE at which float32 training has nothing left to gain: stop early."""
 
@@ -256,12 +258,32 @@ def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resum
         if not ckpt.is_file():
             raise KernelnetError(f"nothing to resume: {ckpt} does not exist")
         resume_state = load_state(ckpt)
-        config = RunConfig.from_dict(resume_state["config"])
+        missing = sorted(RESUME_KEYS - set(resume_state)) if isinstance(resume_state, dict) else ["everything"]
+        if missing:
+            raise KernelnetError(f"{ckpt} is not a kernelnet training checkpoint (no {', '.join(missing)})")
+        try:
+            config = RunConfig.from_dict(resume_state["config"])
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise KernelnetError(f"{ckpt} holds an invalid run config: {exc}") from None
     device = pick_device(config.device)
     split = split_images(load_source(config.data))
-    from kernelnet.atomic import ensure_writable_dir
+    from kernelnet.atomic import ensure_writable_dir, remove_stale_temps
 
+    created = not run_dir.exists()
     ensure_writable_dir(run_dir)
+    if resume_state is not None:
+        remove_stale_temps(run_dir)  # the interrupted process may have died inside an atomic write
+    try:
+        return _train_into(config, run_dir, device, split, resume_state, progress, plots)
+    except KernelnetError:
+        if created:  # bad input found on the way (crop too large, divergence, ...): leave no half-made run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: Split,
+                resume_state: dict[str, Any] | None, progress: bool, plots: bool) -> TrainResult:
+    """The body of :func:`train` once the run directory exists: fit, evaluate, write the run directory."""
     torch.manual_seed(config.seed)
     model = build_model(config.model, config.kernel_size, config.bias, config.normalize, config.padding).to(device)
     t0 = time.perf_counter()

@@ -144,7 +144,7 @@ def test_tensorrt_engine_builds_and_runs(exact_run, rng):
     (["{run}", "--static", "0x5"], ">= 1"),
     (["{run}", "--format", "tensorrt", "--min-shape", "9x9", "--max-shape", "4x4"], "min <= opt <= max"),
     (["{run}", "--opset", "7"], "opset"),
-    (["{run}", "--out", "/proc/forbidden/model.onnx"], "cannot create"),
+    (["{run}", "--out", "/proc/forbidden/model.onnx"], "cannot write"),
 ])
 def test_export_cli_bad_input(exact_run, cli, args, needle):
     run = exact_run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -27,11 +28,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """name → ("module:function", one-line help shown by ``kernelnet --help`` without importing the module)."""
 
 
+def _warning_line(caught: warnings.WarningMessage) -> str:
+    """A warning as one ``warning: ...`` line (not Python's two-line file/source format)."""
+    text = str(caught.message).strip().splitlines()
+    return f"warning: {text[0] if text else caught.category.__name__}"
+
+
+def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for line in dict.fromkeys(_warning_line(w) for w in caught):
+        click.echo(line, err=True)
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands live in separate modules, imported on first use.
 
     Errors become exit codes (DESIGN.md): bad input or usage → one line on stderr and exit 2; a failed check →
-    exit 1. No traceback for either.
+    exit 1. No traceback for either. Warnings are held until the command ends, then printed one line each, so that
+    bad input found after a warning still gives exactly one line.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -49,8 +62,14 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def main(self, args: Any = None, prog_name: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        caught: list[warnings.WarningMessage] = []
         try:
-            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:  # the usual filters: what Python would show
+                try:
+                    rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **kwargs)
+                except (KernelnetError, click.ClickException):
+                    caught.clear()  # bad input: the error line is all there is to say
+                    raise
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
@@ -67,8 +86,13 @@ class LazyGroup(click.Group):
             click.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
             sys.exit(2)
         except CheckFailed as exc:
+            _echo_warnings(caught)
             click.echo(f"check failed: {exc}", err=True)
             sys.exit(1)
+        except BaseException:
+            _echo_warnings(caught)
+            raise
+        _echo_warnings(caught)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -80,6 +80,10 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
 
 def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None) -> list[Job]:
     """Map inputs to outputs: one input and a file-like ``--out`` → that file; otherwise ``--out`` is a folder."""
+    from kernelnet.images import IMAGE_SUFFIXES
+
+    if out.suffix.lower() in IMAGE_SUFFIXES and out.suffix.lower() not in OUT_SUFFIXES and not out.is_dir():
+        raise KernelnetError(f"cannot write {out.suffix} images: --out takes .png, .tif/.tiff, .npy or a folder")
     single_file = len(inputs) == 1 and out.suffix.lower() in OUT_SUFFIXES and not out.is_dir()
     if single_file:
         if fmt is not None and OUT_SUFFIXES[out.suffix.lower()] != fmt:
