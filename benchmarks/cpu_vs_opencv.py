@@ -4,7 +4,9 @@ For exact Sobel single and double (magnitude) models exported by kernelnet, at 1
 one process: memcpy floor, OpenCV (`filter2D`; two `filter2D` + `magnitude` for double), the public path
 `kernelnet.runtime.load(model.onnx)` (ORT_ENABLE_BASIC; graph form auto = separable k×1 + 1×k Convs for the
 rank-1 single model, two 1-output Convs + Sqrt(a²+b²) for double), the same at onnxruntime's default level
-(ORT_ENABLE_ALL), the one-3×3-Conv graph form, and I/O binding into a preallocated output (no wrapper).
+(ORT_ENABLE_ALL), the one-3×3-Conv graph form, I/O binding into a preallocated output (no wrapper), and a
+lower bound for a MatMul formulation (image rows as 16-pixel blocks times a 16×16 banded matrix: only the
+in-block part of the horizontal pass, so a full filter built that way can only be slower).
 Prints p50 ms and throughput ratio vs OpenCV (> 1 = faster than OpenCV).
 
     python benchmarks/cpu_vs_opencv.py [--sizes 1080x1920,2160x3840] [--min-time 1.0]
@@ -55,6 +57,26 @@ def iobinding_fn(path: Path, shape: tuple[int, ...]):
     return run
 
 
+def matmul_block_floor(shape: tuple[int, ...], block: int = 16):
+    """Reshape → MatMul(block × block band) → Reshape in onnxruntime: what the cheapest GEMM form costs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    band = np.eye(block, k=1, dtype=np.float32) - np.eye(block, k=-1, dtype=np.float32)
+    nodes = [helper.make_node("Reshape", ["input", "rows"], ["x"]), helper.make_node("MatMul", ["x", "band"], ["y"]),
+             helper.make_node("Reshape", ["y", "shape"], ["output"])]
+    inits = [numpy_helper.from_array(np.array([-1, block], np.int64), "rows"), numpy_helper.from_array(band, "band"),
+             numpy_helper.from_array(np.array(shape, np.int64), "shape")]
+    graph = helper.make_graph(nodes, "matmul_block", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(proto.SerializeToString(), SessionConfig(intra_op_threads=THREADS).to_session_options(),
+                                   providers=["CPUExecutionProvider"])
+    onnx.checker.check_model(proto)
+    return lambda x: session.run(None, {"input": x})[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1080x1920,2160x3840")
@@ -77,10 +99,11 @@ def main() -> int:
                 if kind == "single":
                     conv = load(exact_model(Path(tmp), kind, "conv"), session=SessionConfig(intra_op_threads=THREADS))
                     contenders.append(("load() one 3x3 Conv graph", conv))
+                    contenders.append(("MatMul 16-block floor (partial)", matmul_block_floor(x.shape)))
                 want = np.asarray(cv.fn(x)).reshape(x.shape)
                 p50 = {}
                 for name, fn in contenders:
-                    if name != "memcpy floor":
+                    if name not in ("memcpy floor", "MatMul 16-block floor (partial)"):
                         got = np.asarray(fn(x)).reshape(x.shape)
                         assert np.abs(got - want).max() < 1e-4, name
                     p50[name] = float(np.median(time_calls(fn, x, min_seconds=args.min_time))) * 1e3
