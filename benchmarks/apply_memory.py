@@ -1,13 +1,14 @@
 """Peak memory and wall time of `kernelnet apply` on a huge float32 .npy, and exactness against the true filter.
 
-Bar (issue "Runtime"): 12000×12000 float32 .npy → peak RSS ≤ 2 GB (a whole-image onnxruntime run needs ≈ 6.5 GB
-for its im2col buffer) and output identical to the true filter. The CLI runs in a subprocess whose own peak RSS
+Bar (issue "Runtime"): 12000×12000 float32 .npy → peak RSS ≤ 2 GB (a whole-image onnxruntime run of one 3×3 Conv
+needs ≈ 6.5 GB for its im2col buffer; the separable / split graph forms exported by default need less, as
+``--whole`` shows) and output identical to the true filter. The CLI runs in a subprocess whose own peak RSS
 is read with ``os.wait4`` (ru_maxrss); the reference is an independent float64 correlation of the padded image,
 computed block by block in this process.
 
     python benchmarks/apply_memory.py                         # 12000², Sobel single and double
     python benchmarks/apply_memory.py --size 4000 --models single
-    python benchmarks/apply_memory.py --whole                 # also time a forced whole-image run (≈ 7 GB)
+    python benchmarks/apply_memory.py --whole                 # also a forced whole-image run (GBs of RSS)
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=12000)
     parser.add_argument("--models", default="single,double")
-    parser.add_argument("--whole", action="store_true", help="Also run with --tile off (whole image, ≈ 7 GB).")
+    parser.add_argument("--whole", action="store_true", help="Also run with --tile off (whole image, GBs of RSS).")
     parser.add_argument("--tmp", default=None, help="Scratch folder (needs ≈ 2.5 × size² × 4 bytes).")
     args = parser.parse_args()
     rows = []

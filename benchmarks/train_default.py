@@ -44,10 +44,12 @@ def main() -> int:
             m = json.loads((out / "metrics.json").read_text())
             rows.append((name, wall, m["train_seconds"], m["epochs_run"], m["kernel_max_abs_error"], m["test_psnr_db"]))
     print(f"{'case':<14} {'wall_s':>7} {'train_s':>8} {'epochs':>6} {'kernel_err':>11} {'psnr_db':>8}  bar")
+    missed = False
     for name, wall, train_s, epochs, err, psnr in rows:
         ok = err <= 1e-3 and (wall <= 60 or name != "default")
+        missed |= not ok
         print(f"{name:<14} {wall:7.1f} {train_s:8.1f} {epochs:6d} {err:11.2e} {psnr:8.1f}  {'ok' if ok else 'MISSED'}")
-    return 0
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

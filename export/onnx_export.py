@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,25 @@ class ExportResult:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def quiet(*loggers: str) -> Iterator[None]:
+    """Silence prints, warnings and the named loggers (the root logger by default) below ERROR; restore them after."""
+    targets = [logging.getLogger(name) for name in loggers or ("",)]
+    levels = [target.level for target in targets]
+    for target in targets:
+        target.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for target, level in zip(targets, levels):
+            target.setLevel(level)
+
+
 def verify_shapes(padding: str, kernel_size: int, static: tuple[int, ...] | None) -> list[tuple[int, int, int, int]]:
-    """Shapes that export checks: 1×1 (or the smallest the border allows), an odd non-square one, a batch of 3."""
+    """Shapes that export checks: ``static`` alone, or 1×1 (the smallest the border allows), an odd non-square one,
+    a batch of 3 and a larger non-square 64×97."""
     if static is not None:
         return [tuple(static)]  # type: ignore[list-item]
     low = kernel_size // 2 + 1 if padding == "reflect" else 1
@@ -55,9 +73,7 @@ def _export_graph(module: Any, example: Any, static: tuple[int, ...] | None, ops
     if static is None:
         dims = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
         dynamic = {"x": {0: dims[0], 2: dims[1], 3: dims[2]}}
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quiet("torch.onnx"):
         program = torch.onnx.export(module, (example,), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, opset_version=opset,
                                     verbose=False, optimize=True)
@@ -65,13 +81,14 @@ def _export_graph(module: Any, example: Any, static: tuple[int, ...] | None, ops
 
 
 def _check(model: Any, stage: str) -> Any:
+    """``model`` once the ONNX checker passes it (``full_check``: strict shape and type inference included)."""
     import onnx
 
     try:
         onnx.checker.check_model(model, full_check=True)
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise CheckFailed(f"ONNX check failed after {stage}: {exc}") from None
+    return model
 
 
 def _simplify(model: Any) -> Any:
@@ -137,13 +154,15 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     import onnx
 
     from kernelnet.export.graph_module import FORMS, INPUT_DTYPES, ExportModule, example_input
-    from kernelnet.rundir import load_metrics, load_model, load_weights
+    from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
 
     if input_dtype not in INPUT_DTYPES:
         raise KernelnetError(f"unknown --input-dtype {input_dtype!r}: use float32 or uint8")
     if not 13 <= opset <= 23:
         raise KernelnetError(f"--opset {opset} is not supported: use 13..23 (default {DEFAULT_OPSET})")
-    config, model = load_model(run_dir)
+    config = load_config(run_dir)
+    weights = load_weights(run_dir)
+    model = model_from_weights(config, weights, run_dir)
     if static is not None and config.padding == "reflect" and min(static[2:]) <= config.kernel_size // 2:
         raise KernelnetError(f"reflect border needs H and W > {config.kernel_size // 2}, got static {static}")
     precision = "fp16" if fp16 else "fp32"
@@ -152,22 +171,22 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     module = ExportModule(model, input_dtype, fp16, form).eval()
     example_shape = static or (1, 1, 16, 16)
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise KernelnetError(f"output {path} is a directory")
     check_creatable(path)  # before the (slow) export, not after it
     proto = _check(_export_graph(module, example_input(input_dtype, example_shape), static, opset), "export")
     if simplify:
         proto = _check(_simplify(proto), "simplification")
     _strip_names(proto)
-    meta = build_metadata(config, load_weights(run_dir), load_metrics(run_dir), input_dtype, precision)
+    meta = build_metadata(config, weights, load_metrics(run_dir), input_dtype, precision)
     meta["kernelnet.graph_form"] = module.form
     onnx.helper.set_model_props(proto, meta)
-    _check(proto, "metadata")  # validate; save the lean graph (without the inferred value_info)
+    _check(proto, "metadata")
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
         checks = []
         if verify:
-            reference = ExportModule(load_model(run_dir)[1], input_dtype, fp16, "model").eval()
+            reference = ExportModule(model, input_dtype, fp16, "model").eval()  # fp16: halves `model` in place
             checks = _verify(tmp, reference, verify_shapes(config.padding, config.kernel_size, static),
                              input_dtype, precision)
             bad = [c for c in checks if not c["ok"]]

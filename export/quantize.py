@@ -20,9 +20,10 @@ Two flavours:
   first ``DequantizeLinear`` directly (the input ``QuantizeLinear`` is removed). The /255 costs nothing.
 
 Weights: each output channel's scale is chosen among max|w|/q, q ∈ [64, 127], to minimise the rounding error
-(Sobel's {1, 2} become exactly {63, 126}); the conv input's range is pinned to [0, 1] (1/127 symmetric, 1/255
-asymmetric) instead of being calibrated. Only ``Conv`` is quantized (input, weights, output); what follows it
-(abs, the magnitude) stays float.
+(Sobel's {1, 2} become exactly {63, 126}); the input range of a ``Conv`` fed by the graph input (directly or
+through its ``Pad``) is pinned to [0, 1] (1/127 symmetric, 1/255 asymmetric) instead of being calibrated; other
+``Conv`` inputs (the second ``Conv`` of a separable graph) are calibrated. Only ``Conv`` is quantized (input, weights,
+output); what follows it (abs, the magnitude) stays float.
 
 Example::
 
@@ -34,16 +35,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import logging
 import os
 import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,8 @@ import numpy as np
 
 from kernelnet.atomic import atomic_path, check_creatable, write_json, write_with
 from kernelnet.errors import CheckFailed, KernelnetError
+from kernelnet.export.onnx_export import quiet, verify_shapes
+from kernelnet.runtime.inputs import to_dtype
 from kernelnet.runtime.metadata import PREFIX
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -80,19 +80,17 @@ class QuantizeResult:
     plot_path: Path
     report: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def psnr_db(self) -> float:
-        return float(self.report["psnr_vs_fp32_db"])
-
 
 # ----------------------------------------------------------------------------------------------- checks
 
-def _load_source(path: Path) -> Any:
-    """The fp32 source model, or :class:`KernelnetError` if it is unreadable, quantized, fp16 or uint8-input."""
+def _load_source(path: Path) -> tuple[Any, bytes]:
+    """The fp32 source model and its bytes, or :class:`KernelnetError` if it is unreadable, quantized, fp16 or
+    uint8-input."""
     import onnx
 
     try:
-        proto = onnx.load(str(path))
+        data = path.read_bytes()
+        proto = onnx.load_from_string(data)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds
         raise KernelnetError(f"cannot read {path} as an ONNX model: {exc}") from None
     found = sorted({n.op_type for n in proto.graph.node} & QUANTIZED_OPS)
@@ -109,7 +107,7 @@ def _load_source(path: Path) -> Any:
                              "'kernelnet export RUN' (no --fp16, no --input-dtype uint8) before quantizing")
     if not any(n.op_type == "Conv" for n in proto.graph.node):
         raise KernelnetError(f"{path} has no Conv node to quantize")
-    return proto
+    return proto, data
 
 
 def _check_args(method: str, samples: int, latency_runs: int) -> None:
@@ -122,20 +120,6 @@ def _check_args(method: str, samples: int, latency_runs: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ calibration
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence onnxruntime.quantization's prints, warnings and root-logger chatter."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
 
 def calibration_side(images: dict[str, np.ndarray], crop: int = CALIBRATION_CROP) -> int:
     """The calibration crop side: ``crop``, or the largest square that fits in the biggest image."""
@@ -320,27 +304,23 @@ def _finish(proto: Any, source: Any, info: dict[str, Any], uint8: bool) -> None:
 
 # ------------------------------------------------------------------------------------ measurement
 
-def _session(path_or_bytes: Path | bytes, level: str = "basic", threads: int = LATENCY_THREADS) -> Any:
+def _session(model: bytes, level: str = "basic", threads: int = LATENCY_THREADS) -> Any:
+    """A CPU session of the serialized ``model`` at optimization ``level``, ``threads`` intra-op threads."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
-    options.log_severity_level = 3
-    model = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    from kernelnet.runtime.session import SessionConfig
+
+    settings = SessionConfig(graph_optimization_level=level, intra_op_threads=threads, inter_op_threads=1)
+    return ort.InferenceSession(model, settings.to_session_options(), providers=["CPUExecutionProvider"])
 
 
 def _frame(image: np.ndarray, uint8: bool) -> tuple[np.ndarray, np.ndarray]:
     """(int8-model input, fp32-model input) for one (H, W) photo: the 8-bit frame and frame/255, or x and x."""
-    if uint8:
-        frame = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)[None, None]
-        return frame, frame.astype(np.float32) / np.float32(255.0)
     x = np.ascontiguousarray(image, dtype=np.float32)[None, None]
-    return x, x
+    if not uint8:
+        return x, x
+    frame = to_dtype(x, "uint8")
+    return frame, to_dtype(frame, "float32")
 
 
 def evaluate(fp32: Any, int8: Any, images: dict[str, np.ndarray], uint8: bool) -> tuple[dict[str, Any], tuple]:
@@ -367,20 +347,20 @@ def evaluate(fp32: Any, int8: Any, images: dict[str, np.ndarray], uint8: bool) -
             "pixels": int(a.size)}, first
 
 
-def measure_latency(fp32_path: Path, int8_bytes: bytes, uint8: bool, runs: int,
+def measure_latency(fp32_bytes: bytes, int8_bytes: bytes, uint8: bool, runs: int,
                     shape: tuple[int, ...] = LATENCY_SHAPE) -> dict[str, Any]:
     """Median ms per run of fp32 vs int8 at ``shape``, 2 threads, same session options, timed alternately, at
     onnxruntime's BASIC level and at its default (ALL). The fp32 model gets frame/255 (not timed)."""
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, shape, dtype=np.uint8)
-    x_f = frame.astype(np.float32) / np.float32(255.0)
+    x_f = to_dtype(frame, "float32")
     x_q = frame if uint8 else x_f
     out: dict[str, Any] = {"shape": "x".join(map(str, shape)), "threads": LATENCY_THREADS, "runs": runs,
                            "statistic": "median", "provider": "CPUExecutionProvider",
                            "inputs": "int8: uint8 frame, fp32: frame/255 float32 (converted outside the timing)"
                            if uint8 else "float32 frame for both"}
     for level in ("basic", "all"):
-        sessions = {"fp32": (_session(fp32_path, level), x_f), "int8": (_session(int8_bytes, level), x_q)}
+        sessions = {"fp32": (_session(fp32_bytes, level), x_f), "int8": (_session(int8_bytes, level), x_q)}
         times: dict[str, list[float]] = {"fp32": [], "int8": []}
         for _ in range(1):  # warm-up
             for sess, x in sessions.values():
@@ -467,7 +447,7 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     if path.resolve() == source_path.resolve():
         raise KernelnetError(f"output {path} would overwrite the fp32 source model")
     check_creatable(path)
-    source = _load_source(source_path)
+    source, source_bytes = _load_source(source_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         split = split_images(load_source(calibration))
@@ -480,7 +460,7 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
         workdir = Path(tmp)
         pre_path, q_path = workdir / "pre.onnx", workdir / "quantized.onnx"
         try:
-            with _quiet():
+            with quiet():
                 from onnxruntime.quantization.shape_inference import quant_pre_process
 
                 quant_pre_process(str(source_path), str(pre_path))
@@ -502,8 +482,8 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
 
     int8_eval = _session(data)
     _smoke_test(int8_eval, config.padding, config.kernel_size, uint8_input)
-    metrics, first = evaluate(_session(source_path), int8_eval, split.test, uint8_input)
-    latency = measure_latency(source_path, data, uint8_input, latency_runs) if latency_runs else None
+    metrics, first = evaluate(_session(source_bytes), int8_eval, split.test, uint8_input)
+    latency = measure_latency(source_bytes, data, uint8_input, latency_runs) if latency_runs else None
     plot = _plot_error(first, metrics["psnr_vs_fp32_db_per_image"][first[0]], "int8 (u8 in)" if uint8_input else "int8")
 
     report_path = run_dir / (REPORT_U8_FILE if uint8_input else REPORT_FILE)
@@ -515,13 +495,13 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
         "weight_scales": weight_scales,
         "activation_params": _activation_params(proto),
         "calibration_images": sorted(split.train),
-        "calibration_ranges": ranges,  # as calibrated; the conv input is then pinned to [0, 1]
+        "calibration_ranges": ranges,  # as calibrated; the graph input's conv input is then pinned to [0, 1]
         "evaluation_images": sorted(split.test), "evaluation_held_out": held_out,
         "evaluation_ort_level": "basic",
         "psnr_definition": "pooled over the evaluation photos (whole images), peak = fp32 output range "
                            "(as training's test_psnr_db); per image and worst image listed too",
         **metrics,
-        "size_bytes": {"fp32": source_path.stat().st_size, "int8": len(data)},
+        "size_bytes": {"fp32": len(source_bytes), "int8": len(data)},
         "latency_1080p_ms": latency,
         "int8_over_fp32": latency["best"]["int8_over_fp32"] if latency else None,
         "int8_slower_on_this_cpu": bool(latency["best"]["int8_over_fp32"] > 1.0) if latency else None,
@@ -571,8 +551,6 @@ def _activation_params(proto: Any) -> dict[str, dict[str, Any]]:
 
 def _smoke_test(session: Any, padding: str, kernel_size: int, uint8: bool) -> None:
     """The int8 graph keeps the contract on odd shapes: (N, 1, H, W) float32 out, finite."""
-    from kernelnet.export.onnx_export import verify_shapes
-
     rng = np.random.default_rng(1)
     for shape in verify_shapes(padding, kernel_size, None):
         x = rng.integers(0, 256, shape, dtype=np.uint8) if uint8 else rng.random(shape, dtype=np.float32)

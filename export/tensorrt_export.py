@@ -45,14 +45,12 @@ def missing_requirements(precision: str = "fp32") -> list[str]:
     return missing
 
 
-def _build_from_torch(run_dir: Path, precision: str, profile: tuple[tuple[int, ...], ...]) -> bytes:
+def _build_from_torch(model: Any, precision: str, profile: tuple[tuple[int, ...], ...]) -> bytes:
     import torch
     import torch_tensorrt
 
     from kernelnet.export.graph_module import ExportModule
-    from kernelnet.rundir import load_model
 
-    _, model = load_model(run_dir)
     module = ExportModule(model).eval().cuda()
     lo, opt, hi = profile
     dims = {"x": {i: torch.export.Dim(name, min=lo[i], max=hi[i])
@@ -100,14 +98,17 @@ def export_tensorrt(run_dir: str | os.PathLike[str], out: str | os.PathLike[str]
     On a machine without an NVIDIA GPU, ``tensorrt`` or ``torch_tensorrt`` this raises :class:`KernelnetError`
     naming what is missing, before anything is written.
     """
-    from kernelnet.rundir import load_config, load_metrics, load_weights
+    from kernelnet.export.metadata import build_metadata
+    from kernelnet.export.quantize import INT8_FILE
+    from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
 
     run_dir = Path(run_dir)
     if precision not in PRECISIONS:
         raise KernelnetError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     check_profile(min_shape, opt_shape, max_shape)
     config = load_config(run_dir)
-    source = Path(onnx_model) if onnx_model else (run_dir / "model.int8.onnx" if precision == "int8" else None)
+    weights = load_weights(run_dir)
+    source = Path(onnx_model) if onnx_model else (run_dir / INT8_FILE if precision == "int8" else None)
     if source is not None and not source.is_file():
         raise KernelnetError(f"{source} not found" + (": run 'kernelnet quantize RUN' first" if precision == "int8" else ""))
     missing = missing_requirements(precision)
@@ -116,11 +117,14 @@ def export_tensorrt(run_dir: str | os.PathLike[str], out: str | os.PathLike[str]
                              "on a machine with an NVIDIA GPU)")
     profile = (tuple(min_shape), tuple(opt_shape), tuple(max_shape))
     path = Path(out) if out is not None else run_dir / "model.engine"
+    if path.is_dir():
+        raise KernelnetError(f"output {path} is a directory")
     check_creatable(path)  # before the (slow) engine build
-    engine = _build_from_onnx(source, precision, profile) if source else _build_from_torch(run_dir, precision, profile)
-    from kernelnet.export.metadata import build_metadata
-
-    meta: dict[str, Any] = build_metadata(config, load_weights(run_dir), load_metrics(run_dir), "float32", precision)
+    if source:
+        engine = _build_from_onnx(source, precision, profile)
+    else:
+        engine = _build_from_torch(model_from_weights(config, weights, run_dir), precision, profile)
+    meta: dict[str, Any] = build_metadata(config, weights, load_metrics(run_dir), "float32", precision)
+    write_bytes(path, engine)  # the engine first: a failed write leaves no side-car without its engine
     write_json(path.with_name(path.name + ".json"), {"profile": [list(s) for s in profile], "metadata": meta})
-    write_bytes(path, engine)
     return EngineResult(path, len(engine), precision, profile)

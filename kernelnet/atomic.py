@@ -1,8 +1,10 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
 A reader never sees a half-written artifact: a crash (even SIGKILL) leaves the old file intact and at most a stray
-``.tmp-*`` file beside it, which :func:`remove_stale_temps` clears (``kernelnet train --resume`` does). A write that
-fails (unwritable folder, disk full) raises :class:`KernelnetError` with one line and leaves nothing behind.
+``.tmp-*`` file beside it, which :func:`remove_stale_temps` clears (``kernelnet train --resume`` does). A folder
+replaced whole (:func:`atomic_dir`) is parked as ``.old-*`` for the instant between two renames; a kill right then
+leaves it there, and :func:`remove_stale_temps` puts it back. A write that fails (unwritable folder, disk full)
+raises :class:`KernelnetError` with one line, leaves the old target intact and nothing behind.
 Torch-free (used by the runtime layer too).
 """
 
@@ -69,6 +71,20 @@ def check_creatable(path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
+def created_or_removed(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """:func:`ensure_writable_dir` ``path`` and yield it; on :class:`KernelnetError` inside the block, remove it
+    again if this call created it (bad input found midway leaves no half-made output folder)."""
+    path = Path(path)
+    created = not path.exists()
+    try:
+        yield ensure_writable_dir(path)
+    except KernelnetError:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
 
@@ -111,6 +127,15 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_or_empty(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` when it is missing, unreadable, not JSON or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def write_with(target: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
     """Atomically create ``target`` with ``writer(tmp_path)`` (for libraries that write to a path)."""
     with atomic_path(target) as tmp:
@@ -119,7 +144,11 @@ def write_with(target: str | os.PathLike[str], writer: Callable[[Path], None]) -
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target``; on success it replaces ``target`` as a whole."""
+    """Yield a temporary directory beside ``target``; on success it replaces ``target`` as a whole.
+
+    On any exception the temporary directory is removed and ``target`` is left as it was (put back if the swap
+    failed halfway).
+    """
     target = Path(target)
     parent = ensure_writable_dir(target.parent, probe=False)
     try:
@@ -129,13 +158,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         try:
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}.", dir=parent))
-                os.replace(target, old / "d")
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            _swap_in(tmp, target)
         except OSError as exc:
             raise _cannot_write(target, exc) from None
     except BaseException:
@@ -143,12 +166,44 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``, an existing ``target`` parked in ``.old-*`` meanwhile and put back on failure."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}.", dir=target.parent))
+    try:
+        os.replace(target, old / "d")
+        os.replace(tmp, target)
+    except BaseException:
+        _restore_parked(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _restore_parked(old: Path, target: Path) -> None:
+    """Move the tree parked in ``old/d`` back to ``target`` (unless ``target`` exists: the swap completed), then
+    drop ``old``. ``old`` stays when the move fails: it holds the only copy."""
+    with contextlib.suppress(OSError):
+        if (old / "d").exists() and not target.exists():
+            os.replace(old / "d", target)
+        shutil.rmtree(old)
+
+
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the ``.tmp-*`` leftovers of writes killed midway in ``folder`` (not recursive); returns them.
+    """Delete the ``.tmp-*`` leftovers of writes killed midway in ``folder`` (not recursive) and put back a folder
+    parked in ``.old-*`` whose replacement never arrived; returns the leftovers removed.
 
     Only for a folder that no other process is writing to at the moment (e.g. a run being resumed).
     """
     removed = []
+    for path in Path(folder).glob(".old-*"):
+        name = path.name[len(".old-"):].rpartition(".")[0]  # .old-NAME.RANDOM (mkdtemp's suffix holds no dot)
+        if not name:
+            continue
+        _restore_parked(path, path.parent / name)
+        if not path.exists():
+            removed.append(path)
     for path in Path(folder).glob(".tmp-*"):
         with contextlib.suppress(OSError):
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

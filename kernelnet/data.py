@@ -17,6 +17,7 @@ import numpy as np
 
 from kernelnet.errors import KernelnetError
 from kernelnet.images import list_images, read_gray, to_gray
+from kernelnet.runtime.inputs import all_finite, count_nonfinite, nonfinite_error
 
 BUILTIN_PHOTOS = (
     "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
@@ -55,9 +56,8 @@ def load_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         except KernelnetError:
             skipped.append(path.name)
             continue
-        bad = image.size - int(np.count_nonzero(np.isfinite(image)))
-        if bad:
-            raise KernelnetError(f"image {path} contains {bad} NaN/Inf value{'s' if bad != 1 else ''}")
+        if not all_finite(image):
+            raise nonfinite_error(count_nonfinite(image), f"image {path}")
         images[str(path.relative_to(root))] = image
     if not images:  # an error only (no warning first): bad input is one line
         unreadable = f" ({len(skipped)} unreadable, e.g. {skipped[0]})" if skipped else ""

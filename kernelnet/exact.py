@@ -290,19 +290,6 @@ def _relative_residual(pairs: _Pairs, kernels: np.ndarray, bias: np.ndarray | No
     return float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
 
 
-def _write_model(model: Any, kernels: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Copy kernels (C, k, k) / bias (C,) into ``model.conv``; return what it holds (float64 copies)."""
-    import torch
-
-    weight = model.conv.weight
-    with torch.no_grad():
-        weight.copy_(torch.from_numpy(np.ascontiguousarray(kernels[:, None])).to(weight))
-        if model.conv.bias is not None:
-            model.conv.bias.copy_(torch.from_numpy(np.zeros(len(kernels)) if bias is None else bias).to(weight))
-    held_bias = None if model.conv.bias is None else model.conv.bias.detach().cpu().double().numpy()
-    return weight.detach().cpu().double().numpy()[:, 0], held_bias
-
-
 def fit_exact(config: RunConfig, images: dict[str, np.ndarray], model: Any,
               targets: dict[str, np.ndarray] | None = None) -> ExactFit:
     """Fit ``model`` (SingleFilter/DoubleFilter, written in place) in closed form to ``images``.
@@ -312,6 +299,8 @@ def fit_exact(config: RunConfig, images: dict[str, np.ndarray], model: Any,
     kind, normalize and border. The learned side is ``model.kernel_size`` (≥ the target's).
     Warns with :class:`ExactFitWarning` when the data are not explained by the chosen kind.
     """
+    from kernelnet.models import set_kernels
+
     t0 = time.perf_counter()
     kind = _kind(config)
     k = int(model.conv.weight.shape[-1])
@@ -351,7 +340,9 @@ def fit_exact(config: RunConfig, images: dict[str, np.ndarray], model: Any,
     kernels = factors[:, :k * k].reshape(-1, k, k)
     bias = factors[:, k * k] if with_bias else None
     kernels, bias = canonicalise(kernels, bias, config, eigvals)
-    held_k, held_b = _write_model(model, kernels, bias)
+    set_kernels(model, kernels, bias)  # then judge what the model holds (float32), as float64
+    held_k = model.kernels.cpu().double().numpy()
+    held_b = None if model.conv.bias is None else model.conv.bias.detach().cpu().double().numpy()
 
     residual = _relative_residual(pairs, held_k, held_b)
 

@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,6 +102,14 @@ def build_model(model: str, kernel_size: int = 3, bias: bool = True, normalize: 
     if model == "double":
         return DoubleFilter(kernel_size, bias, padding)
     raise ValueError(f"unknown model {model!r}; expected 'single' or 'double'")
+
+
+def set_kernels(model: nn.Module, kernels: np.ndarray, bias: np.ndarray | None = None) -> None:
+    """Copy ``kernels`` (C, k, k) and, when given (and the model has one), ``bias`` (C,) into ``model.conv``."""
+    with torch.no_grad():
+        model.conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernels))[:, None].to(model.conv.weight))
+        if model.conv.bias is not None and bias is not None:
+            model.conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)).to(model.conv.bias))
 
 
 def target_weight(kernel: torch.Tensor, model: str) -> torch.Tensor:

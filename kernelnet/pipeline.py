@@ -9,18 +9,16 @@ Everything lands in one directory::
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelnet.atomic import ensure_writable_dir, write_json
+from kernelnet.atomic import created_or_removed, write_json
 from kernelnet.config import RunConfig
-from kernelnet.errors import CheckFailed, KernelnetError
+from kernelnet.errors import CheckFailed
 
 STAGES = ("train", "prune", "export", "quantize", "verify", "bench", "report")
 
@@ -49,15 +47,15 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
                  bench_min_time: float = 1.0, verify_sizes: str | None = None, progress: bool = True,
                  say: Callable[[str], None] = print) -> PipelineResult:
     """Run every stage for ``config`` into ``out`` and write the report; raises :class:`CheckFailed` (after the
-    report is written) when verification fails."""
-    created = not Path(out).exists()
-    out = ensure_writable_dir(out)
-    try:
-        return _run_stages(config, out, bench_sizes, bench_min_time, verify_sizes, progress, say)
-    except KernelnetError:
-        if created:  # bad input (e.g. a data folder with no image): leave nothing half-made behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    report is written) when verification fails. Bad input raises :class:`KernelnetError` and leaves no ``out``
+    behind that this call created; size lists are checked before anything is written."""
+    from kernelnet.cli.verify_cmd import parse_sizes
+
+    parse_sizes(bench_sizes)
+    if verify_sizes:
+        parse_sizes(verify_sizes)
+    with created_or_removed(out) as out_dir:
+        return _run_stages(config, out_dir, bench_sizes, bench_min_time, verify_sizes, progress, say)
 
 
 def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: float, verify_sizes: str | None,
@@ -106,10 +104,3 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
     if not result.verified:
         raise CheckFailed(f"verification failed: see {out / 'verify.json'} and {html_path}")
     return result
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

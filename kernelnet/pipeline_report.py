@@ -7,18 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from kernelnet import __version__
+from kernelnet.atomic import read_json_or_empty
 from kernelnet.report import Section, write_report
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _train_section(run: Path) -> Section:
-    m, c = _json(run / "metrics.json"), _json(run / "config.json")
+    m, c = read_json_or_empty(run / "metrics.json"), read_json_or_empty(run / "config.json")
     kind = f"{c.get('model')}{' (abs)' if c.get('normalize') else ''} {c.get('kernel_size')}x{c.get('kernel_size')}"
     return Section("1. Training", facts=[
         ("target filter", c.get("filter")), ("model", kind), ("border", c.get("padding")), ("data", c.get("data")),
@@ -31,24 +25,24 @@ def _train_section(run: Path) -> Section:
 
 
 def _prune_section(run: Path) -> Section:
-    m = _json(run / "metrics.json")
+    m = read_json_or_empty(run / "metrics.json")
     return Section("2. Pruning", facts=[
         ("method", m.get("method")), ("amount", m.get("amount")), ("sparsity", m.get("sparsity")),
         ("pruned positions [c, i, j]", json.dumps(m.get("pruned_positions"))),
         ("test PSNR before / after (dB)", f"{m.get('psnr_before_db', float('nan')):.2f} / "
                                           f"{m.get('psnr_after_db', float('nan')):.2f}"),
-        ("lossless (PSNR after ≥ 60 dB vs true filter)", bool(m.get("lossless"))),
+        (f"lossless (PSNR after ≥ {m.get('lossless_psnr_db', float('nan')):g} dB vs true filter)",
+         bool(m.get("lossless"))),
     ], images=[("Pruned kernel (crosses: removed weights)", run / "plots" / "pruned_kernels.png")])
 
 
 def _export_section(run: Path) -> Section:
-    onnx_path, q = run / "model.onnx", _json(run / "quantize.json")
-    facts: list[tuple[str, Any]] = [("model.onnx bytes", onnx_path.stat().st_size if onnx_path.exists() else None)]
-    for key in ("psnr_vs_fp32_db", "max_abs_error", "int8_over_fp32", "int8_slower_on_this_cpu"):
-        if key in q:
-            facts.append((f"int8 {key}", q[key]))
-    for key, value in (q.get("sizes") or q.get("file_sizes") or {}).items():
-        facts.append((f"bytes {key}", value))
+    q = read_json_or_empty(run / "quantize.json")
+    sizes = q.get("size_bytes", {})
+    facts: list[tuple[str, Any]] = [("model.onnx bytes", sizes.get("fp32")),
+                                    ("model.int8.onnx bytes", sizes.get("int8"))]
+    facts += [(f"int8 {key}", q[key]) for key in ("psnr_vs_fp32_db", "max_abs_error", "int8_over_fp32",
+                                                  "int8_slower_on_this_cpu") if key in q]
     return Section("3. Export and int8 quantization", facts=facts,
                    images=[("|int8 − fp32| on a held-out photo", run / "plots" / "int8_error.png")],
                    notes=["The ONNX graph has symbolic batch, height and width; export verified onnxruntime against "
@@ -74,7 +68,7 @@ def _bench_section(doc: dict[str, Any], chart: Path) -> Section:
 
 def build_report(out: Path, seconds: dict[str, float]) -> tuple[Path, Path]:
     """Write ``out/report.html`` and ``out/report.md`` from the stage outputs under ``out``."""
-    verify, bench = _json(out / "verify.json"), _json(out / "bench.json")
+    verify, bench = read_json_or_empty(out / "verify.json"), read_json_or_empty(out / "bench.json")
     timing = Section("Stages", tables=[("Wall seconds per stage", [{"stage": k, "seconds": v} for k, v in seconds.items()]
                                         + [{"stage": "total", "seconds": round(sum(seconds.values()), 2)}])])
     sections = [_train_section(out / "train"), _prune_section(out / "pruned"), _export_section(out / "pruned"),

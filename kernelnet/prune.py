@@ -262,7 +262,8 @@ def search_amount(model: torch.nn.Module, scorer: _TestScorer, psnr_before: floa
 
 
 def _aligned_mask(learned: np.ndarray, mask: np.ndarray, config: RunConfig) -> np.ndarray:
-    """The mask in the plotted (aligned) frame: a position is zero where every kernel feeding it is pruned.
+    """``mask`` of the model's own kernels ``learned`` (C, k, k) in the plotted frame, where they are aligned to
+    the target (:func:`kernelnet.training.kernel_summary`): a position is zero where every kernel feeding it is pruned.
 
     Single models align by a sign at most (positions unchanged); double models by an orthogonal 2×2 mix.
     """
@@ -276,21 +277,6 @@ def _aligned_mask(learned: np.ndarray, mask: np.ndarray, config: RunConfig) -> n
     feeds = np.abs(rot) > 1e-3
     kept = mask.reshape(c, -1) != 0
     return np.array([np.any(kept[feeds[i]], axis=0) for i in range(c)], dtype=float).reshape(mask.shape)
-
-
-def align_pair(model: torch.nn.Module, kernels: np.ndarray, bias: np.ndarray | None) -> None:
-    """Replace a DoubleFilter's kernel pair (and bias) by its orthogonal mix ``kernels`` aligned to the target.
-
-    √(a² + b²) is unchanged by any orthogonal 2×2 mix of the two responses (bias included), so the model computes
-    the same function; but a trained pair is an arbitrary rotation of (K, Kᵀ) whose zeros are smeared, while the
-    aligned pair has the target's zeros (Sobel: a middle column and a middle row) for pruning to find.
-    """
-    import torch
-
-    with torch.no_grad():
-        model.conv.weight.copy_(torch.from_numpy(np.asarray(kernels))[:, None].to(model.conv.weight))
-        if model.conv.bias is not None and bias is not None:
-            model.conv.bias.copy_(torch.from_numpy(np.asarray(bias)).to(model.conv.bias))
 
 
 @dataclass
@@ -307,31 +293,22 @@ def finetune(model: torch.nn.Module, config: RunConfig, split: Split, device: to
              epochs: int, lr: float, progress: bool = False) -> tuple[list[dict[str, Any]], bool]:
     """Fine-tune a masked model (Adam, the run's crops and schedule, early stopping) with the mask held.
 
-    Reuses :func:`kernelnet.training._gradient_fit` (its checkpoint goes to ``work_dir`` and is deleted). The
-    best epoch is kept only if its validation loss beats the pruned model's on the same crops; otherwise the
-    pruned weights are restored. Returns the history and whether the fine-tuned weights were kept.
+    A warm start of :func:`kernelnet.training._gradient_fit` (its checkpoint goes to ``work_dir`` and is deleted):
+    the best epoch is kept only if its validation loss beats the pruned model's on the same crops by more than
+    0.1%; otherwise the pruned weights stay. Returns the history and whether the fine-tuned weights were kept.
     """
     import torch
 
-    from kernelnet.data import epoch_rng, sample_crops, usable_for_crops
     from kernelnet.rundir import CHECKPOINT_FILE
-    from kernelnet.training import VAL_CROPS, _gradient_fit, _targets
+    from kernelnet.training import _gradient_fit
 
     model.to(device)
-    val_x = torch.from_numpy(sample_crops(usable_for_crops(split.val, config.crop), VAL_CROPS, config.crop,
-                                          epoch_rng(config.seed, 0, 1))).to(device)  # _gradient_fit's val crops
-    with torch.no_grad():
-        val_before = float(torch.nn.functional.mse_loss(model(val_x), _targets(val_x, config)))
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.manual_seed(config.seed)
     ft_config = config.replace(solver="adam", epochs=epochs, lr=lr)
-    history, _ = _gradient_fit(model, ft_config, split, device, work_dir, None, progress, warm_start=True)
+    history, best_epoch = _gradient_fit(model, ft_config, split, device, work_dir, None, progress, warm_start=True)
     (work_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    kept = bool(history) and min(h["val_loss"] for h in history) < val_before
-    if not kept:
-        model.load_state_dict(start)
     model.cpu()
-    return history, kept
+    return history, best_epoch > 0
 
 
 def default_out(run: str | os.PathLike[str]) -> Path:
@@ -364,7 +341,7 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
     ``kernel_error_before``/``kernel_error_after`` (test photos vs the true target filter), ``lossless``
     (``psnr_after_db`` ≥ ``lossless_psnr_db``, 60 dB) and, for ``amount="auto"``, the search table
     (see :func:`search_amount` for what counts as acceptable). With ``align``, a DoubleFilter's kernel pair is
-    first rotated onto the target's (:func:`align_pair`; the output is unchanged).
+    first rotated onto the target's (the output is unchanged).
     """
     from kernelnet.rundir import load_config, load_weights
 
@@ -402,10 +379,11 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
 
     from kernelnet.atomic import atomic_dir
     from kernelnet.data import load_source, split_images, usable_for_crops
-    from kernelnet.rundir import load_model, save_history, save_metrics, save_model
+    from kernelnet.models import set_kernels
+    from kernelnet.rundir import model_from_weights, save_history, save_metrics, save_model
     from kernelnet.training import evaluate, kernel_summary, pick_device, resolve_config
 
-    config, source = load_model(run)
+    source = model_from_weights(config, weights, run)
     config = resolve_config(config)
     split = split_images(load_source(config.data))
     dev = pick_device(device or config.device) if finetune_epochs else torch.device("cpu")
@@ -415,11 +393,14 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
 
     scorer = _TestScorer(split.test, config)
     psnr_before = scorer.psnr(source)
-    kernel_error_before = kernel_summary(source, config)["kernel_max_abs_error"]
+    summary = kernel_summary(source, config)
+    kernel_error_before = summary["kernel_max_abs_error"]
     aligned = bool(align and config.model == "double")
     if aligned:
-        summary = kernel_summary(source, config)
-        align_pair(source, summary["learned_kernels"], summary["learned_bias"])
+        # √(a² + b²) is unchanged by any orthogonal 2×2 mix of the two responses (bias included): the model computes
+        # the same function, but a trained pair is an arbitrary rotation of (K, Kᵀ) whose zeros are smeared, while
+        # the pair aligned to the target has the target's zeros (Sobel: a middle column and row) for pruning to find.
+        set_kernels(source, summary["learned_kernels"], summary["learned_bias"])
     search_rows: list[dict[str, Any]] | None = None
     if count is None:
         count, search_rows = search_amount(source, scorer, psnr_before, max_psnr_drop, method, scope, structure,
@@ -487,9 +468,9 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
             from kernelnet.plots import plot_kernels, plot_run
 
             plot_run(tmp, model, new_config, history, metrics, split.test)
-            learned = np.asarray(after["learned_kernels"])
-            plot_kernels(learned, np.asarray(after["target_kernels"]), tmp / "plots" / "pruned_kernels.png",
+            plot_kernels(np.asarray(after["learned_kernels"]), np.asarray(after["target_kernels"]),
+                         tmp / "plots" / "pruned_kernels.png",
                          title=f"pruned {method} ({scope}): {count}/{total} weights, "
                                f"PSNR {psnr_before:.1f} -> {after['test_psnr_db']:.1f} dB",
-                         mask=_aligned_mask(learned, mask[:, 0].numpy(), config))
+                         mask=_aligned_mask(model.kernels.double().numpy(), mask[:, 0].numpy(), config))
     return PruneResult(out, model, new_config, metrics)

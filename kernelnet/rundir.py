@@ -60,20 +60,25 @@ def load_weights(run_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise KernelnetError(f"corrupt model file {path}: {exc}") from None
 
 
-def load_model(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, Any]:
-    """Rebuild the run's torch model (eval mode, CPU) from config.json + model.safetensors."""
+def model_from_weights(config: RunConfig, weights: dict[str, np.ndarray],
+                       run_dir: str | os.PathLike[str]) -> Any:
+    """The torch model (eval mode, CPU) of an already-read config and :func:`load_weights` tensors of ``run_dir``."""
     import torch
 
     from kernelnet.models import build_model
 
-    config = load_config(run_dir)
-    weights = load_weights(run_dir)
     model = build_model(config.model, config.kernel_size, "conv.bias" in weights, config.normalize, config.padding)
     try:
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
     except RuntimeError as exc:
-        raise KernelnetError(f"model.safetensors in {run_dir} does not match config.json: {exc}") from None
-    return config, model.eval()
+        raise KernelnetError(f"{MODEL_FILE} in {run_dir} does not match {CONFIG_FILE}: {exc}") from None
+    return model.eval()
+
+
+def load_model(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, Any]:
+    """Rebuild the run's torch model (eval mode, CPU) from config.json + model.safetensors."""
+    config = load_config(run_dir)
+    return config, model_from_weights(config, load_weights(run_dir), run_dir)
 
 
 def load_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +132,35 @@ def _checkpoint_state(model, optimizer, scheduler, history, best, epoch, bad_epo
 
 
 def restarts_for(config: RunConfig) -> int:
-    """Random starts tried before training: 1 for the convex raw model, ``config.restarts`` or 6 otherwise
-    (the abs and magnitude losses have spurious local minima that a short warm-up tells apart)."""
+    """Random starts tried before training: ``config.restarts`` when set; otherwise 1 for the convex raw model and 6
+    for the others (the abs and magnitude losses have spurious local minima that a short warm-up tells apart)."""
     if config.restarts:
         return config.restarts
     return 1 if config.model == "single" and not config.normalize else 6
+
+
+def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: RunConfig,
+                 train_images: list[np.ndarray], rng: np.random.Generator, device: torch.device,
+                 desc: str = "", progress: bool = False) -> float:
+    """One epoch's optimizer steps on fresh training crops drawn with ``rng``; returns the mean step loss."""
+    from tqdm.auto import tqdm
+
+    crops = torch.from_numpy(sample_crops(train_images, config.steps_per_epoch * config.batch_size, config.crop,
+                                          rng)).to(device)
+    targets = _targets(crops, config)
+    loss_fn = torch.nn.MSELoss()
+    total = 0.0
+    bar = tqdm(range(config.steps_per_epoch), desc=desc, leave=False, disable=None if progress else True,
+               unit="step", mininterval=0.5)
+    for step in bar:
+        sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(crops[sl]), targets[sl])
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        bar.set_postfix(loss=f"{float(loss.detach()):.3e}")
+    return total / config.steps_per_epoch
 
 
 def _pick_restart(model: torch.nn.Module, config: RunConfig, train_images: list[np.ndarray], val_x: torch.Tensor,
@@ -151,15 +174,8 @@ def _pick_restart(model: torch.nn.Module, config: RunConfig, train_images: list[
     for i in range(n):
         torch.manual_seed(config.seed * 1000 + i)
         model.conv.reset_parameters()
-        optimizer = _make_optimizer(model, config)
-        crops = torch.from_numpy(sample_crops(train_images, config.steps_per_epoch * config.batch_size, config.crop,
-                                              epoch_rng(config.seed, 0, 100 + i))).to(device)
-        targets = _targets(crops, config)
-        for step in range(config.steps_per_epoch):
-            sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(crops[sl]), targets[sl]).backward()
-            optimizer.step()
+        _train_epoch(model, _make_optimizer(model, config), config, train_images, epoch_rng(config.seed, 0, 100 + i),
+                     device)
         with torch.no_grad():
             val = float(loss_fn(model(val_x), val_y))
         if val < best_loss:
@@ -171,7 +187,10 @@ def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, devic
                   resume_state: dict[str, Any] | None, progress: bool,
                   warm_start: bool = False) -> tuple[list[dict[str, Any]], int]:
     """Gradient descent with early stopping and a checkpoint per epoch; ``warm_start`` keeps the model's current
-    weights as the starting point (and the best so far) instead of picking among random restarts."""
+    weights as the starting point (and the best so far) instead of picking among random restarts.
+
+    Leaves the best epoch's weights in ``model``; returns the history and that epoch (0: the warm start was kept,
+    no epoch beat it by more than 0.1%)."""
     from tqdm.auto import tqdm
 
     train_images = usable_for_crops(split.train, config.crop)
@@ -202,22 +221,9 @@ def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, devic
         if history and (bad_epochs > config.patience or history[-1]["val_loss"] <= STOP_LOSS):
             break
         t0 = time.perf_counter()
-        rng = epoch_rng(config.seed, epoch)
-        crops = torch.from_numpy(sample_crops(train_images, config.steps_per_epoch * config.batch_size,
-                                              config.crop, rng)).to(device)
-        targets = _targets(crops, config)
         model.train()
-        total = 0.0
-        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", leave=False,
-                   disable=None if progress else True, unit="step", mininterval=0.5)
-        for step in bar:
-            sl = slice(step * config.batch_size, (step + 1) * config.batch_size)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(crops[sl]), targets[sl])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            bar.set_postfix(loss=f"{float(loss.detach()):.3e}")
+        train_loss = _train_epoch(model, optimizer, config, train_images, epoch_rng(config.seed, epoch), device,
+                                  f"epoch {epoch}/{config.epochs}", progress)
         model.eval()
         with torch.no_grad():
             val_loss = float(loss_fn(model(val_x), val_y))
@@ -230,15 +236,14 @@ def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, devic
             bad_epochs = 0
         else:
             bad_epochs += 1
-        history.append({"epoch": epoch, "train_loss": total / config.steps_per_epoch, "val_loss": val_loss,
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 4)})
         if progress:
-            tqdm.write(f"epoch {epoch:3d}  train {history[-1]['train_loss']:.3e}  val {val_loss:.3e}  "
-                       f"lr {history[-1]['lr']:.1e}")
+            tqdm.write(f"epoch {epoch:3d}  train {train_loss:.3e}  val {val_loss:.3e}  lr {history[-1]['lr']:.1e}")
         save_state(run_dir / CHECKPOINT_FILE,
                    _checkpoint_state(model, optimizer, scheduler, history, best, epoch, bad_epochs, config))
     model.load_state_dict(best["state"])
-    return history, len(history)
+    return history, int(best["epoch"])
 
 
 def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resume: bool = False,
@@ -267,18 +272,13 @@ def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resum
             raise KernelnetError(f"{ckpt} holds an invalid run config: {exc}") from None
     device = pick_device(config.device)
     split = split_images(load_source(config.data))
-    from kernelnet.atomic import ensure_writable_dir, remove_stale_temps
+    from kernelnet.atomic import created_or_removed, remove_stale_temps
 
-    created = not run_dir.exists()
-    ensure_writable_dir(run_dir)
-    if resume_state is not None:
-        remove_stale_temps(run_dir)  # the interrupted process may have died inside an atomic write
-    try:
+    # bad input found on the way (crop too large, divergence, ...) leaves no half-made run
+    with created_or_removed(run_dir):
+        if resume_state is not None:
+            remove_stale_temps(run_dir)  # the interrupted process may have died inside an atomic write
         return _train_into(config, run_dir, device, split, resume_state, progress, plots)
-    except KernelnetError:
-        if created:  # bad input found on the way (crop too large, divergence, ...): leave no half-made run
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
 
 
 def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: Split,
@@ -293,11 +293,10 @@ def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: S
 
         fit = fit_exact(config, split.train, model)
         extra.update(fit.report())
-    if config.solver == "exact":
-        history, epochs_run = [], 0
-    else:
-        history, epochs_run = _gradient_fit(model, config, split, device, run_dir, resume_state, progress,
-                                            warm_start=config.init == "exact")
+    history: list[dict[str, Any]] = []
+    if config.solver != "exact":
+        history, _ = _gradient_fit(model, config, split, device, run_dir, resume_state, progress,
+                                   warm_start=config.init == "exact")
     train_seconds = time.perf_counter() - t0
     if resume_state is not None:
         train_seconds += sum(h["seconds"] for h in resume_state["history"])
@@ -306,7 +305,7 @@ def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: S
         **kernel_summary(model, config),
         **evaluate(model, split.test, config),
         "train_seconds": round(train_seconds, 3),
-        "epochs_run": epochs_run,
+        "epochs_run": len(history),
         "solver": config.solver,
         "init": config.init,
         "device": str(device),
@@ -324,5 +323,4 @@ def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: S
     ckpt = run_dir / CHECKPOINT_FILE
     if ckpt.exists():
         ckpt.unlink()
-    shutil.rmtree(run_dir / ".tmp", ignore_errors=True)
     return TrainResult(run_dir, model, config, metrics)

@@ -47,12 +47,12 @@ def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | Non
     from kernelnet.runtime.backends import open_runner
     from kernelnet.runtime.describe import resolve_model_path
     from kernelnet.runtime.model import Model
-    from kernelnet.runtime.session import SessionConfig, read_tuned
+    from kernelnet.runtime.session import SessionConfig, resolve_session
 
     resolved = resolve_model_path(path)
-    tuned = read_tuned(resolved) if resolved.suffix == ".onnx" and session is None else None
-    config = session or (tuned.session if tuned else SessionConfig())
+    config, tuned = (resolve_session(resolved, session) if resolved.suffix == ".onnx"
+                     else (session or SessionConfig(), None))  # only .onnx models are tuned
     runner = open_runner(resolved, backend, threads, config=config)
-    if tile is None and tuned is not None and tuned.tile is not None:
+    if tile is None and tuned is not None:
         tile = tuned.tile
     return Model(runner, tile=tile, check_finite=check_finite)

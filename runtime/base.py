@@ -9,13 +9,11 @@ only has to know how to run one batch. Torch-free.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-INPUT_DTYPES = ("float32", "uint8")
 
 
 def _array(value: Any) -> np.ndarray | None:
@@ -42,7 +40,6 @@ class ModelInfo:
     kernels: np.ndarray | None = None
     bias: np.ndarray | None = None
     target_kernel: np.ndarray | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> ModelInfo:
@@ -56,8 +53,7 @@ class ModelInfo:
         return cls(model=meta.get("model"), normalize=bool(meta.get("normalize", False)),
                    padding=str(meta.get("padding", "zeros")), kernel_size=int(size) if size is not None else None,
                    input_dtype=str(meta.get("input_dtype", "float32")), precision=str(meta.get("precision", "fp32")),
-                   kernels=kernels, bias=_array(meta.get("bias")), target_kernel=_array(meta.get("target_kernel")),
-                   raw=dict(meta))
+                   kernels=kernels, bias=_array(meta.get("bias")), target_kernel=_array(meta.get("target_kernel")))
 
     @property
     def halo(self) -> int | None:
@@ -82,18 +78,6 @@ class Runner(abc.ABC):
     input_dtype: str = "float32"
     min_shape: tuple[int, int, int] | None = None
     max_shape: tuple[int, int, int] | None = None
-
-    @property
-    def kernel_size(self) -> int | None:
-        return self.info.kernel_size
-
-    @property
-    def padding(self) -> str:
-        return self.info.padding
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.info.raw
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from kernelnet.runtime.base import ModelInfo
 from kernelnet.runtime.model import Model
+from kernelnet.runtime.session import SessionConfig
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (1080, 1920), (2160, 3840))
 
@@ -99,9 +100,8 @@ def run_bench(contenders: list[Contender], sizes: tuple[tuple[int, int], ...] = 
 def model_contender(name: str, model: Model) -> Contender:
     """A loaded :class:`Model` (the public path: checks, conversion, tiling included)."""
     settings = model.describe()
-    session = settings.get("session", {})
-    text = (f"{session.get('graph_optimization_level')}/t{session.get('intra_op_threads') or 'auto'}"
-            f"/{str(session.get('execution_mode', ''))[:3]}" if session else settings.get("precision", ""))
+    session = getattr(model.runner, "config", None)  # onnxruntime runners: their SessionConfig
+    text = session.label() if isinstance(session, SessionConfig) else settings.get("precision", "")
     return Contender(name, model, f"{text} tile={settings.get('tile')}")
 
 

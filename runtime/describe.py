@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from kernelnet.errors import KernelnetError
-from kernelnet.runtime.metadata import parse_metadata
+from kernelnet.runtime.metadata import parse_metadata, read_sidecar
 
 
 def resolve_model_path(path: str | os.PathLike[str]) -> Path:
@@ -22,23 +21,18 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Describe an ONNX model (via onnxruntime) or a TensorRT engine (via its side-car JSON)."""
+    """Describe an ONNX model (via onnxruntime) or a TensorRT engine (via its side-car JSON, if readable)."""
     path = resolve_model_path(path)
     info: dict[str, Any] = {"path": str(path), "size_bytes": path.stat().st_size}
     if path.suffix == ".engine":
-        side = path.with_name(path.name + ".json")
-        if side.is_file():
-            doc = json.loads(side.read_text())
-            info.update(format="tensorrt", profile=doc.get("profile"), **parse_metadata(doc.get("metadata", {})))
-        else:
-            info.update(format="tensorrt")
+        meta, profile = read_sidecar(path)
+        info["format"] = "tensorrt"
+        if meta or profile is not None:
+            info.update(profile=profile, **meta)
         return info
-    import onnxruntime as ort
+    from kernelnet.runtime.onnxruntime_backend import create_session
 
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several private exception types
-        raise KernelnetError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0]}") from None
+    session = create_session(path)
     meta = session.get_modelmeta()
     info.update(format="onnx", producer=meta.producer_name,
                 inputs=[{"name": i.name, "type": i.type, "shape": i.shape} for i in session.get_inputs()],

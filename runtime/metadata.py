@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 PREFIX = "kernelnet."
@@ -25,3 +26,14 @@ def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def read_sidecar(engine: Path) -> tuple[dict[str, Any], list[list[int]] | None]:
+    """Metadata and profile from a TensorRT engine's side-car ``<engine>.json`` (empty if it is missing or
+    unreadable)."""
+    side = engine.with_name(engine.name + ".json")
+    try:
+        doc = json.loads(side.read_text())
+        return parse_metadata(doc.get("metadata", {})), doc.get("profile")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}, None

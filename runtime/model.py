@@ -57,10 +57,6 @@ class Model:
         self.check_finite = check_finite
 
     @property
-    def name(self) -> str:
-        return self.runner.name
-
-    @property
     def info(self) -> ModelInfo:
         return self.runner.info
 
@@ -70,25 +66,20 @@ class Model:
 
     @property
     def kernel_size(self) -> int | None:
-        return self.runner.kernel_size
+        return self.info.kernel_size
 
     @property
     def padding(self) -> str:
-        return self.runner.padding
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.runner.metadata
+        return self.info.padding
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Filter ``image`` (see the class docstring); raises KernelnetError for inputs outside the contract."""
         batch, restore = as_batch(image)
-        tiles = self.plan(batch.shape[2], batch.shape[3])
-        max_n = self.runner.max_shape[0] if self.runner.max_shape else batch.shape[0]
+        tiles, max_n = self._schedule(batch)
         if len(tiles) == 1 and batch.shape[0] <= max_n:
             return restore(self._guarded(batch, batch))  # whole image in one call: no extra copy
         out = np.empty(batch.shape, dtype=np.float32)
-        self.apply_to(batch, out)
+        self._run_into(batch, out, tiles, max_n)
         return restore(out)
 
     def plan(self, height: int, width: int) -> list[Tile]:
@@ -98,7 +89,7 @@ class Model:
             raise KernelnetError(f"reflect border needs H and W > {halo}, got {height}x{width}")
         lo = self.runner.min_shape
         if lo is not None and (height < lo[1] or width < lo[2]):
-            raise KernelnetError(f"{self.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
+            raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
         shape: TileShape | None
         if self.tile == "auto":
             shape = auto_tile(height, width, self.kernel_size, self.budget_bytes) if self.kernel_size else None
@@ -127,8 +118,16 @@ class Model:
         """
         if src.shape != dst.shape or dst.dtype != np.float32:
             raise KernelnetError(f"output must be float32 of shape {src.shape}, got {dst.dtype} {dst.shape}")
-        tiles = self.plan(src.shape[2], src.shape[3])
-        max_n = self.runner.max_shape[0] if self.runner.max_shape else src.shape[0]
+        self._run_into(src, dst, *self._schedule(src), after_tile)
+
+    def _schedule(self, batch: np.ndarray) -> tuple[list[Tile], int]:
+        """The tiles of ``batch`` (N, 1, H, W) and the most images the runner takes per call."""
+        tiles = self.plan(batch.shape[2], batch.shape[3])
+        return tiles, self.runner.max_shape[0] if self.runner.max_shape else batch.shape[0]
+
+    def _run_into(self, src: np.ndarray, dst: np.ndarray, tiles: list[Tile], max_n: int,
+                  after_tile: Callable[[int], None] | None = None) -> None:
+        """Filter ``src`` into ``dst`` ``max_n`` images at a time, tile by tile."""
         for n0 in range(0, src.shape[0], max_n):
             part = slice(n0, n0 + max_n)
             run_tiled(lambda x: self._guarded(x, src), src[part], dst[part], tiles, after_tile)

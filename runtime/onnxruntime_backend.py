@@ -17,7 +17,7 @@ import onnxruntime as ort
 from kernelnet.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
 from kernelnet.runtime.metadata import parse_metadata
-from kernelnet.runtime.session import SessionConfig, read_tuned
+from kernelnet.runtime.session import SessionConfig, resolve_session
 
 PROVIDERS: dict[str, list[str]] = {
     "cpu": ["CPUExecutionProvider"],
@@ -107,9 +107,7 @@ def load_onnxruntime(path: str | os.PathLike[str], threads: int | None = None, d
                      config: SessionConfig | None = None, name: str | None = None) -> OnnxRuntimeRunner:
     """Loader: session settings = ``config``, else the model's tune file, else the defaults; ``threads``
     (intra-op) overrides either."""
-    if config is None:
-        tuned = read_tuned(path)
-        config = tuned.session if tuned else SessionConfig()
+    config, _ = resolve_session(path, config)
     if threads is not None:
         if threads < 1:
             raise KernelnetError(f"--threads must be >= 1, got {threads}")

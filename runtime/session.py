@@ -128,6 +128,16 @@ def read_tuned(model_path: str | os.PathLike[str]) -> Tuned | None:
         return None
 
 
+def resolve_session(model_path: str | os.PathLike[str],
+                    config: SessionConfig | None = None) -> tuple[SessionConfig, Tuned | None]:
+    """Session settings for ``model_path``: ``config`` if given (the tune file is then not read), else the tune
+    file's, else the defaults; and the tune file used (``None``: none)."""
+    if config is not None:
+        return config, None
+    tuned = read_tuned(model_path)
+    return (tuned.session if tuned else SessionConfig()), tuned
+
+
 def write_tuned(model_path: str | os.PathLike[str], tuned: Tuned, measured: dict[str, Any]) -> Path:
     """Store ``tuned`` next to the model (atomically) so that :func:`kernelnet.runtime.load` picks it up."""
     from kernelnet.atomic import write_json

@@ -1,4 +1,4 @@
-"""TensorRT backend: a loader (:func:`load_tensorrt`) and a runner (:class:`TensorRTRunner`), TensorRT 10 API.
+"""TensorRT backend: a runner (:class:`TensorRTRunner`) for serialized engines, TensorRT 10 API.
 
 The engine is a plain serialized plan (``kernelnet export --format tensorrt``) with one dynamic input and one
 output; its side-car ``<engine>.json`` carries the kernelnet metadata. Device buffers come from cuda-python
@@ -10,7 +10,6 @@ so that :class:`~kernelnet.runtime.model.Model` can split larger inputs into bat
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from kernelnet.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
-from kernelnet.runtime.metadata import parse_metadata
+from kernelnet.runtime.metadata import read_sidecar
 
 
 def missing_requirements() -> list[str]:
@@ -54,16 +53,6 @@ def _check(result: Any, what: str) -> Any:
     if int(err) != 0:
         raise KernelnetError(f"CUDA error in {what}: {err}")
     return values[0] if len(values) == 1 else values
-
-
-def read_sidecar(path: Path) -> tuple[dict[str, Any], list[list[int]] | None]:
-    """Metadata and profile from ``<engine>.json`` (empty if the side-car is missing or unreadable)."""
-    side = path.with_name(path.name + ".json")
-    try:
-        doc = json.loads(side.read_text())
-        return parse_metadata(doc.get("metadata", {})), doc.get("profile")
-    except (OSError, ValueError, AttributeError):
-        return {}, None
 
 
 class _DeviceBuffer:
@@ -164,8 +153,3 @@ class TensorRTRunner(Runner):
             self._out.free()
             self.cudart.cudaStreamDestroy(self.stream)
             self.stream = None
-
-
-def load_tensorrt(path: str | os.PathLike[str]) -> TensorRTRunner:
-    """Loader: deserialize ``path`` (raises KernelnetError naming what is missing on machines without TensorRT)."""
-    return TensorRTRunner(path)

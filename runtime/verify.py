@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.bench import make_input
 from kernelnet.runtime.compare import Comparison, Tolerance, compare, summarize
 from kernelnet.runtime.model import Model, TileArg
 from kernelnet.runtime.reference import apply_filter, apply_kernels
@@ -116,7 +117,7 @@ class Tolerances:
         return Tolerance(self.atol if self.atol is not None else max(1e-6, 2e-6 * gain), self.rtol)
 
 
-def _rows(info: ModelInfo, kernels: np.ndarray) -> np.ndarray:
+def _rows(kernels: np.ndarray) -> np.ndarray:
     """(C, m) rows of flattened kernels, C = 2 for the double model."""
     return kernels.reshape(len(kernels), -1)
 
@@ -145,7 +146,7 @@ def kernel_gap(info: ModelInfo) -> float | None:
     if info.kernels is None or info.target_kernel is None:
         return None
     size = max(info.kernels.shape[-1], info.target_kernel.shape[-1])
-    learned = _rows(info, _embed(info.kernels, size))
+    learned = _rows(_embed(info.kernels, size))
     target = target_rows(info, size)
     bias = np.zeros(len(learned)) if info.bias is None else np.asarray(info.bias, dtype=np.float64).ravel()
     if target is None or len(target) != len(learned):
@@ -167,7 +168,7 @@ def references(info: ModelInfo, x: np.ndarray) -> dict[str, np.ndarray]:
         refs["truth"] = apply_filter(xf, info.target_kernel, info.model, info.normalize, info.padding)
     if info.kernels is not None:
         same = ("truth" in refs and info.bias is None and info.kernels.shape[-1] == info.target_kernel.shape[-1]
-                and np.array_equal(_rows(info, info.kernels), target_rows(info, info.kernels.shape[-1])))
+                and np.array_equal(_rows(info.kernels), target_rows(info, info.kernels.shape[-1])))
         refs["weights"] = refs["truth"] if same else apply_kernels(xf, info.kernels, info.bias, info.normalize,
                                                                    info.padding)
     return refs
@@ -208,14 +209,6 @@ class VerifyReport:
                 "comparisons": [c.to_dict() for c in self.comparisons]}
 
 
-def _input(dtype: str, case: Case, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    shape = (case.batch, 1, case.height, case.width)
-    if dtype == "uint8":
-        return rng.integers(0, 256, shape, dtype=np.uint8)
-    return rng.random(shape, dtype=np.float32)
-
-
 def verify(backends: list[Backend], cases: list[Case], tolerances: Tolerances = Tolerances(), seed: int = 0,
            skipped: list[dict[str, str]] | None = None,
            progress: Callable[[Case], None] | None = None) -> VerifyReport:
@@ -224,7 +217,7 @@ def verify(backends: list[Backend], cases: list[Case], tolerances: Tolerances = 
     start = time.perf_counter()
     info = backends[0].model.info
     target = target_rows(info, info.target_kernel.shape[-1]) if info.target_kernel is not None else None
-    learned_rows = _rows(info, info.kernels) if info.kernels is not None else None
+    learned_rows = _rows(info.kernels) if info.kernels is not None else None
     gain_rows = target if target is not None else learned_rows
     gain = output_bound(gain_rows) if gain_rows is not None else None
     gap = kernel_gap(info)
@@ -236,7 +229,7 @@ def verify(backends: list[Backend], cases: list[Case], tolerances: Tolerances = 
     for index, case in enumerate(cases):
         if progress is not None:
             progress(case)
-        x = _input(dtype, case, seed + index)
+        x = make_input((case.batch, 1, case.height, case.width), dtype, seed + index)
         refs = references(info, x)
         outs = {}
         for b in backends:

@@ -240,6 +240,7 @@ CASES: list[tuple[str, Args, str]] = [
     ("pipeline-out-under-a-file", lambda w, o: ["pipeline", "--out", w.a_file / "p"],
      "cannot create output directory"),
     ("pipeline-empty-data-folder", lambda w, o: ["pipeline", "--data", w.empty, "--out", o], "no usable image"),
+    ("pipeline-bench-sizes-0x8", lambda w, o: ["pipeline", "--bench-sizes", "0x8", "--out", o], "invalid size"),
     ("unknown-command", lambda w, o: ["frobnicate"], "No such command 'frobnicate'"),
 ]
 
@@ -391,3 +392,40 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
     # checkpoint's, timings included
     assert [float(r["seconds"]) for r in history[0][:len(saved)]] == [h["seconds"] for h in saved]
     assert sorted(p.name for p in killed.iterdir()) == sorted(p.name for p in full.iterdir())  # no stray temp
+
+
+# --------------------------------------------------------------------------- atomic folder swap
+
+def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
+    from kernelnet.atomic import atomic_dir
+    from kernelnet.errors import KernelnetError
+
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    real_replace = os.replace
+
+    def replace(src, dst):  # the old folder moves aside, then the new one cannot move in
+        if Path(src).name.startswith(".tmp-"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KernelnetError, match="No space left on device"), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert (target / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_remove_stale_temps_puts_back_a_folder_parked_by_a_killed_swap(tmp_path):
+    from kernelnet.atomic import remove_stale_temps
+
+    parked, stale = tmp_path / ".old-run.k1ll3d", tmp_path / ".old-done.k1ll3d"
+    (parked / "d").mkdir(parents=True)
+    (parked / "d" / "a.txt").write_text("old")
+    (stale / "d").mkdir(parents=True)  # killed after the new folder moved in: the parked copy is just stale
+    (tmp_path / "done").mkdir()
+    (tmp_path / ".tmp-x.k1ll3d").write_bytes(b"half")
+    assert len(remove_stale_temps(tmp_path)) == 3
+    assert (tmp_path / "run" / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "run"]

@@ -199,6 +199,43 @@ def test_train_exact_and_init_exact(tmp_path, photo_dir, extra):
     assert (tmp_path / "run" / "model.safetensors").is_file() and result.metrics["solver"] == config.solver
 
 
+def test_init_exact_fine_tunes_an_imperfect_fit(tmp_path, photo_dir, monkeypatch):
+    """Noisy paired targets make the closed form imperfect: the warm-started fine-tuning runs and ends no worse
+    (here: better) on the validation crops than the exact init it started from."""
+    import kernelnet.exact as exact
+    from kernelnet.data import epoch_rng, load_source, sample_crops, split_images, usable_for_crops
+    from kernelnet.training import VAL_CROPS, _targets, resolve_config, train
+
+    real_fit = exact.fit_exact
+
+    def noisy_fit(config, images, model, targets=None):
+        noise = np.random.default_rng(0)
+        kernel = np.array(config.target_kernel)
+        targets = {n: apply_filter(im.astype(np.float64), kernel, config.model, config.normalize, config.padding)
+                   + 0.05 * noise.standard_normal(im.shape) for n, im in images.items()}
+        return real_fit(config, images, model, targets=targets)
+
+    monkeypatch.setattr(exact, "fit_exact", noisy_fit)
+    config = resolve_config(RunConfig(filter="random", model="double", data=str(photo_dir), crop=32, batch_size=8,
+                                      steps_per_epoch=10, epochs=3, lr=1e-3, init="exact"))
+    with pytest.warns(ExactFitWarning):
+        result = train(config, tmp_path / "run", progress=False, plots=False)
+    assert "exact_warning" in result.metrics and result.metrics["epochs_run"] >= 1
+
+    split = split_images(load_source(config.data))
+    val_x = torch.from_numpy(sample_crops(usable_for_crops(split.val, config.crop), VAL_CROPS, config.crop,
+                                          epoch_rng(config.seed, 0, 1)))  # the training's validation crops
+    init = build_model(config.model, config.kernel_size, config.bias, config.normalize, config.padding)
+    with pytest.warns(ExactFitWarning):
+        noisy_fit(config, split.train, init)
+
+    def val_loss(model) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(model(val_x), _targets(val_x, config)))
+
+    assert val_loss(result.model) < val_loss(init)
+
+
 @pytest.mark.slow
 def test_cli_exact_double_on_builtin_photos(tmp_path, cli):
     out = tmp_path / "run"

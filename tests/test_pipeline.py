@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 
 from kernelnet.config import RunConfig
+from kernelnet.errors import KernelnetError
 from kernelnet.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+SOBEL = RunConfig(filter="sobel", target_kernel=((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0)),
+                  epochs=45, steps_per_epoch=20)
+
+
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
-    config = RunConfig(filter="sobel", target_kernel=((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0)),
-                       epochs=45, steps_per_epoch=20)
-    result = run_pipeline(config, out, bench_sizes="64x64,128x96", bench_min_time=0.05,
+    result = run_pipeline(SOBEL, out, bench_sizes="64x64,128x96", bench_min_time=0.05,
                           verify_sizes="1x1,13x7,64x97", progress=False, say=lambda s: None)
     assert result.verified
     return out
@@ -45,6 +48,10 @@ def test_report_is_self_contained_with_every_section(pipeline_dir):
     assert html.count("data:image/png;base64,") >= 6  # loss, kernels, samples, pruned, int8 error, bench chart
     assert not re.search(r'src="(?!data:)', html), "the HTML must not reference external files"
     md = (pipeline_dir / "report.md").read_text()
+    size_bytes = json.loads((pipeline_dir / "pruned" / "quantize.json").read_text())["size_bytes"]
+    assert f"| model.int8.onnx bytes | {size_bytes['int8']} |" in md
+    bar = json.loads((pipeline_dir / "pruned" / "metrics.json").read_text())["lossless_psnr_db"]
+    assert f"PSNR after ≥ {bar:g} dB" in md
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (pipeline_dir / link).is_file(), link
 
@@ -62,6 +69,14 @@ def test_report_renders_in_headless_chromium(pipeline_dir, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.shape == (3000, 1200)
     assert pixels.std() > 20  # text, tables and plots, not a blank page
+
+
+@pytest.mark.parametrize("sizes", [{"bench_sizes": "0x8"}, {"verify_sizes": "1x1,64x"}])
+def test_bad_sizes_fail_before_any_stage_and_leave_no_folder(tmp_path, sizes):
+    said: list[str] = []
+    with pytest.raises(KernelnetError, match="invalid size"):
+        run_pipeline(SOBEL, tmp_path / "p", progress=False, say=said.append, **sizes)
+    assert said == [] and not (tmp_path / "p").exists()
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):

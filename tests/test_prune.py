@@ -209,6 +209,18 @@ def test_finetune_holds_the_mask(tmp_path, photo_dir, model):
     assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
 
 
+def test_finetune_that_does_not_improve_keeps_the_pruned_weights(tmp_path, photo_dir):
+    """An lr so small that the epochs lower the validation loss by far less than 0.1% (~2e-5): the pruned weights
+    are what is written, and ``finetune_kept`` says so."""
+    run = make_run(tmp_path / "noisy", data=photo_dir, noise=0.05, bias=True)
+    plain = prune_run(run, tmp_path / "plain", amount=4, plots=False)
+    tuned = prune_run(run, tmp_path / "tuned", amount=4, finetune_epochs=2, finetune_lr=1e-7, plots=False)
+    assert tuned.metrics["epochs_run"] == 2 and tuned.metrics["finetune_kept"] is False
+    assert tuned.metrics["psnr_after_db"] == tuned.metrics["psnr_pruned_db"] == plain.metrics["psnr_after_db"]
+    for name, value in load_weights(plain.run_dir).items():
+        assert np.array_equal(load_weights(tuned.run_dir)[name], value), name
+
+
 # -- command line ------------------------------------------------------------------------------------------------
 
 def test_cli_prunes_and_prints_summary(tmp_path, photo_dir):

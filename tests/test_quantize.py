@@ -146,9 +146,11 @@ def test_each_calibration_method(sobel_runs, tmp_path, method):
     assert lo < 0 < hi <= 4.0 + 1e-6  # |Sobel| ≤ 4 on [0, 1] images
 
 
-def test_uint8_input_model_on_raw_frames(sobel_runs, tmp_path, photos):
+def test_uint8_input_model_on_raw_frames(quantized, sobel_runs, tmp_path, photos):
     run = shutil.copytree(sobel_runs["single"], tmp_path / "single")
-    untouched = {p: p.read_bytes() for p in (run / "model.int8.onnx", run / "quantize.json") if p.exists()}
+    float_input = [run / "model.int8.onnx", run / "quantize.json"]  # written by the `quantized` fixture
+    assert all(p.is_file() for p in float_input)
+    untouched = {p: p.read_bytes() for p in float_input}
     result = quantize_run(run, uint8_input=True, samples=8, latency_runs=0)
     assert result.path == run / "model.int8.u8.onnx" and result.report_path == run / "quantize.u8.json"
     assert (run / "plots" / "int8_u8_error.png").is_file()

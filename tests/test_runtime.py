@@ -232,6 +232,21 @@ def test_tensorrt_engine_without_tensorrt_names_what_is_missing(tmp_path):
         load(tmp_path / "model.engine")
 
 
+def test_describe_engine_tolerates_a_bad_side_car(tmp_path):
+    from kernelnet.runtime.describe import describe
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"plan")
+    assert describe(engine) == {"path": str(engine), "size_bytes": 4, "format": "tensorrt"}
+    side = tmp_path / "model.engine.json"
+    side.write_text(json.dumps({"profile": [[1, 1, 1, 1]] * 3, "metadata": {"kernelnet.kernel_size": "3"}}))
+    described = describe(engine)
+    assert described["profile"] == [[1, 1, 1, 1]] * 3 and described["kernel_size"] == 3
+    for bad in ("{broken", "[1, 2]", '{"metadata": {"kernelnet.kernels": [1]}}'):  # read as missing, like the runner
+        side.write_text(bad)
+        assert describe(engine) == {"path": str(engine), "size_bytes": 4, "format": "tensorrt"}
+
+
 class _LimitedRunner(Runner):
     """A fake backend with a TensorRT-like profile: at most 2 images of 16×24, computed in numpy."""
 

@@ -133,18 +133,17 @@ def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
 def run_job(model: Model, job: Job, bits: int, scale: str) -> str:
     """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written."""
     from kernelnet.images import read_gray, write_image
-    from kernelnet.runtime.inputs import as_batch, check_array
+    from kernelnet.runtime.inputs import as_batch
     from kernelnet.runtime.npyio import create_npy, open_npy
 
     kind = OUT_SUFFIXES[job.target.suffix.lower()]
     if job.source.suffix.lower() == ".npy":
         src = open_npy(job.source)
         try:
-            check_array(src.array, str(job.source))
+            batch, _ = as_batch(src.array, str(job.source))  # checked here so that errors name the file
             if kind == "npy":  # stream tile by tile between two memory maps: never resident whole
                 dst = create_npy(job.staged, src.array.shape, np.float32)
                 try:
-                    batch, _ = as_batch(src.array, str(job.source))
                     model.apply_to(batch, as_batch(dst.array)[0], after_tile=_release_pages(src, dst))
                 finally:
                     dst.close()

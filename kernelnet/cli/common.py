@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from kernelnet.config import RunConfig
 
 
 def fmt(value: Any) -> str:
@@ -35,3 +38,18 @@ def print_pairs(pairs: list[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
         click.echo(f"{key.ljust(width)}  {fmt(value)}")
+
+
+def build_run_config(filter_: str, model: str, normalize: bool, kernel_size: int | None, seed: int,
+                     **settings: Any) -> RunConfig:
+    """The :class:`RunConfig` of ``--filter``/``--model``/``--normalize``/``--kernel-size`` (default: the target's
+    side) plus ``settings``; refuses ``--normalize`` with ``--model double``. Imports numpy only when called."""
+    from kernelnet.config import RunConfig
+    from kernelnet.errors import KernelnetError
+    from kernelnet.filters import resolve_filter
+
+    if normalize and model == "double":
+        raise KernelnetError("--normalize applies to --model single only (double is a magnitude already)")
+    target = resolve_filter(filter_, kernel_size, seed)
+    return RunConfig(filter=filter_, target_kernel=tuple(tuple(float(v) for v in row) for row in target.kernel),
+                     model=model, normalize=normalize, kernel_size=kernel_size or target.size, seed=seed, **settings)

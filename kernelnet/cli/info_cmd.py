@@ -12,14 +12,12 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(model: str, as_json: bool) -> None:
     """Show what MODEL (an .onnx / .engine file or a run directory) is: kind, kernel, shapes, opset, metadata."""
+    from kernelnet.cli.common import print_pairs
     from kernelnet.runtime.describe import describe
 
     details = describe(model)
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
-    width = max(len(k) for k in details)
-    for key, value in details.items():
-        if isinstance(value, (list, dict)):
-            value = json.dumps(value, separators=(", ", ": "))
-        click.echo(f"{key.ljust(width)}  {value}")
+    print_pairs([(key, json.dumps(value, separators=(", ", ": ")) if isinstance(value, (list, dict)) else value)
+                 for key, value in details.items()])

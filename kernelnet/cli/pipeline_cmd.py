@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
+
+from kernelnet.cli.common import build_run_config
 
 
 @click.command()
@@ -30,18 +33,8 @@ def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str,
     Example:
       kernelnet pipeline                        # Sobel, built-in photos -> artifacts/pipeline/sobel-single
     """
-    from kernelnet.config import RunConfig
-    from kernelnet.errors import KernelnetError
-    from kernelnet.filters import resolve_filter
-
-    if normalize and model == "double":
-        raise KernelnetError("--normalize applies to --model single only")
-    target = resolve_filter(filter_, None, seed)
-    config = RunConfig(filter=filter_, target_kernel=tuple(tuple(float(v) for v in r) for r in target.kernel),
-                       model=model, normalize=normalize, kernel_size=target.size, padding=padding, data=data,
-                       solver=solver, epochs=epochs, seed=seed)
-    from pathlib import Path
-
+    config = build_run_config(filter_, model, normalize, None, seed, padding=padding, data=data, solver=solver,
+                              epochs=epochs)
     from kernelnet.pipeline import run_pipeline
 
     out_dir = Path(out) if out else Path("artifacts/pipeline") / config.run_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kernelnet.cli.common import print_pairs
+from kernelnet.cli.common import build_run_config, print_pairs
 
 
 @click.command()
@@ -53,18 +53,9 @@ def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bi
       kernelnet train --model double --solver exact     # Sobel magnitude, closed form
       kernelnet train --filter random:3 --model double --data ~/tiny-imagenet-200/train
     """
-    from kernelnet.config import RunConfig
-    from kernelnet.errors import KernelnetError
-    from kernelnet.filters import resolve_filter
-
-    if normalize and model == "double":
-        raise KernelnetError("--normalize applies to --model single only (double is a magnitude already)")
-    target = resolve_filter(filter_, kernel_size, seed)
-    config = RunConfig(
-        filter=filter_, target_kernel=tuple(tuple(float(v) for v in row) for row in target.kernel), model=model,
-        normalize=normalize, kernel_size=kernel_size or target.size, bias=bias, padding=padding, data=data,
-        crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
-        patience=patience, restarts=restarts, solver=solver, init=init, seed=seed, device=device)
+    config = build_run_config(filter_, model, normalize, kernel_size, seed, bias=bias, padding=padding, data=data,
+                              crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
+                              patience=patience, restarts=restarts, solver=solver, init=init, device=device)
     from kernelnet.training import train as run_training
 
     result = run_training(config, out, resume=resume, progress=not quiet, plots=not no_plots)
