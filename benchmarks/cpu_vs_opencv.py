@@ -1,13 +1,15 @@
-"""CPU inference vs OpenCV: the levers tried for issue "CPU inference at least as fast as OpenCV", side by side.
+"""CPU inference vs OpenCV: the public path and the levers tried for issue "CPU inference at least as fast as
+OpenCV", side by side.
 
 For exact Sobel single and double (magnitude) models exported by kernelnet, at 1080p and 4K, float32, 2 threads,
 one process: memcpy floor, OpenCV (`filter2D`; two `filter2D` + `magnitude` for double), the public path
-`kernelnet.runtime.load(model.onnx)` (ORT_ENABLE_BASIC; graph form auto = separable k×1 + 1×k Convs for the
-rank-1 single model, two 1-output Convs + Sqrt(a²+b²) for double), the same at onnxruntime's default level
-(ORT_ENABLE_ALL), the one-3×3-Conv graph form, I/O binding into a preallocated output (no wrapper), and a
-lower bound for a MatMul formulation (image rows as 16-pixel blocks times a 16×16 banded matrix: only the
-in-block part of the horizontal pass, so a full filter built that way can only be slower).
-Prints p50 ms and throughput ratio vs OpenCV (> 1 = faster than OpenCV).
+`kernelnet.runtime.load(model.onnx)` (backend auto = the native C stencil, checked against the graph on load),
+and what lost: onnxruntime at ORT_ENABLE_BASIC (graph form auto = separable k×1 + 1×k Convs for the rank-1 single
+model, two 1-output Convs + Sqrt(a²+b²) for double), the same at onnxruntime's default level (ORT_ENABLE_ALL), the
+one-3×3-Conv graph form, I/O binding into a preallocated output (no wrapper), and a lower bound for a MatMul
+formulation (image rows as 16-pixel blocks times a 16×16 banded matrix: only the in-block part of the horizontal
+pass, so a full filter built that way can only be slower).
+Prints p50 ms, throughput ratio vs OpenCV (> 1 = faster than OpenCV) and time over the memcpy floor.
 
     python benchmarks/cpu_vs_opencv.py [--sizes 1080x1920,2160x3840] [--min-time 1.0]
 """
@@ -88,17 +90,22 @@ def main() -> int:
         for kind in ("single", "double"):
             path = exact_model(Path(tmp), kind)
             public = load(path, session=SessionConfig(intra_op_threads=THREADS))
-            default_level = load(path, session=SessionConfig(graph_optimization_level="all", intra_op_threads=THREADS))
+            assert public.runner.name == "native", "the C stencil extension is not built"
+            basic = load(path, backend="onnxruntime", session=SessionConfig(intra_op_threads=THREADS))
+            default_level = load(path, backend="onnxruntime",
+                                 session=SessionConfig(graph_optimization_level="all", intra_op_threads=THREADS))
             cv = opencv_contender(public.info, THREADS)
             for h, w in sizes:
                 x = np.random.default_rng(0).random((1, 1, h, w), dtype=np.float32)
                 floor = np.empty_like(x)
                 contenders = [("memcpy floor", lambda a: np.copyto(floor, a)), ("opencv", cv.fn),
-                              ("load() default (basic, auto form)", public), ("load() ORT_ENABLE_ALL", default_level),
-                              ("io-binding, preallocated out", iobinding_fn(path, x.shape))]
+                              ("load() default: native stencil", public),
+                              ("onnxruntime basic, auto form", basic), ("onnxruntime ORT_ENABLE_ALL", default_level),
+                              ("onnxruntime io-binding, prealloc", iobinding_fn(path, x.shape))]
                 if kind == "single":
-                    conv = load(exact_model(Path(tmp), kind, "conv"), session=SessionConfig(intra_op_threads=THREADS))
-                    contenders.append(("load() one 3x3 Conv graph", conv))
+                    conv = load(exact_model(Path(tmp), kind, "conv"), backend="onnxruntime",
+                                session=SessionConfig(intra_op_threads=THREADS))
+                    contenders.append(("onnxruntime one 3x3 Conv graph", conv))
                     contenders.append(("MatMul 16-block floor (partial)", matmul_block_floor(x.shape)))
                 want = np.asarray(cv.fn(x)).reshape(x.shape)
                 p50 = {}

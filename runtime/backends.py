@@ -1,13 +1,15 @@
 """Which backend runs which artifact, and which artifacts sit beside a model (for verify and bench).
 
-Backends: ``onnxruntime`` (CPU), ``onnxruntime-cuda`` / ``onnxruntime-tensorrt`` (onnxruntime's execution
-providers, need ``onnxruntime-gpu``) and ``tensorrt`` (a serialized engine). ``auto`` picks ``tensorrt`` for
-``.engine`` files and ``onnxruntime`` (CPU) otherwise.
+Backends: ``native`` (the C stencil, CPU; fp32 models with float32 input, checked against the graph on load),
+``onnxruntime`` (CPU), ``onnxruntime-cuda`` / ``onnxruntime-tensorrt`` (onnxruntime's execution providers, need
+``onnxruntime-gpu``) and ``tensorrt`` (a serialized engine). ``auto`` picks ``tensorrt`` for ``.engine`` files,
+else ``native`` where it can run the model, else ``onnxruntime`` (CPU).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +18,14 @@ from kernelnet.runtime.base import Runner
 from kernelnet.runtime.describe import resolve_model_path
 from kernelnet.runtime.session import SessionConfig
 
-BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+BACKENDS = ("auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 
 
 def pick_backend(path: Path, backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise KernelnetError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "tensorrt" if path.suffix == ".engine" else "onnxruntime"
+        return "tensorrt" if path.suffix == ".engine" else "auto"
     if (backend == "tensorrt") != (path.suffix == ".engine"):
         raise KernelnetError(f"backend {backend!r} cannot run {path.name}: "
                              + ("use a .engine file" if backend == "tensorrt" else "use an .onnx file"))
@@ -42,6 +44,20 @@ def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: in
         return TensorRTRunner(path, name=name or "tensorrt")
     from kernelnet.runtime.onnxruntime_backend import load_onnxruntime
 
+    if chosen in ("auto", "native"):
+        from kernelnet.runtime.native_backend import try_native, unsupported
+
+        graph = load_onnxruntime(path, threads=threads, config=config, name=None if chosen == "native" else name)
+        native, reason = try_native(graph, threads=threads or graph.config.intra_op_threads or None,
+                                    name=name or "native")
+        if native is not None:
+            graph.close()
+            return native
+        if chosen == "native":
+            raise KernelnetError(f"native backend cannot run {path}: {reason}")
+        if not unsupported(graph.info, graph.input_dtype):  # supported, yet differs from the graph: say so
+            warnings.warn(f"native backend not used for {path}: {reason}; running it with onnxruntime", stacklevel=2)
+        return graph  # onnxruntime runs what the stencil cannot (int8, fp16, uint8 input, no metadata)
     device = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-tensorrt": "tensorrt"}[chosen]
     return load_onnxruntime(path, threads=threads, device=device, config=config, name=name)
 
@@ -55,6 +71,22 @@ class Artifact:
     path: Path
     backend: str
     missing: str = ""
+
+
+def native_missing(path: Path) -> str:
+    """Why the native backend cannot run the ONNX model at ``path`` (empty: it can and matches the graph)."""
+    from kernelnet.runtime.native_backend import try_native
+    from kernelnet.runtime.onnxruntime_backend import OnnxRuntimeRunner
+
+    try:
+        graph = OnnxRuntimeRunner(path)
+    except KernelnetError as exc:
+        return str(exc)
+    with graph:
+        native, reason = try_native(graph, threads=1)
+    if native is not None:
+        native.close()
+    return reason
 
 
 INT8_SUFFIXES = {".int8.onnx": "onnxruntime-int8", ".int8.u8.onnx": "onnxruntime-int8-u8"}
@@ -77,6 +109,7 @@ def discover(path: str | os.PathLike[str]) -> list[Artifact]:
     found: list[Artifact] = []
     if fp32.is_file():
         found.append(Artifact("onnxruntime", fp32, "onnxruntime"))
+        found.append(Artifact("native", fp32, "native", native_missing(fp32)))
     for name, int8 in int8_paths(fp32).items():
         if int8.is_file():
             found.append(Artifact(name, int8, "onnxruntime"))

@@ -86,6 +86,16 @@ class Runner(abc.ABC):
         Raises :class:`kernelnet.errors.KernelnetError` if the backend refuses the input.
         """
 
+    def run_checked(self, batch: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``run`` plus whether the input is known to hold no NaN/Inf without looking at it (default: not known,
+        so the caller checks the input; a backend whose finite output proves a finite input says so for free)."""
+        return self.run(batch), False
+
+    def scratch_bytes_per_pixel(self, kernel_size: int) -> int:
+        """Working memory per pixel of one call, which sizes automatic tiling (default: onnxruntime's im2col
+        buffer of k² float32 per pixel)."""
+        return 4 * kernel_size * kernel_size
+
     def describe(self) -> dict[str, Any]:
         """Backend settings worth reporting (session options, providers, precision)."""
         return {"backend": self.name, "precision": self.info.precision}

@@ -45,8 +45,9 @@ class Model:
     Args:
         runner: the backend that runs (N, 1, H, W) batches.
         tile: see :data:`TileArg`.
-        budget_bytes: im2col budget for automatic tiling (see :mod:`kernelnet.runtime.tiling`).
-        check_finite: refuse float inputs with NaN/Inf (one extra pass over the input).
+        budget_bytes: working-memory budget for automatic tiling (see :mod:`kernelnet.runtime.tiling`).
+        check_finite: refuse float inputs with NaN/Inf (one extra pass over the input, unless the backend's
+            finite output proves a finite input, as the native stencil's does).
     """
 
     def __init__(self, runner: Runner, tile: TileArg = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
@@ -92,7 +93,8 @@ class Model:
             raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
         shape: TileShape | None
         if self.tile == "auto":
-            shape = auto_tile(height, width, self.kernel_size, self.budget_bytes) if self.kernel_size else None
+            shape = (auto_tile(height, width, self.kernel_size, self.budget_bytes,
+                               self.runner.scratch_bytes_per_pixel(self.kernel_size)) if self.kernel_size else None)
         else:
             shape = self.tile  # type: ignore[assignment]
         if min(height, width) == 1:
@@ -133,9 +135,10 @@ class Model:
             run_tiled(lambda x: self._guarded(x, src), src[part], dst[part], tiles, after_tile)
 
     def _guarded(self, x: np.ndarray, whole: np.ndarray) -> np.ndarray:
-        if self.check_finite and not all_finite(x):
+        out, input_finite = self.runner.run_checked(to_dtype(x, self.runner.input_dtype))
+        if self.check_finite and not input_finite and not all_finite(x):
             raise nonfinite_error(count_nonfinite(whole))
-        return self.runner.run(to_dtype(x, self.runner.input_dtype))
+        return out
 
     def describe(self) -> dict[str, Any]:
         tile = self.tile if isinstance(self.tile, str) or self.tile is None else "x".join(map(str, self.tile))

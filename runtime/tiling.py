@@ -69,12 +69,13 @@ def plan_tiles(height: int, width: int, halo: int, tile: TileShape) -> list[Tile
     return [Tile((ro, co), (rs, cs), (rc, cc)) for ro, rs, rc in rows for co, cs, cc in cols]
 
 
-def auto_tile(height: int, width: int, kernel_size: int,
-              budget_bytes: int = DEFAULT_BUDGET_BYTES) -> TileShape | None:
-    """The tile shape that keeps one piece's im2col buffer within ``budget_bytes``, or ``None`` if the whole
-    image fits. Prefers full-width row strips (contiguous, sequential I/O)."""
+def auto_tile(height: int, width: int, kernel_size: int, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+              bytes_per_pixel: int | None = None) -> TileShape | None:
+    """The tile shape that keeps one piece's working memory (``bytes_per_pixel``, default an im2col buffer of
+    k² float32) within ``budget_bytes``, or ``None`` if the whole image fits. Prefers full-width row strips
+    (contiguous, sequential I/O)."""
     halo = kernel_size // 2
-    max_pixels = max(1, budget_bytes // (4 * kernel_size * kernel_size))
+    max_pixels = max(1, budget_bytes // (bytes_per_pixel or 4 * kernel_size * kernel_size))
     if height * width <= max_pixels:
         return None
     rows = max_pixels // width - 2 * halo

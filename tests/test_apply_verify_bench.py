@@ -198,7 +198,8 @@ def test_verify_passes_on_sobel_exports(tmp_path, variant):
     assert {smallest, "3x64x48", "1x509x383 tiled 64x96"} <= set(doc["cases"])
     assert len(doc["cases"]) == 5 * 2 + 2 + 2
     assert {c["check"] for c in doc["comparisons"]} == {"weights ~ truth", "onnxruntime ~ weights",
-                                                         "onnxruntime ~ truth"}
+                                                         "onnxruntime ~ truth", "native ~ onnxruntime",
+                                                         "native ~ weights", "native ~ truth"}
 
 
 def test_verify_compares_pytorch_and_int8_siblings(tmp_path):
@@ -297,7 +298,7 @@ def test_tune_then_bench_uses_the_stored_choice(tmp_path):
     assert "best:" in res.stdout and (run / "model.onnx.tune.json").is_file()
     tuned = json.loads((run / "model.onnx.tune.json").read_text())
     assert len(tuned["measured"]["candidates"]) == 4
-    with load(run) as model:
+    with load(run, backend="onnxruntime") as model:
         assert model.runner.config.to_dict() == tuned["session"]
         assert model.tile == (tuple(tuned["tile"]) if tuned["tile"] else "auto")
     res = kn("bench", run, "--sizes", "32x32", "--no-torch", "--no-opencv", "--reps", "2", "--min-time", "0",

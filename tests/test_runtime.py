@@ -298,8 +298,9 @@ def test_session_config_validation_and_options():
     assert SessionConfig.from_dict(config.to_dict()) == config and config.label() == "all/t2/par/nospin"
     options = config.to_session_options()
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
-    assert load(exported("single"), threads=1).runner.config.intra_op_threads == 1
-    chosen = load(exported("single"), session=SessionConfig("all", 1), tile=(9, 0))
+    assert load(exported("single"), backend="onnxruntime", threads=1).runner.config.intra_op_threads == 1
+    assert load(exported("single"), threads=1).runner.threads == 1  # native: the same thread setting
+    chosen = load(exported("single"), backend="onnxruntime", session=SessionConfig("all", 1), tile=(9, 0))
     assert chosen.runner.config == SessionConfig("all", 1) and chosen.tile == (9, 0)
     with pytest.raises(KernelnetError, match="threads"):
         load(exported("single"), threads=0)
@@ -314,9 +315,11 @@ def test_autotune_file_is_used_by_load_and_ignored_when_stale(tmp_path):
     assert result.path == tune_path(run / "model.onnx") and len(result.rows) == 2
     doc = json.loads(result.path.read_text())
     assert doc["session"]["intra_op_threads"] == 1 and doc["tile"] == [8, 0]
-    model = load(run)
+    model = load(run, backend="onnxruntime")
     assert model.runner.config == result.best.session and model.tile == (8, 0)
-    assert load(run, tile=0).tile is None and load(run, threads=2).runner.config.intra_op_threads == 2
+    assert load(run).tile == (8, 0) and load(run).runner.threads == 1  # the native stencil takes both
+    assert load(run, tile=0).tile is None
+    assert load(run, backend="onnxruntime", threads=2).runner.config.intra_op_threads == 2
     proto = onnx.load(str(run / "model.onnx"))  # re-exported model: the tune file no longer applies
     proto.producer_version = "changed"
     onnx.save(proto, str(run / "model.onnx"))
@@ -324,7 +327,7 @@ def test_autotune_file_is_used_by_load_and_ignored_when_stale(tmp_path):
         assert read_tuned(run / "model.onnx") is None
     result.path.write_text("{broken")
     with pytest.warns(UserWarning, match="unreadable tune file"):
-        model = load(run)
+        model = load(run, backend="onnxruntime")
     assert model.runner.config == SessionConfig() and model.tile == "auto"
 
 
@@ -334,6 +337,8 @@ def test_model_info_from_metadata_and_describe():
     assert info.model == "double" and info.kernels.shape == (2, 3, 3) and info.halo == 1
     assert np.array_equal(info.target_kernel, SOBEL)
     described = model.describe()
+    assert described["backend"] == "native" and described["kernel"] == "direct 3x3 stencil"
+    described = load(exported("double"), backend="onnxruntime").describe()
     assert described["session"]["graph_optimization_level"] == "basic" and described["tile"] == "auto"
     with warnings.catch_warnings():
         warnings.simplefilter("error")

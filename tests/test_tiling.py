@@ -87,7 +87,7 @@ def test_auto_tile_respects_the_budget():
 def test_auto_tiling_kicks_in_and_matches(rng):
     from kernelnet.runtime.model import Model
 
-    model = load(exported("single"))
+    model = load(exported("single"), backend="onnxruntime")
     small = Model(model.runner, budget_bytes=4 * 9 * 3000)  # pretend memory is tiny: 3000-pixel pieces
     x = rng.random((3, 1, 97, 101), dtype=np.float32)
     assert len(small.plan(97, 101)) > 1 and len(model.plan(97, 101)) == 1

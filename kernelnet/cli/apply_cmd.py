@@ -215,8 +215,8 @@ def run_all(model: Model, jobs: list[Job], bits: int, scale: str) -> list[tuple[
 @click.option("--scale", default="auto", show_default=True,
               help="PNG value mapping: auto (y/max, or 0.5 + y/(2 max|y|) when signed) or a factor.")
 @click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+              type=click.Choice(["auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (native stencil or onnxruntime intra-op).")
 @click.option("--tile", default=None, help="auto (default: tile above the memory budget), off, N or RxC.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: str, scale: str, backend: str,

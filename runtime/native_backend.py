@@ -1,0 +1,147 @@
+"""Native CPU backend: the exported filter run as a direct k×k stencil in C (``_stencil.c``), one pass over the image.
+
+onnxruntime's x86 CPU Conv turns a one-channel k×k filter into im2col + a one-row GEMM, which is 2–3× slower than
+OpenCV's ``filter2D`` (see ``benchmarks/cpu_vs_opencv.py``). For fp32 models with float32 input whose kernelnet
+metadata describes the filter (kernels, bias, border, combine), this backend computes the same function directly:
+raw or ``abs`` single models, and the double model's magnitude fused into the same pass.
+
+It is used only when it reproduces the graph: on load, a probe batch runs through both onnxruntime and the stencil,
+and any difference beyond float32 rounding makes :func:`try_native` decline (``backend="auto"`` then falls back
+to onnxruntime; ``backend="native"`` fails). Torch-free; the extension is optional (``pip install`` builds it
+where a C compiler exists).
+
+    >>> from kernelnet.runtime import load                                     # doctest: +SKIP
+    >>> load("model.onnx").runner.name                                         # doctest: +SKIP
+    'native'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelnet.errors import KernelnetError
+from kernelnet.runtime.base import ModelInfo, Runner
+
+try:
+    from kernelnet.runtime import _stencil
+except ImportError:  # built without a C compiler: onnxruntime runs everything
+    _stencil = None
+
+BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2}
+COMBINE_RAW, COMBINE_ABS, COMBINE_MAGNITUDE = 0, 1, 2
+MAX_KERNEL = 31
+PARALLEL_MIN_PIXELS = 1 << 15
+"""Below this many pixels per call one thread is faster than waking a second one."""
+PROBE_SHAPE = (2, 1, 37, 41)
+
+
+def available() -> bool:
+    """True when the C stencil extension is built."""
+    return _stencil is not None
+
+
+def default_threads() -> int:
+    """CPUs this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def unsupported(info: ModelInfo, input_dtype: str) -> str:
+    """Why the native backend cannot run a model described by ``info`` (empty string: it can)."""
+    if _stencil is None:
+        return "the C stencil extension is not built (reinstall kernelnet where a C compiler exists)"
+    if info.kernels is None or info.model not in ("single", "double"):
+        return "the model has no kernelnet kernel metadata"
+    if info.precision != "fp32" or input_dtype != "float32":
+        return f"only fp32 models with float32 input run natively (this one: {info.precision}, {input_dtype} input)"
+    if info.padding not in BORDERS:
+        return f"unknown border {info.padding!r}"
+    channels, k, k2 = info.kernels.shape
+    if k != k2 or k % 2 == 0 or k > MAX_KERNEL or channels != (2 if info.model == "double" else 1):
+        return f"kernels of shape {info.kernels.shape} do not describe a {info.model} model with odd k <= {MAX_KERNEL}"
+    return ""
+
+
+class NativeRunner(Runner):
+    """Runs a kernelnet filter from its ``info`` with the C stencil: (N, 1, H, W) float32 → (N, 1, H, W) float32.
+
+    Args:
+        info: the model's metadata (kernels (C, k, k), bias, border, kind); see :func:`unsupported`.
+        threads: worker threads (default: the CPUs this process may use).
+        path: the artifact the metadata came from (for messages and tables).
+    """
+
+    def __init__(self, info: ModelInfo, threads: int | None = None, path: Path | None = None,
+                 name: str = "native") -> None:
+        reason = unsupported(info, "float32")
+        if reason:
+            raise KernelnetError(f"native backend cannot run {path or 'this model'}: {reason}")
+        assert info.kernels is not None
+        self.info, self.path, self.name = info, path, name
+        self.threads = threads if threads is not None else default_threads()
+        if self.threads < 1:
+            raise KernelnetError(f"threads must be >= 1, got {self.threads}")
+        channels, self.k, _ = info.kernels.shape
+        self.channels = channels
+        self.kernels = np.ascontiguousarray(info.kernels, dtype=np.float32)
+        bias = info.bias if info.bias is not None else np.zeros(channels)
+        self.bias = np.ascontiguousarray(np.broadcast_to(bias, (channels,)), dtype=np.float32)
+        self.combine = (COMBINE_MAGNITUDE if channels == 2 else COMBINE_ABS if info.normalize else COMBINE_RAW)
+        self.border = BORDERS[info.padding]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 1, H, W) float32 → (N, 1, H, W) float32."""
+        return self.run_checked(batch)[0]
+
+    def run_checked(self, batch: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Run and report whether every output is finite, which proves the input finite: every input pixel
+        meets every tap's multiplication (zero taps included), so a NaN/Inf always reaches the output."""
+        if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 1:
+            raise KernelnetError(f"{self.name} expects (N, 1, H, W) float32, got {batch.dtype} {batch.shape}")
+        src = np.ascontiguousarray(batch)
+        n, _, h, w = src.shape
+        out = np.empty_like(src)
+        threads = self.threads if n * h * w >= PARALLEL_MIN_PIXELS else 1
+        finite = _stencil.correlate(src, out, n, h, w, self.kernels, self.bias, self.k, self.channels,
+                                    self.combine, self.border, threads)
+        return out, bool(finite)
+
+    def scratch_bytes_per_pixel(self, kernel_size: int) -> int:
+        return 4  # the output only: the stencil reads the image in place
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "threads": self.threads, "kernel": f"direct {self.k}x{self.k} stencil"}
+
+
+def probe_difference(native: Runner, graph: Runner) -> float:
+    """Largest difference between two runners on a fixed random probe batch, relative to the output bound."""
+    x = np.random.default_rng(12345).random(PROBE_SHAPE, dtype=np.float32)
+    want, got = graph.run(x), native.run(x)
+    bound = max(1.0, float(np.abs(native.info.kernels).sum())) if native.info.kernels is not None else 1.0
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(got.astype(np.float64) - want)
+    return float(np.nanmax(diff) / bound) if np.isfinite(diff).all() else float("inf")
+
+
+PROBE_TOLERANCE = 1e-5
+"""Relative to the output bound Σ|K|: float32 rounding of a k ≤ 31 stencil stays far below it."""
+
+
+def try_native(graph: Runner, threads: int | None = None, name: str = "native") -> tuple[NativeRunner | None, str]:
+    """A :class:`NativeRunner` for the model ``graph`` runs (an onnxruntime runner) once a probe batch shows it
+    computes what the graph computes; else ``None`` and why not."""
+    reason = unsupported(graph.info, graph.input_dtype)
+    if reason:
+        return None, reason
+    native = NativeRunner(graph.info, threads, graph.path, name)
+    diff = probe_difference(native, graph)
+    if not diff <= PROBE_TOLERANCE:
+        return None, f"its metadata does not describe the graph (probe difference {diff:.2e} of the output bound)"
+    return native, ""
+
