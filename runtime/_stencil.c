@@ -279,9 +279,8 @@ static void pool_after_fork(void) {
 
 /* Run jobs[0..count) in parallel: jobs[0] on the calling thread, the others on pool workers 1..count-1. */
 static void run_parallel(Job *jobs, int count) {
-    if (count > 1 && pthread_mutex_trylock(&pool.user) != 0) count = 1; /* pool busy: single-threaded */
-    if (count == 1) {
-        run_job(&jobs[0]);
+    if (count == 1 || pthread_mutex_trylock(&pool.user) != 0) { /* one band, or the pool is busy: run here */
+        for (int t = 0; t < count; t++) run_job(&jobs[t]);
         return;
     }
     pthread_mutex_lock(&pool.lock);

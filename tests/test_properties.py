@@ -1,5 +1,6 @@
-"""Property-based parity (issue 8): exported ONNX models, run through ``kernelnet.runtime.load``, equal the numpy
-reference filter on random sizes, batches, layouts and dtypes; forced tiles equal the whole-image result bit for bit.
+"""Property-based parity (issue 8): exported ONNX models, run through ``kernelnet.runtime.load`` with both CPU
+backends (the native stencil, load()'s default, and onnxruntime), equal the numpy reference filter on random sizes,
+batches, layouts and dtypes; forced tiles equal the whole-image result bit for bit.
 
 Exporting takes about a second, so a fixed set of real exports (random uniform kernels, k ∈ {1, 3, 5}, each model
 kind with each border) is made once per module and hypothesis draws everything else.
@@ -49,7 +50,8 @@ class Exported:
     path: Path
     spec: Spec
     kernel: np.ndarray  # float64 values of the float32 weights actually in the graph
-    whole: Model  # load(path, tile=0): never tiles
+    whole: Model  # load(path, tile=0): never tiles (the native stencil)
+    graph: Model  # the same with onnxruntime
 
     @property
     def gain(self) -> float:
@@ -76,7 +78,7 @@ def exports(tmp_path_factory) -> dict[str, Exported]:
                              padding=spec.padding)
         path = export_onnx(run, verify=False).path  # parity is what this module checks
         weights = kernel.astype(np.float32).astype(np.float64)
-        out[name] = Exported(path, spec, weights, load(path, tile=0))
+        out[name] = Exported(path, spec, weights, load(path, tile=0), load(path, backend="onnxruntime", tile=0))
     return out
 
 
@@ -113,15 +115,18 @@ def test_export_matches_numpy_reference(exports, name, case):
     model = exports[name]
     x = make_input(**case)
     if model.spec.padding == "reflect" and min(case["h"], case["w"]) <= model.spec.k // 2:
-        with pytest.raises(KernelnetError, match="reflect border needs"):
-            model.whole(x)  # undefined border: refused, never a wrong answer
+        for backend in (model.whole, model.graph):
+            with pytest.raises(KernelnetError, match="reflect border needs"):
+                backend(x)  # undefined border: refused, never a wrong answer
         return
-    y = model.whole(x)
-    assert y.shape == x.shape and y.dtype == np.float32
     want = model.reference(as_unit_float64(x))
     tolerance = 4e-6 * model.gain + 1e-5 * np.abs(want)
-    err = np.abs(y.astype(np.float64) - want)
-    assert (err <= tolerance).all(), f"max error {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    for backend in (model.whole, model.graph):
+        y = backend(x)
+        assert y.shape == x.shape and y.dtype == np.float32
+        err = np.abs(y.astype(np.float64) - want)
+        assert (err <= tolerance).all(), (f"{backend.runner.name}: max error {err.max():.3g} at "
+                                          f"{np.unravel_index(err.argmax(), err.shape)}")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -131,5 +136,6 @@ def test_forced_tiles_equal_whole_image(exports, name, case, rows, cols):
     if model.spec.padding == "reflect" and min(case["h"], case["w"]) <= model.spec.k // 2:
         return  # refused either way (checked above)
     x = make_input(**case)
-    tiled = load(model.path, tile=(rows, cols))
-    assert np.array_equal(tiled(x), model.whole(x)), (rows, cols, tiled.plan(case["h"], case["w"])[:3])
+    for backend, whole in (("native", model.whole), ("onnxruntime", model.graph)):
+        tiled = load(model.path, backend=backend, tile=(rows, cols))
+        assert np.array_equal(tiled(x), whole(x)), (backend, rows, cols, tiled.plan(case["h"], case["w"])[:3])

@@ -112,9 +112,11 @@ def test_runtime_package_never_imports_torch(tmp_path):
 import numpy as np
 import kernelnet.runtime
 from kernelnet.runtime import load
-from kernelnet.runtime import (autotune, backends, base, bench, compare, describe, inputs, metadata, model, npyio,
-                               onnxruntime_backend, reference, session, tensorrt_backend, tiling, verify)
+from kernelnet.runtime import (autotune, backends, base, bench, compare, describe, inputs, metadata, model,
+                               native_backend, npyio, onnxruntime_backend, reference, session, tensorrt_backend,
+                               tiling, verify)
 m = load({str(path)!r}, tile=(5, 0))
+assert m.runner.name == ("native" if native_backend.available() else "onnxruntime")
 y = m(np.random.rand(2, 31, 17).astype(np.float32))
 report = verify.verify([verify.Backend("onnxruntime", m)], verify.build_cases(((5, 7),), (1,)))
 assert report.ok
