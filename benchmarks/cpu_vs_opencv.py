@@ -9,9 +9,9 @@ model, two 1-output Convs + Sqrt(a²+b²) for double), the same at onnxruntime's
 one-3×3-Conv graph form, I/O binding into a preallocated output (no wrapper), and a lower bound for a MatMul
 formulation (image rows as 16-pixel blocks times a 16×16 banded matrix: only the in-block part of the horizontal
 pass, so a full filter built that way can only be slower).
-Prints p50 ms, throughput ratio vs OpenCV (> 1 = faster than OpenCV) and time over the memcpy floor.
+Contenders are timed in interleaved rounds. Prints p50 ms, throughput ratio vs OpenCV (> 1 = faster than OpenCV) and time over the memcpy floor.
 
-    python benchmarks/cpu_vs_opencv.py [--sizes 1080x1920,2160x3840] [--min-time 1.0]
+    python benchmarks/cpu_vs_opencv.py [--sizes 1080x1920,2160x3840] [--min-time 1.0] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def matmul_block_floor(shape: tuple[int, ...], block: int = 16):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1080x1920,2160x3840")
-    parser.add_argument("--min-time", type=float, default=1.0)
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per contender and size")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the time is split into")
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     rows = []
@@ -108,12 +109,15 @@ def main() -> int:
                     contenders.append(("onnxruntime one 3x3 Conv graph", conv))
                     contenders.append(("MatMul 16-block floor (partial)", matmul_block_floor(x.shape)))
                 want = np.asarray(cv.fn(x)).reshape(x.shape)
-                p50 = {}
                 for name, fn in contenders:
                     if name not in ("memcpy floor", "MatMul 16-block floor (partial)"):
                         got = np.asarray(fn(x)).reshape(x.shape)
                         assert np.abs(got - want).max() < 1e-4, name
-                    p50[name] = float(np.median(time_calls(fn, x, min_seconds=args.min_time))) * 1e3
+                samples: dict[str, list[np.ndarray]] = {name: [] for name, _ in contenders}
+                for _ in range(args.rounds):  # interleaved, so that drift on a shared machine hits all alike
+                    for name, fn in contenders:
+                        samples[name].append(time_calls(fn, x, min_seconds=args.min_time / args.rounds))
+                p50 = {name: float(np.median(np.concatenate(t))) * 1e3 for name, t in samples.items()}
                 for name, ms in p50.items():
                     rows.append((kind, f"{h}x{w}", name, ms, p50["opencv"] / ms, ms / p50["memcpy floor"]))
     print(f"{'model':<7} {'size':<10} {'contender':<34} {'p50_ms':>8} {'vs_opencv':>10} {'x_memcpy':>9}")
