@@ -149,23 +149,33 @@ static int run_row(const float *const *rows, float *out, Py_ssize_t w, const Job
     }
 }
 
-/* Output columns [0, half) and [w − half, w) of a row whose k source rows lie inside the image (w > 2·half). */
-static int edge_columns(const Job *job, const float *const *rows, float *out) {
+/* Source columns of the two edge segments of a row: virtual columns [−half, 2·half) then [w − 2·half, w + half)
+ * (w > 2·half), −1 for a zero sample. Computed once per job. */
+static void edge_map(const Job *job, Py_ssize_t *cols) {
+    const int half = job->k / 2;
+    for (int j = 0; j < 3 * half; j++) {
+        cols[j] = map_index(j - half, job->w, job->border);
+        cols[3 * half + j] = map_index(job->w - 2 * half + j, job->w, job->border);
+    }
+}
+
+/* Output columns [0, half) and [w − half, w) of a row whose k source rows lie inside the image (w > 2·half), in
+ * one call over the two segments side by side: outputs [0, half) come from the left one, [3·half, 4·half) from the
+ * right one, the ones between straddle both and are dropped. */
+static int edge_columns(const Job *job, const float *const *rows, const Py_ssize_t *cols, float *out) {
     const int k = job->k, half = k / 2;
-    const Py_ssize_t w = job->w;
-    float seg[MAX_K][3 * (MAX_K / 2)];
+    float seg[MAX_K][6 * (MAX_K / 2)], both[4 * (MAX_K / 2)];
     const float *seg_rows[MAX_K];
+    for (int i = 0; i < k; i++) {
+        for (int j = 0; j < 6 * half; j++) seg[i][j] = cols[j] < 0 ? 0.0f : rows[i][cols[j]];
+        seg_rows[i] = seg[i];
+    }
+    run_row(seg_rows, both, 4 * half, job);
     int bad = 0;
-    for (int side = 0; side < 2; side++) {
-        Py_ssize_t first = side == 0 ? -half : w - 2 * half; /* virtual column of seg[i][0] */
-        for (int i = 0; i < k; i++) {
-            for (int j = 0; j < 3 * half; j++) {
-                Py_ssize_t col = map_index(first + j, w, job->border);
-                seg[i][j] = col < 0 ? 0.0f : rows[i][col];
-            }
-            seg_rows[i] = seg[i];
-        }
-        bad |= run_row(seg_rows, side == 0 ? out : out + w - half, half, job);
+    for (int j = 0; j < half; j++) {
+        out[j] = both[j];
+        out[job->w - half + j] = both[3 * half + j];
+        bad |= !(fabsf(both[j]) <= FLT_MAX) | !(fabsf(both[3 * half + j]) <= FLT_MAX);
     }
     return bad;
 }
@@ -177,8 +187,9 @@ static void *run_job(void *arg) {
     float *ring = NULL;
     Py_ssize_t held[MAX_K]; /* virtual row held by each ring slot (per image) */
     const float *rows[MAX_K];
-    Py_ssize_t image = -1;
+    Py_ssize_t image = -1, cols[6 * (MAX_K / 2)];
     int bad = 0;
+    if (w > 2 * half) edge_map(job, cols);
     job->finite = 1;
     for (Py_ssize_t g = job->row0; g < job->row1; g++) {
         Py_ssize_t n = g / h, y = g % h;
@@ -187,7 +198,7 @@ static void *run_job(void *arg) {
         if (y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
             for (int i = 0; i < k; i++) rows[i] = img + (y - half + i) * w;
             bad |= run_row(rows, out + half, w - 2 * half, job);
-            if (half > 0) bad |= edge_columns(job, rows, out);
+            if (half > 0) bad |= edge_columns(job, rows, cols, out);
             continue;
         }
         if (ring == NULL) { /* border rows: padded copies in a ring of k rows */

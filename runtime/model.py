@@ -76,15 +76,20 @@ class Model:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Filter ``image`` (see the class docstring); raises KernelnetError for inputs outside the contract."""
         batch, restore = as_batch(image)
-        tiles, max_n = self._schedule(batch)
-        if len(tiles) == 1 and batch.shape[0] <= max_n:
+        shape, max_n = self.tile_shape(batch.shape[2], batch.shape[3]), self._max_batch(batch)
+        if shape is None and batch.shape[0] <= max_n:
             return restore(self._guarded(batch, batch))  # whole image in one call: no extra copy
         out = np.empty(batch.shape, dtype=np.float32)
-        self._run_into(batch, out, tiles, max_n)
+        self._run_into(batch, out, self._tiles(batch.shape[2], batch.shape[3], shape), max_n)
         return restore(out)
 
     def plan(self, height: int, width: int) -> list[Tile]:
         """The tiles an ``height`` × ``width`` image is run in (one tile = the whole image)."""
+        return self._tiles(height, width, self.tile_shape(height, width))
+
+    def tile_shape(self, height: int, width: int) -> TileShape | None:
+        """The core shape an ``height`` × ``width`` image is tiled with, ``None`` for one piece; raises
+        KernelnetError for sizes the model or backend cannot run."""
         halo = self.info.halo
         if self.padding == "reflect" and halo is not None and min(height, width) <= halo:
             raise KernelnetError(f"reflect border needs H and W > {halo}, got {height}x{width}")
@@ -107,11 +112,16 @@ class Model:
                 shape = fit_limits(shape, height, width, halo, (hi[1], hi[2]))
             except ValueError as exc:
                 raise KernelnetError(str(exc)) from None
+        if shape is not None and (shape[0] or height) >= height and (shape[1] or width) >= width:
+            shape = None  # one tile covers the image
+        if shape is not None and halo is None:
+            raise KernelnetError(f"{self.runner.path} has no kernelnet metadata (kernel_size): cannot tile it")
+        return shape
+
+    def _tiles(self, height: int, width: int, shape: TileShape | None) -> list[Tile]:
         if shape is None:
             return plan_tiles(height, width, 0, (0, 0))
-        if halo is None:
-            raise KernelnetError(f"{self.runner.path} has no kernelnet metadata (kernel_size): cannot tile it")
-        return plan_tiles(height, width, halo, shape)
+        return plan_tiles(height, width, self.info.halo or 0, shape)
 
     def apply_to(self, src: np.ndarray, dst: np.ndarray, after_tile: Callable[[int], None] | None = None) -> None:
         """Filter ``src`` (N, 1, H, W) into ``dst`` (N, 1, H, W) float32 tile by tile (memory maps welcome).
@@ -124,8 +134,10 @@ class Model:
 
     def _schedule(self, batch: np.ndarray) -> tuple[list[Tile], int]:
         """The tiles of ``batch`` (N, 1, H, W) and the most images the runner takes per call."""
-        tiles = self.plan(batch.shape[2], batch.shape[3])
-        return tiles, self.runner.max_shape[0] if self.runner.max_shape else batch.shape[0]
+        return self.plan(batch.shape[2], batch.shape[3]), self._max_batch(batch)
+
+    def _max_batch(self, batch: np.ndarray) -> int:
+        return self.runner.max_shape[0] if self.runner.max_shape else batch.shape[0]
 
     def _run_into(self, src: np.ndarray, dst: np.ndarray, tiles: list[Tile], max_n: int,
                   after_tile: Callable[[int], None] | None = None) -> None:
