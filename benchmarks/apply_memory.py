@@ -9,6 +9,7 @@ computed block by block in this process.
     python benchmarks/apply_memory.py                         # 12000², Sobel single and double
     python benchmarks/apply_memory.py --size 4000 --models single
     python benchmarks/apply_memory.py --whole                 # also a forced whole-image run (GBs of RSS)
+    python benchmarks/apply_memory.py --backends onnxruntime  # one backend (default: native and onnxruntime)
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=12000)
     parser.add_argument("--models", default="single,double")
+    parser.add_argument("--backends", default="native,onnxruntime", help="kernelnet apply --backend values.")
     parser.add_argument("--whole", action="store_true", help="Also run with --tile off (whole image, GBs of RSS).")
     parser.add_argument("--tmp", default=None, help="Scratch folder (needs ≈ 2.5 × size² × 4 bytes).")
     args = parser.parse_args()
@@ -115,25 +117,29 @@ def main() -> int:
         make_input(x_path, args.size)
         for model in args.models.split(","):
             onnx_path = make_model(root / model, model)
-            for label, extra in [("auto tiling", []), *([("whole image", ["--tile", "off"])] if args.whole else [])]:
-                y_path = root / f"{model}-out.npy"
-                code, wall, rss, err = run_measured([sys.executable, "-m", "kernelnet", "apply", str(onnx_path),
-                                                     str(x_path), "--out", str(y_path), "-q", *extra])
-                if code != 0:
-                    rows.append((model, label, wall, rss, float("nan"), f"exit {code}: {err.strip()[-80:]}"))
-                    continue
-                error = max_error_vs_truth(x_path, y_path, model)
-                ok = rss <= 2048 and error <= 1e-5
-                verdict = ("ok" if ok else "MISSED") if label == "auto tiling" else "(for contrast)"
-                rows.append((model, label, wall, rss, error, verdict))
-                y_path.unlink()
+            modes = [("auto tiling", []), *([("whole image", ["--tile", "off"])] if args.whole else [])]
+            for backend in args.backends.split(","):
+                for label, extra in modes:
+                    y_path = root / f"{model}-out.npy"
+                    code, wall, rss, err = run_measured([
+                        sys.executable, "-m", "kernelnet", "apply", str(onnx_path), str(x_path), "--out", str(y_path),
+                        "-q", "--backend", backend, *extra])
+                    if code != 0:
+                        rows.append((model, backend, label, wall, rss, float("nan"),
+                                     f"exit {code}: {err.strip()[-80:]}"))
+                        continue
+                    error = max_error_vs_truth(x_path, y_path, model)
+                    ok = rss <= 2048 and error <= 1e-5
+                    verdict = ("ok" if ok else "MISSED") if label == "auto tiling" else "(for contrast)"
+                    rows.append((model, backend, label, wall, rss, error, verdict))
+                    y_path.unlink()
     mb = args.size * args.size * 4 / 2**20
     print(f"kernelnet apply on a {args.size}x{args.size} float32 .npy ({mb:.0f} MiB in, {mb:.0f} MiB out)")
-    print(f"{'model':<8} {'mode':<12} {'wall_s':>7} {'peak_rss_mib':>13} {'max_err_vs_truth':>17}  "
+    print(f"{'model':<8} {'backend':<12} {'mode':<12} {'wall_s':>7} {'peak_rss_mib':>13} {'max_err_vs_truth':>17}  "
           "bar (rss <= 2048 MiB, err <= 1e-5)")
-    for model, label, wall, rss, error, verdict in rows:
-        print(f"{model:<8} {label:<12} {wall:7.1f} {rss:13.0f} {error:17.3g}  {verdict}")
-    return 0 if all(r[5] in ("ok", "(for contrast)") for r in rows) else 1
+    for model, backend, label, wall, rss, error, verdict in rows:
+        print(f"{model:<8} {backend:<12} {label:<12} {wall:7.1f} {rss:13.0f} {error:17.3g}  {verdict}")
+    return 0 if all(r[-1] in ("ok", "(for contrast)") for r in rows) else 1
 
 
 if __name__ == "__main__":

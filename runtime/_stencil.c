@@ -9,9 +9,10 @@
  * buffer, and writes each output row once. Kernel sizes 1, 3, 5 and 7 are specialised (fully unrolled, vectorised
  * over columns); other sizes use the same code with a run-time k.
  *
- * Python: correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads) -> bool
- *   src, dst: float32 buffers of n·h·w (C order); kernels: float32 channels·k·k; bias: float32 channels.
- *   Returns True when every output value is finite. Releases the GIL while it runs.
+ * Python: correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h) -> bool
+ *   src: float32 buffer of n·h·w (C order); dst: float32 n·(row1 − row0)·w, output rows [row0, row1) of each
+ *   image; kernels: float32 channels·k·k; bias: float32 channels. Returns True when every output value is finite
+ *   (every source row within k // 2 of an output row is read). Releases the GIL while it runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -42,7 +43,8 @@ typedef struct {
     Py_ssize_t h, w;
     int k, channels, combine, border;
     const float *kernels, *bias;
-    Py_ssize_t row0, row1; /* global rows (image index · h + row) this job writes */
+    Py_ssize_t first, rows; /* each image's output rows: [first, first + rows) of its h */
+    Py_ssize_t row0, row1;  /* output rows (image index · rows + row − first) this job writes */
     int finite, failed;
 } Job;
 
@@ -192,7 +194,7 @@ static void *run_job(void *arg) {
     if (w > 2 * half) edge_map(job, cols);
     job->finite = 1;
     for (Py_ssize_t g = job->row0; g < job->row1; g++) {
-        Py_ssize_t n = g / h, y = g % h;
+        Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
         const float *img = job->src + n * h * w;
         float *out = job->dst + g * w;
         if (y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
@@ -333,10 +335,12 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     PyObject *src_obj, *dst_obj, *kern_obj, *bias_obj;
     Py_ssize_t n, h, w;
     int k, channels, combine, border, threads;
-    if (!PyArg_ParseTuple(args, "OOnnnOOiiiii", &src_obj, &dst_obj, &n, &h, &w, &kern_obj, &bias_obj, &k,
-                          &channels, &combine, &border, &threads))
+    Py_ssize_t row0 = 0, row1 = -1;
+    if (!PyArg_ParseTuple(args, "OOnnnOOiiiii|nn", &src_obj, &dst_obj, &n, &h, &w, &kern_obj, &bias_obj, &k,
+                          &channels, &combine, &border, &threads, &row0, &row1))
         return NULL;
-    if (n < 1 || h < 1 || w < 1 || k < 1 || k > MAX_K || k % 2 == 0 || (channels != 1 && channels != 2) ||
+    if (row1 < 0) row1 = h;
+    if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 || (channels != 1 && channels != 2) ||
         combine < COMBINE_RAW || combine > COMBINE_MAGNITUDE || (channels == 2) != (combine == COMBINE_MAGNITUDE) ||
         border < BORDER_ZEROS || border > BORDER_REPLICATE || threads < 1) {
         PyErr_SetString(PyExc_ValueError, "invalid stencil arguments");
@@ -344,20 +348,21 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     }
     Py_buffer src, dst, kern, bias;
     if (get_buffer(src_obj, &src, n * h * w, 0, "src") < 0) return NULL;
-    if (get_buffer(dst_obj, &dst, n * h * w, 1, "dst") < 0) { PyBuffer_Release(&src); return NULL; }
+    const Py_ssize_t rows = row1 - row0;
+    if (get_buffer(dst_obj, &dst, n * rows * w, 1, "dst") < 0) { PyBuffer_Release(&src); return NULL; }
     if (get_buffer(kern_obj, &kern, (Py_ssize_t)channels * k * k, 0, "kernels") < 0) {
         PyBuffer_Release(&src); PyBuffer_Release(&dst); return NULL;
     }
     if (get_buffer(bias_obj, &bias, channels, 0, "bias") < 0) {
         PyBuffer_Release(&src); PyBuffer_Release(&dst); PyBuffer_Release(&kern); return NULL;
     }
-    Py_ssize_t total = n * h;
+    Py_ssize_t total = n * rows;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > total) threads = (int)total;
     Job jobs[MAX_THREADS];
     for (int t = 0; t < threads; t++) {
         jobs[t] = (Job){(const float *)src.buf, (float *)dst.buf, h, w, k, channels, combine, border,
-                        (const float *)kern.buf, (const float *)bias.buf, total * t / threads,
+                        (const float *)kern.buf, (const float *)bias.buf, row0, rows, total * t / threads,
                         total * (t + 1) / threads, 1, 0};
     }
     Py_BEGIN_ALLOW_THREADS
@@ -372,8 +377,9 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
-     "correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads) -> bool\n\n"
-     "Direct k x k cross-correlation of n h x w float32 images into dst; True when every output is finite."},
+     "correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h) -> bool\n\n"
+     "Direct k x k cross-correlation of n h x w float32 images into dst (output rows [row0, row1) of each image);\n"
+     "True when every output is finite."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -96,6 +96,14 @@ class Runner(abc.ABC):
         buffer of k² float32 per pixel)."""
         return 4 * kernel_size * kernel_size
 
+    writes_rows: bool = False
+    """True when :meth:`run_rows_into` writes output rows straight into the caller's buffer (tiles need no copy)."""
+
+    def run_rows_into(self, batch: np.ndarray, out: np.ndarray, row0: int, row1: int) -> bool:
+        """Write output rows ``[row0, row1)`` of ``batch`` (N, 1, H, W) C-contiguous into ``out`` (N, 1,
+        row1 − row0, W) C-contiguous float32; returns what :meth:`run_checked` returns for finiteness."""
+        raise NotImplementedError(f"{self.name} does not write rows in place")
+
     def describe(self) -> dict[str, Any]:
         """Backend settings worth reporting (session options, providers, precision)."""
         return {"backend": self.name, "precision": self.info.precision}

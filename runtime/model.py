@@ -18,7 +18,8 @@ import numpy as np
 from kernelnet.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
 from kernelnet.runtime.inputs import all_finite, as_batch, count_nonfinite, nonfinite_error, to_dtype
-from kernelnet.runtime.tiling import DEFAULT_BUDGET_BYTES, Tile, TileShape, auto_tile, fit_limits, plan_tiles, run_tiled
+from kernelnet.runtime.tiling import (DEFAULT_BUDGET_BYTES, STREAM_BUDGET_BYTES, Tile, TileShape, auto_tile, fit_limits,
+                                      plan_tiles, run_tiled)
 
 TileArg = int | tuple[int, int] | None
 """``None``: automatic (tile only above the memory budget); ``0``: never tile; ``N``: N×N cores;
@@ -83,13 +84,15 @@ class Model:
         self._run_into(batch, out, self._tiles(batch.shape[2], batch.shape[3], shape), max_n)
         return restore(out)
 
-    def plan(self, height: int, width: int) -> list[Tile]:
-        """The tiles an ``height`` × ``width`` image is run in (one tile = the whole image)."""
-        return self._tiles(height, width, self.tile_shape(height, width))
+    def plan(self, height: int, width: int, stream: bool = False) -> list[Tile]:
+        """The tiles an ``height`` × ``width`` image is run in (one tile = the whole image); ``stream``: as
+        :meth:`apply_to` runs it."""
+        return self._tiles(height, width, self.tile_shape(height, width, stream))
 
-    def tile_shape(self, height: int, width: int) -> TileShape | None:
+    def tile_shape(self, height: int, width: int, stream: bool = False) -> TileShape | None:
         """The core shape an ``height`` × ``width`` image is tiled with, ``None`` for one piece; raises
-        KernelnetError for sizes the model or backend cannot run."""
+        KernelnetError for sizes the model or backend cannot run. ``stream``: the pieces' input and output pages
+        count too (:data:`~kernelnet.runtime.tiling.STREAM_BUDGET_BYTES`)."""
         halo = self.info.halo
         if self.padding == "reflect" and halo is not None and min(height, width) <= halo:
             raise KernelnetError(f"reflect border needs H and W > {halo}, got {height}x{width}")
@@ -98,8 +101,10 @@ class Model:
             raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
         shape: TileShape | None
         if self.tile == "auto":
-            shape = (auto_tile(height, width, self.kernel_size, self.budget_bytes,
-                               self.runner.scratch_bytes_per_pixel(self.kernel_size)) if self.kernel_size else None)
+            scratch = self.runner.scratch_bytes_per_pixel(self.kernel_size) if self.kernel_size else 0
+            budget = min(self.budget_bytes, STREAM_BUDGET_BYTES) if stream else self.budget_bytes
+            shape = (auto_tile(height, width, self.kernel_size, budget, scratch + (8 if stream else 0))
+                     if self.kernel_size else None)
         else:
             shape = self.tile  # type: ignore[assignment]
         if min(height, width) == 1:
@@ -130,11 +135,8 @@ class Model:
         """
         if src.shape != dst.shape or dst.dtype != np.float32:
             raise KernelnetError(f"output must be float32 of shape {src.shape}, got {dst.dtype} {dst.shape}")
-        self._run_into(src, dst, *self._schedule(src), after_tile)
-
-    def _schedule(self, batch: np.ndarray) -> tuple[list[Tile], int]:
-        """The tiles of ``batch`` (N, 1, H, W) and the most images the runner takes per call."""
-        return self.plan(batch.shape[2], batch.shape[3]), self._max_batch(batch)
+        tiles = self.plan(src.shape[2], src.shape[3], stream=True)
+        self._run_into(src, dst, tiles, self._max_batch(src), after_tile)
 
     def _max_batch(self, batch: np.ndarray) -> int:
         return self.runner.max_shape[0] if self.runner.max_shape else batch.shape[0]
@@ -144,7 +146,20 @@ class Model:
         """Filter ``src`` into ``dst`` ``max_n`` images at a time, tile by tile."""
         for n0 in range(0, src.shape[0], max_n):
             part = slice(n0, n0 + max_n)
-            run_tiled(lambda x: self._guarded(x, src), src[part], dst[part], tiles, after_tile)
+            run_tiled(lambda x: self._guarded(x, src), src[part], dst[part], tiles, after_tile,
+                      lambda region, target, tile: self._write_rows(region, target, tile, src))
+
+    def _write_rows(self, region: np.ndarray, target: np.ndarray, tile: Tile, whole: np.ndarray) -> bool:
+        """Run a full-width tile straight into its ``target`` view when the backend writes rows in place."""
+        rows, cols = tile.crop
+        if not (self.runner.writes_rows and target.flags.c_contiguous and target.flags.writeable
+                and cols.start == 0 and cols.stop == region.shape[3]):
+            return False
+        x = np.ascontiguousarray(to_dtype(region, self.runner.input_dtype))
+        input_finite = self.runner.run_rows_into(x, target, rows.start, rows.stop)
+        if self.check_finite and not input_finite and not all_finite(region):
+            raise nonfinite_error(count_nonfinite(whole))
+        return True
 
     def _guarded(self, x: np.ndarray, whole: np.ndarray) -> np.ndarray:
         out, input_finite = self.runner.run_checked(to_dtype(x, self.runner.input_dtype))

@@ -77,6 +77,8 @@ class NativeRunner(Runner):
         path: the artifact the metadata came from (for messages and tables).
     """
 
+    writes_rows = True
+
     def __init__(self, info: ModelInfo, threads: int | None = None, path: Path | None = None,
                  name: str = "native") -> None:
         reason = unsupported(info, "float32")
@@ -102,18 +104,32 @@ class NativeRunner(Runner):
     def run_checked(self, batch: np.ndarray) -> tuple[np.ndarray, bool]:
         """Run and report whether every output is finite, which proves the input finite: every input pixel
         meets every tap's multiplication (zero taps included), so a NaN/Inf always reaches the output."""
+        src = self._checked_input(batch)
+        out = np.empty_like(src)
+        return out, self._correlate(src, out, 0, src.shape[2])
+
+    def run_rows_into(self, batch: np.ndarray, out: np.ndarray, row0: int, row1: int) -> bool:
+        src = self._checked_input(batch)
+        n, _, h, w = src.shape
+        if not 0 <= row0 < row1 <= h or out.shape != (n, 1, row1 - row0, w) or out.dtype != np.float32 \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise KernelnetError(f"{self.name}: rows [{row0}, {row1}) of {src.shape} cannot go into "
+                                 f"{out.dtype} {out.shape}")
+        return self._correlate(src, out, row0, row1)
+
+    def _checked_input(self, batch: np.ndarray) -> np.ndarray:
         if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 1:
             raise KernelnetError(f"{self.name} expects (N, 1, H, W) float32, got {batch.dtype} {batch.shape}")
-        src = np.ascontiguousarray(batch)
+        return np.ascontiguousarray(batch)
+
+    def _correlate(self, src: np.ndarray, out: np.ndarray, row0: int, row1: int) -> bool:
         n, _, h, w = src.shape
-        out = np.empty_like(src)
-        threads = self.threads if n * h * w >= PARALLEL_MIN_PIXELS else 1
-        finite = _stencil.correlate(src, out, n, h, w, self.kernels, self.bias, self.k, self.channels,
-                                    self.combine, self.border, threads)
-        return out, bool(finite)
+        threads = self.threads if n * (row1 - row0) * w >= PARALLEL_MIN_PIXELS else 1
+        return bool(_stencil.correlate(src, out, n, h, w, self.kernels, self.bias, self.k, self.channels,
+                                       self.combine, self.border, threads, row0, row1))
 
     def scratch_bytes_per_pixel(self, kernel_size: int) -> int:
-        return 4  # the output only: the stencil reads the image in place
+        return 0  # reads the image in place and writes rows straight into the caller's output
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "threads": self.threads, "kernel": f"direct {self.k}x{self.k} stencil"}

@@ -32,6 +32,9 @@ DEFAULT_BUDGET_BYTES = 512 * 2**20
 """Largest im2col working set (k² × pixels × 4 bytes) run in one piece before tiling kicks in. 512 MiB keeps a 4K
 frame with k = 3 (298 MB) whole — tiling it measured ~25 % slower here (an extra output copy) — while a
 12000² image still goes in strips of ~1240 rows (peak RSS of ``kernelnet apply`` well under 1 GB)."""
+STREAM_BUDGET_BYTES = 128 * 2**20
+"""Largest working set of one piece when streaming between memory maps (``Model.apply_to``): the backend's
+scratch plus the piece's input and output pages (8 bytes per pixel), which are handed back after each piece."""
 MIN_STRIP_ROWS = 16
 """Thinner strips than this waste time on halos; use square tiles instead."""
 
@@ -72,10 +75,14 @@ def plan_tiles(height: int, width: int, halo: int, tile: TileShape) -> list[Tile
 def auto_tile(height: int, width: int, kernel_size: int, budget_bytes: int = DEFAULT_BUDGET_BYTES,
               bytes_per_pixel: int | None = None) -> TileShape | None:
     """The tile shape that keeps one piece's working memory (``bytes_per_pixel``, default an im2col buffer of
-    k² float32) within ``budget_bytes``, or ``None`` if the whole image fits. Prefers full-width row strips
+    k² float32; 0 = none) within ``budget_bytes``, or ``None`` if the whole image fits. Prefers full-width row strips
     (contiguous, sequential I/O)."""
     halo = kernel_size // 2
-    max_pixels = max(1, budget_bytes // (bytes_per_pixel or 4 * kernel_size * kernel_size))
+    if bytes_per_pixel is None:
+        bytes_per_pixel = 4 * kernel_size * kernel_size
+    if bytes_per_pixel <= 0:
+        return None  # nothing to bound
+    max_pixels = max(1, budget_bytes // bytes_per_pixel)
     if height * width <= max_pixels:
         return None
     rows = max_pixels // width - 2 * halo
@@ -105,14 +112,18 @@ def fit_limits(tile: TileShape | None, height: int, width: int, halo: int,
 
 
 def run_tiled(fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray, dst: np.ndarray, tiles: list[Tile],
-              after_tile: Callable[[int], None] | None = None) -> None:
+              after_tile: Callable[[int], None] | None = None,
+              write: Callable[[np.ndarray, np.ndarray, Tile], bool] | None = None) -> None:
     """``dst[..., t.out] = fn(src[..., t.src])[..., t.crop]`` for every tile.
 
     ``src`` and ``dst`` are (N, 1, H, W) arrays (memory maps welcome); ``fn`` maps (N, 1, h, w) → (N, 1, h, w).
-    ``after_tile(i)`` runs after tile ``i`` is stored (progress, releasing mapped pages).
+    ``after_tile(i)`` runs after tile ``i`` is stored (progress, releasing mapped pages). ``write(region, target,
+    tile)``, when given, may store the tile itself (straight into the ``target`` view of ``dst``, no copy) and
+    return True; False falls back to ``fn``.
     """
     for i, tile in enumerate(tiles):
-        out = fn(src[(Ellipsis, *tile.src)])
-        dst[(Ellipsis, *tile.out)] = out[(Ellipsis, *tile.crop)]
+        region, target = src[(Ellipsis, *tile.src)], dst[(Ellipsis, *tile.out)]
+        if write is None or not write(region, target, tile):
+            target[...] = fn(region)[(Ellipsis, *tile.crop)]
         if after_tile is not None:
             after_tile(i)

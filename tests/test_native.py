@@ -124,12 +124,28 @@ def test_backends_the_stencil_cannot_run_fall_back_to_onnxruntime(tmp_path, monk
         load(exported("single"), backend="native")
 
 
-def test_automatic_tiling_budgets_the_output_only():
-    model = Model(stencil(SOBEL[None]))
-    assert len(model.plan(2160, 3840)) == 1  # no im2col buffer: a 4K frame is one piece
-    small = Model(model.runner, budget_bytes=4 * 3000)
-    x = np.random.default_rng(3).random((97, 101), dtype=np.float32)
-    assert len(small.plan(97, 101)) > 1 and np.array_equal(small(x), model(x))
+def test_full_width_strips_are_written_in_place_bit_equal(monkeypatch):
+    runner = stencil(np.stack([SOBEL, SOBEL.T]), threads=2)
+    assert len(Model(runner).plan(12000, 12000)) == 1  # no scratch buffer: a call is never tiled for memory
+    assert len(Model(runner, budget_bytes=8 * 3000).plan(97, 101, stream=True)) > 1  # streaming bounds the pages
+    rng = np.random.default_rng(3)
+    x = rng.random((1, 1, 97, 101), dtype=np.float32)
+    x8 = (x * 255).astype(np.uint8)
+    want, want8 = Model(runner, tile=0)(x), Model(runner, tile=0)(x8)
+
+    def copying_path(batch):
+        raise AssertionError("a full-width strip went through the copying path")
+
+    monkeypatch.setattr(runner, "run_checked", copying_path)
+    for tile in ((1, 0), (16, 0), (50, 0)):
+        assert np.array_equal(Model(runner, tile=tile)(x), want), tile
+    assert np.array_equal(Model(runner, tile=(16, 0))(x8), want8)
+    out = np.full_like(x, np.nan)
+    Model(runner, budget_bytes=8 * 3000).apply_to(x, out)
+    assert np.array_equal(out, want)
+    x[0, 0, 60, 100] = np.inf
+    with pytest.raises(KernelnetError, match="1 NaN/Inf value"):
+        Model(runner, tile=(16, 0))(x)
 
 
 def test_concurrent_callers_get_their_own_answers():
