@@ -1,15 +1,14 @@
-"""CPU inference vs OpenCV: the public path and the levers tried for issue "CPU inference at least as fast as
-OpenCV", side by side.
+"""CPU inference vs OpenCV, side by side: the public path load(model.onnx) and the onnxruntime levers that lost.
 
-For exact Sobel single and double (magnitude) models exported by kernelnet, at 1080p and 4K, float32, 2 threads,
+Issue "CPU inference at least as fast as OpenCV". For exact Sobel single and double (magnitude) models exported by kernelnet, at 1080p and 4K, float32, 2 threads,
 one process: memcpy floor, OpenCV (`filter2D`; two `filter2D` + `magnitude` for double), the public path
 `kernelnet.runtime.load(model.onnx)` (backend auto = the native C stencil, checked against the graph on load),
 and what lost: onnxruntime at ORT_ENABLE_BASIC (graph form auto = separable k×1 + 1×k Convs for the rank-1 single
 model, two 1-output Convs + Sqrt(a²+b²) for double), the same at onnxruntime's default level (ORT_ENABLE_ALL), the
 one-3×3-Conv graph form, I/O binding into a preallocated output (no wrapper), and a lower bound for a MatMul
 formulation (image rows as 16-pixel blocks times a 16×16 banded matrix: only the in-block part of the horizontal
-pass, so a full filter built that way can only be slower).
-Contenders are timed in interleaved rounds. Prints p50 ms, throughput ratio vs OpenCV (> 1 = faster than OpenCV) and time over the memcpy floor.
+pass, so a full filter built that way can only be slower). Contenders are timed in interleaved rounds. Prints
+p50 ms, the throughput ratio vs OpenCV (> 1 = faster than OpenCV) and the time over the memcpy floor.
 
     python benchmarks/cpu_vs_opencv.py [--sizes 1080x1920,2160x3840] [--min-time 1.0] [--rounds 3]
 """
