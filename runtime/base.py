@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.tiling import im2col_bytes_per_pixel
+
 
 def _array(value: Any) -> np.ndarray | None:
     if value is None or isinstance(value, str):
@@ -78,6 +80,8 @@ class Runner(abc.ABC):
     input_dtype: str = "float32"
     min_shape: tuple[int, int, int] | None = None
     max_shape: tuple[int, int, int] | None = None
+    writes_rows: bool = False
+    """True when :meth:`run_rows_into` writes output rows straight into the caller's buffer (tiles need no copy)."""
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -94,10 +98,7 @@ class Runner(abc.ABC):
     def scratch_bytes_per_pixel(self, kernel_size: int) -> int:
         """Working memory per pixel of one call, which sizes automatic tiling (default: onnxruntime's im2col
         buffer of k² float32 per pixel)."""
-        return 4 * kernel_size * kernel_size
-
-    writes_rows: bool = False
-    """True when :meth:`run_rows_into` writes output rows straight into the caller's buffer (tiles need no copy)."""
+        return im2col_bytes_per_pixel(kernel_size)
 
     def run_rows_into(self, batch: np.ndarray, out: np.ndarray, row0: int, row1: int) -> bool:
         """Write output rows ``[row0, row1)`` of ``batch`` (N, 1, H, W) C-contiguous into ``out`` (N, 1,

@@ -100,11 +100,12 @@ class Model:
         if lo is not None and (height < lo[1] or width < lo[2]):
             raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
         shape: TileShape | None
-        if self.tile == "auto":
-            scratch = self.runner.scratch_bytes_per_pixel(self.kernel_size) if self.kernel_size else 0
+        if self.tile == "auto" and self.kernel_size:
+            per_pixel = self.runner.scratch_bytes_per_pixel(self.kernel_size) + (8 if stream else 0)
             budget = min(self.budget_bytes, STREAM_BUDGET_BYTES) if stream else self.budget_bytes
-            shape = (auto_tile(height, width, self.kernel_size, budget, scratch + (8 if stream else 0))
-                     if self.kernel_size else None)
+            shape = auto_tile(height, width, self.kernel_size, budget, per_pixel)
+        elif self.tile == "auto":
+            shape = None  # no kernel size: nothing to size pieces by
         else:
             shape = self.tile  # type: ignore[assignment]
         if min(height, width) == 1:
@@ -156,16 +157,18 @@ class Model:
                 and cols.start == 0 and cols.stop == region.shape[3]):
             return False
         x = np.ascontiguousarray(to_dtype(region, self.runner.input_dtype))
-        input_finite = self.runner.run_rows_into(x, target, rows.start, rows.stop)
-        if self.check_finite and not input_finite and not all_finite(region):
-            raise nonfinite_error(count_nonfinite(whole))
+        self._refuse_nonfinite(region, self.runner.run_rows_into(x, target, rows.start, rows.stop), whole)
         return True
 
     def _guarded(self, x: np.ndarray, whole: np.ndarray) -> np.ndarray:
         out, input_finite = self.runner.run_checked(to_dtype(x, self.runner.input_dtype))
-        if self.check_finite and not input_finite and not all_finite(x):
-            raise nonfinite_error(count_nonfinite(whole))
+        self._refuse_nonfinite(x, input_finite, whole)
         return out
+
+    def _refuse_nonfinite(self, x: np.ndarray, known_finite: bool, whole: np.ndarray) -> None:
+        """Raise (counting over ``whole``) if ``x`` holds NaN/Inf, unless the backend already proved it does not."""
+        if self.check_finite and not known_finite and not all_finite(x):
+            raise nonfinite_error(count_nonfinite(whole))
 
     def describe(self) -> dict[str, Any]:
         tile = self.tile if isinstance(self.tile, str) or self.tile is None else "x".join(map(str, self.tile))

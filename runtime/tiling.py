@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_BUDGET_BYTES = 512 * 2**20
-"""Largest im2col working set (k² × pixels × 4 bytes) run in one piece before tiling kicks in. 512 MiB keeps a 4K
-frame with k = 3 (298 MB) whole — tiling it measured ~25 % slower here (an extra output copy) — while a
-12000² image still goes in strips of ~1240 rows (peak RSS of ``kernelnet apply`` well under 1 GB)."""
+"""Largest backend working set (``Runner.scratch_bytes_per_pixel`` × pixels) run in one call before tiling kicks
+in. For onnxruntime's im2col (k² × 4 bytes per pixel) 512 MiB keeps a 4K frame with k = 3 (298 MB) whole — tiling
+it measured ~25 % slower (an extra output copy); the native stencil needs no scratch and is never tiled for it."""
 STREAM_BUDGET_BYTES = 128 * 2**20
 """Largest working set of one piece when streaming between memory maps (``Model.apply_to``): the backend's
 scratch plus the piece's input and output pages (8 bytes per pixel), which are handed back after each piece."""
@@ -72,14 +72,19 @@ def plan_tiles(height: int, width: int, halo: int, tile: TileShape) -> list[Tile
     return [Tile((ro, co), (rs, cs), (rc, cc)) for ro, rs, rc in rows for co, cs, cc in cols]
 
 
+def im2col_bytes_per_pixel(kernel_size: int) -> int:
+    """onnxruntime's im2col buffer for a one-channel k×k Conv: k² float32 per pixel."""
+    return 4 * kernel_size * kernel_size
+
+
 def auto_tile(height: int, width: int, kernel_size: int, budget_bytes: int = DEFAULT_BUDGET_BYTES,
               bytes_per_pixel: int | None = None) -> TileShape | None:
-    """The tile shape that keeps one piece's working memory (``bytes_per_pixel``, default an im2col buffer of
-    k² float32; 0 = none) within ``budget_bytes``, or ``None`` if the whole image fits. Prefers full-width row strips
-    (contiguous, sequential I/O)."""
+    """The tile shape that keeps one piece's working memory (``bytes_per_pixel``, default
+    :func:`im2col_bytes_per_pixel`; 0 = none) within ``budget_bytes``, or ``None`` if the whole image fits. Prefers
+    full-width row strips (contiguous, sequential I/O)."""
     halo = kernel_size // 2
     if bytes_per_pixel is None:
-        bytes_per_pixel = 4 * kernel_size * kernel_size
+        bytes_per_pixel = im2col_bytes_per_pixel(kernel_size)
     if bytes_per_pixel <= 0:
         return None  # nothing to bound
     max_pixels = max(1, budget_bytes // bytes_per_pixel)
