@@ -1,4 +1,5 @@
-"""Model metadata written into exported artifacts (ONNX ``metadata_props``, engine side-car JSON)."""
+"""The metadata a run's artifacts carry (ONNX ``metadata_props``, engine side-car): the run's
+:class:`~kernelnet.runtime.spec.FilterSpec` through :mod:`kernelnet.runtime.spec_codec`, plus provenance."""
 
 from __future__ import annotations
 
@@ -9,42 +10,27 @@ import numpy as np
 
 from kernelnet import __version__
 from kernelnet.config import RunConfig
-from kernelnet.runtime.metadata import PREFIX
+from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec_codec import encode_spec
 
 METRIC_KEYS = ("kernel_max_abs_error", "test_psnr_db", "test_mse", "solver", "sparsity")
-
-
-def _compact(values: np.ndarray) -> str:
-    """JSON of float32 values in their shortest round-trip form (keeps a 3×3 model under 1 KB)."""
-    arr = np.asarray(values, dtype=np.float32)
-    text = np.array2string(arr, separator=",", threshold=1 << 30, max_line_width=1 << 30,
-                           formatter={"float_kind": lambda v: np.format_float_positional(v, unique=True, trim="-")
-                                      if 1e-4 <= abs(v) < 1e6 or v == 0 else np.format_float_scientific(v, unique=True, trim="-")})
-    return text.replace(" ", "").replace("\n", "")
 
 
 def _short(value: Any) -> Any:
     return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
+def run_spec(config: RunConfig, weights: dict[str, np.ndarray], input_dtype: str = "float32") -> FilterSpec:
+    """The filter a run's weights (``conv.weight`` (C, 1, k, k), ``conv.bias``) deploy."""
+    return config.filter_spec(weights["conv.weight"][:, 0], weights.get("conv.bias"), input_dtype)
+
+
 def build_metadata(config: RunConfig, weights: dict[str, np.ndarray], metrics: dict[str, Any], input_dtype: str,
-                   precision: str) -> dict[str, str]:
-    """String key/values describing the model: version, kind, target, kernels, border, dtype, metrics."""
-    kernels = weights["conv.weight"][:, 0]
-    bias = weights.get("conv.bias")
+                   precision: str, graph_form: str | None = None) -> dict[str, str]:
+    """String key/values describing the model: version, spec, target, provenance, headline metrics."""
     kept = {k: _short(metrics[k]) for k in METRIC_KEYS if k in metrics}
-    meta = {
-        "version": __version__,
-        "model": config.model,
-        "normalize": "true" if config.normalize else "false",
-        "filter": config.filter,
-        "target_kernel": _compact(np.array(config.target_kernel)),
-        "kernels": _compact(kernels),
-        "bias": _compact(bias) if bias is not None else "[]",
-        "padding": config.padding,
-        "kernel_size": str(config.kernel_size),
-        "input_dtype": input_dtype,
-        "precision": precision,
-        "metrics": json.dumps(kept, separators=(",", ":")),
-    }
-    return {PREFIX + k: v for k, v in meta.items()}
+    extra = {"version": __version__, "filter": config.filter, "metrics": json.dumps(kept, separators=(",", ":"))}
+    if graph_form is not None:
+        extra["graph_form"] = graph_form
+    return encode_spec(run_spec(config, weights, input_dtype), precision=precision, target=config.target_spec(),
+                       extra=extra)

@@ -1,4 +1,5 @@
-"""``kernelnet export --format onnx``: dynamic-shape ONNX (torch.export based), checked, simplified, verified.
+"""``kernelnet export --format onnx``: dynamic-shape ONNX built from the run's filter spec, checked, simplified,
+verified against the trained PyTorch model.
 
 The graph has one input ``input`` (N, 1, H, W) — float32 in [0, 1], or uint8 with ``input_dtype="uint8"`` — and
 one output ``output`` (N, 1, H, W) float32, with symbolic ``batch``, ``height`` and ``width`` dims unless a static
@@ -19,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.atomic import atomic_path, check_creatable
-from kernelnet.errors import CheckFailed, KernelnetError
-from kernelnet.export.metadata import build_metadata
+from kernelnet.runtime.atomic import atomic_path, check_creatable
+from kernelnet.runtime.errors import CheckFailed, KernelnetError
 
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -66,20 +66,6 @@ def verify_shapes(padding: str, kernel_size: int, static: tuple[int, ...] | None
     return [(1, 1, low, low), (1, 1, max(low, 5), max(low, 7) + 2), (3, 1, 31, 17), (1, 1, 64, 97)]
 
 
-def _export_graph(module: Any, example: Any, static: tuple[int, ...] | None, opset: int) -> Any:
-    import torch
-
-    dynamic = None
-    if static is None:
-        dims = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
-        dynamic = {"x": {0: dims[0], 2: dims[1], 3: dims[2]}}
-    with quiet("torch.onnx"):
-        program = torch.onnx.export(module, (example,), dynamo=True, input_names=[INPUT_NAME],
-                                    output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, opset_version=opset,
-                                    verbose=False, optimize=True)
-    return program.model_proto
-
-
 def _check(model: Any, stage: str) -> Any:
     """``model`` once the ONNX checker passes it (``full_check``: strict shape and type inference included)."""
     import onnx
@@ -98,25 +84,6 @@ def _simplify(model: Any) -> Any:
     if not ok:
         raise CheckFailed("onnxsim could not validate the simplified graph")
     return simplified
-
-
-def _strip_names(model: Any) -> None:
-    """Drop doc strings and producer noise so a 3×3 model stays tiny."""
-    model.doc_string = ""
-    model.graph.doc_string = ""
-    renames = {init.name: init.name.rsplit(".", 1)[-1] for init in model.graph.initializer
-               if init.name.startswith("model.")}
-    del model.graph.value_info[:]  # intermediate shapes: optional, re-derivable by shape inference
-    for init in model.graph.initializer:
-        init.name = renames.get(init.name, init.name)
-    for node in model.graph.node:
-        node.doc_string = ""
-        node.name = ""
-        node.input[:] = [renames.get(name, name) for name in node.input]
-    model.producer_name = "kernelnet"
-    from kernelnet import __version__
-
-    model.producer_version = __version__
 
 
 def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype: str, precision: str) -> list[dict[str, Any]]:
@@ -153,40 +120,41 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     """
     import onnx
 
-    from kernelnet.export.graph_module import FORMS, INPUT_DTYPES, ExportModule, example_input
+    from kernelnet.export.graph_module import INPUT_DTYPES, ReferenceModule
+    from kernelnet.export.metadata import build_metadata, run_spec
+    from kernelnet.export.onnx_graph import FORMS, build_graph, choose_form
     from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
 
     if input_dtype not in INPUT_DTYPES:
         raise KernelnetError(f"unknown --input-dtype {input_dtype!r}: use float32 or uint8")
     if not 13 <= opset <= 23:
         raise KernelnetError(f"--opset {opset} is not supported: use 13..23 (default {DEFAULT_OPSET})")
+    if form not in FORMS:
+        raise KernelnetError(f"unknown --form {form!r}: use one of {', '.join(FORMS)}")
     config = load_config(run_dir)
     weights = load_weights(run_dir)
     model = model_from_weights(config, weights, run_dir)
     if static is not None and config.padding == "reflect" and min(static[2:]) <= config.kernel_size // 2:
         raise KernelnetError(f"reflect border needs H and W > {config.kernel_size // 2}, got static {static}")
     precision = "fp16" if fp16 else "fp32"
-    if form not in FORMS:
-        raise KernelnetError(f"unknown --form {form!r}: use one of {', '.join(FORMS)}")
-    module = ExportModule(model, input_dtype, fp16, form).eval()
-    example_shape = static or (1, 1, 16, 16)
+    spec = run_spec(config, weights, input_dtype)
+    chosen = choose_form(spec, form)
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     if path.is_dir():
         raise KernelnetError(f"output {path} is a directory")
-    check_creatable(path)  # before the (slow) export, not after it
-    proto = _check(_export_graph(module, example_input(input_dtype, example_shape), static, opset), "export")
+    check_creatable(path)
+    meta = build_metadata(config, weights, load_metrics(run_dir), input_dtype, precision, chosen)
+    proto = _check(build_graph(spec, form=chosen, fp16=fp16, opset=opset, static=static), "export")
     if simplify:
         proto = _check(_simplify(proto), "simplification")
-    _strip_names(proto)
-    meta = build_metadata(config, weights, load_metrics(run_dir), input_dtype, precision)
-    meta["kernelnet.graph_form"] = module.form
+        proto.producer_name = "kernelnet"
     onnx.helper.set_model_props(proto, meta)
     _check(proto, "metadata")
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
         checks = []
         if verify:
-            reference = ExportModule(model, input_dtype, fp16, "model").eval()  # fp16: halves `model` in place
+            reference = ReferenceModule(model, input_dtype, fp16).eval()  # fp16: halves `model` in place
             checks = _verify(tmp, reference, verify_shapes(config.padding, config.kernel_size, static),
                              input_dtype, precision)
             bad = [c for c in checks if not c["ok"]]
@@ -194,4 +162,3 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
                 raise CheckFailed(f"onnxruntime output differs from PyTorch at {bad[0]['shape']}: max abs error "
                                   f"{bad[0]['max_abs_error']:.3g} > {VERIFY_TOLERANCE[precision]:g} x range")
     return ExportResult(path, path.stat().st_size, opset, simplify, checks, meta)
-

@@ -48,11 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.atomic import atomic_path, check_creatable, write_json, write_with
-from kernelnet.errors import CheckFailed, KernelnetError
+from kernelnet.runtime.atomic import atomic_path, check_creatable, write_json, write_with
+from kernelnet.runtime.errors import CheckFailed, KernelnetError
 from kernelnet.export.onnx_export import quiet, verify_shapes
 from kernelnet.runtime.inputs import to_dtype
-from kernelnet.runtime.metadata import PREFIX
+from kernelnet.runtime.spec_codec import PREFIX, reencode
 
 METHODS = ("minmax", "entropy", "percentile")
 SOURCE_FILE = "model.onnx"
@@ -284,10 +284,9 @@ def _finish(proto: Any, source: Any, info: dict[str, Any], uint8: bool) -> None:
 
     from kernelnet import __version__
 
-    props = {p.key: p.value for p in source.metadata_props}
-    props[PREFIX + "precision"] = "int8"
-    props[PREFIX + "input_dtype"] = "uint8" if uint8 else "float32"
-    props[PREFIX + "quantization"] = json.dumps(info, separators=(",", ":"))
+    props = reencode({p.key: p.value for p in source.metadata_props}, precision="int8",
+                     input_dtype="uint8" if uint8 else "float32",
+                     extra={"quantization": json.dumps(info, separators=(",", ":"))})
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
     proto.producer_name, proto.producer_version = "kernelnet", __version__

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 
 def parse_shape(text: str, what: str = "shape") -> tuple[int, int, int, int]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernelnet.atomic import check_creatable, write_bytes, write_json
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.atomic import check_creatable, write_bytes, write_json
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.export.shapes import check_profile
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -49,9 +49,9 @@ def _build_from_torch(model: Any, precision: str, profile: tuple[tuple[int, ...]
     import torch
     import torch_tensorrt
 
-    from kernelnet.export.graph_module import ExportModule
+    from kernelnet.export.graph_module import ReferenceModule
 
-    module = ExportModule(model).eval().cuda()
+    module = ReferenceModule(model).eval().cuda()
     lo, opt, hi = profile
     dims = {"x": {i: torch.export.Dim(name, min=lo[i], max=hi[i])
                   for i, name in ((0, "batch"), (2, "height"), (3, "width")) if lo[i] != hi[i]}}

@@ -15,8 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from kernelnet.atomic import write_with
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.atomic import write_with
+from kernelnet.runtime.errors import KernelnetError
 
 _TENSOR = "__tensor__"
 _KEY = "__key__"

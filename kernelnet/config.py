@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelnet.errors import KernelnetError
+import numpy as np
+
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.spec import BORDERS, FilterSpec, InputEncoding
 
 MODELS = ("single", "double")
 SOLVERS = ("adam", "sgd", "exact")
-PADDINGS = ("zeros", "reflect", "replicate")
+PADDINGS = BORDERS
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,18 @@ class RunConfig:
         abs_part = "-abs" if self.model == "single" and self.normalize else ""
         return f"{base}-{self.model}{abs_part}" + ("-exact" if self.solver == "exact" else "")
 
+    def filter_spec(self, kernels: Any, bias: Any = None, input_dtype: str = "float32") -> FilterSpec:
+        """The deployed filter of this run's model with learned ``kernels`` (C, k, k) and ``bias`` (C,)."""
+        return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding,
+                                       input=InputEncoding.for_dtype(input_dtype))
+
+    def target_spec(self) -> FilterSpec | None:
+        """The true filter the run learns (``None`` when the target kernel is not known)."""
+        if not self.target_kernel:
+            return None
+        return FilterSpec.from_kind(np.array(self.target_kernel, dtype=np.float64), self.model, self.normalize,
+                                    self.padding)
+
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
@@ -93,7 +108,7 @@ class RunConfig:
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
-        from kernelnet.atomic import write_json
+        from kernelnet.runtime.atomic import write_json
 
         write_json(path, self.to_dict())
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
-from kernelnet.images import list_images, read_gray, to_gray
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.images import list_images, read_gray, to_gray
 from kernelnet.runtime.inputs import all_finite, count_nonfinite, nonfinite_error
 
 BUILTIN_PHOTOS = (

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from kernelnet.config import RunConfig
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.metrics import align_kernels, target_kernels
 from kernelnet.runtime.reference import apply_filter, apply_kernels, pad_image
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 
 def _binomial(n: int) -> np.ndarray:

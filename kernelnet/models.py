@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PADDINGS = ("zeros", "reflect", "replicate")
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.spec import BORDERS, FilterSpec
+
+PADDINGS = BORDERS
 _MAGNITUDE_FLOOR = 1e-30
 """Floor under a² + b² before the square root: its gradient is 0 below it (no NaN on flat regions), and the
 output moves by at most 1e-15."""
@@ -125,3 +128,12 @@ def apply_target(x: torch.Tensor, kernel: torch.Tensor, model: str, normalize: b
     if model == "double":
         return torch.hypot(y[:, 0:1], y[:, 1:2])
     return torch.abs(y) if normalize else y
+
+
+def model_from_spec(spec: FilterSpec) -> _FilterBase:
+    """The PyTorch model computing ``spec`` (float32 input in [0, 1], no output stage)."""
+    if spec.input.scale != 1.0 or spec.input.channels != 1 or not spec.output.identity:
+        raise KernelnetError("PyTorch models compute gray float filters without an output stage")
+    model = build_model(spec.model, spec.kernel_size, spec.has_bias, spec.normalize, spec.border)
+    set_kernels(model, spec.kernels.astype(np.float32), spec.bias.astype(np.float32))
+    return model.eval()

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelnet.atomic import created_or_removed, write_json
+from kernelnet.runtime.atomic import created_or_removed, write_json
 from kernelnet.config import RunConfig
-from kernelnet.errors import CheckFailed
+from kernelnet.runtime.errors import CheckFailed
 
 STAGES = ("train", "prune", "export", "quantize", "verify", "bench", "report")
 
@@ -38,9 +38,40 @@ class PipelineResult:
         return sum(self.seconds.values())
 
 
-def _cli(command: Any, args: list[str]) -> None:
-    """Run a click command in-process (same code path as the shell), letting exceptions through."""
-    command.main(args=args, prog_name=f"kernelnet {command.name}", standalone_mode=False)
+def verify_stage(model: Path, run: Path, json_path: Path, sizes: str | None = None) -> bool:
+    """Verify every backend of ``model`` plus the run's PyTorch checkpoint; write the report; True if it passed."""
+    import json
+
+    from kernelnet.runtime.atomic import write_text
+    from kernelnet.runtime.backends import open_backends
+    from kernelnet.runtime.sizes import parse_sizes
+    from kernelnet.runtime.verify import DEFAULT_SIZES, build_cases, verify
+    from kernelnet.torch_runner import pytorch_backend
+
+    backends, skipped = open_backends(model)
+    backends.append(pytorch_backend(run))
+    info = backends[0].model.info
+    min_side = info.halo + 1 if info.padding == "reflect" and info.halo else 1
+    report = verify(backends, build_cases(parse_sizes(sizes) if sizes else DEFAULT_SIZES, min_side=min_side),
+                    skipped=skipped)
+    write_text(json_path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    return report.ok
+
+
+def bench_stage(model: Path, run: Path, out: Path, sizes: str, min_time: float, threads: int = 2) -> None:
+    """Time every backend of ``model`` beside OpenCV and the run's PyTorch checkpoint; write JSON and a chart."""
+    import json
+
+    from kernelnet.runtime.atomic import write_text
+    from kernelnet.runtime.bench import bench_document, open_contenders, plot_timings, run_bench
+    from kernelnet.runtime.sizes import parse_sizes
+    from kernelnet.torch_runner import pytorch_contender
+
+    contenders, skipped, nets = open_contenders(model, threads)
+    contenders.append(pytorch_contender(run, nets[0].info, threads))
+    timings = run_bench(contenders, parse_sizes(sizes), 1, nets[0].input_dtype, min_seconds=min_time)
+    write_text(out / "bench.json", json.dumps(bench_document(model, threads, 1, timings, skipped), indent=2) + "\n")
+    plot_timings(timings, out / "bench.png")
 
 
 def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes: str = "256x256,1080x1920,2160x3840",
@@ -49,7 +80,7 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
     """Run every stage for ``config`` into ``out`` and write the report; raises :class:`CheckFailed` (after the
     report is written) when verification fails. Bad input raises :class:`KernelnetError` and leaves no ``out``
     behind that this call created; size lists are checked before anything is written."""
-    from kernelnet.cli.verify_cmd import parse_sizes
+    from kernelnet.runtime.sizes import parse_sizes
 
     parse_sizes(bench_sizes)
     if verify_sizes:
@@ -61,8 +92,6 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
 def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: float, verify_sizes: str | None,
                 progress: bool, say: Callable[[str], None]) -> PipelineResult:
     """The body of :func:`run_pipeline` once ``out`` exists."""
-    from kernelnet.cli.bench_cmd import bench
-    from kernelnet.cli.verify_cmd import verify
     from kernelnet.export.onnx_export import export_onnx
     from kernelnet.export.quantize import quantize_run
     from kernelnet.prune import prune_run
@@ -84,17 +113,9 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
     stage("prune", lambda: prune_run(train_dir, pruned_dir, amount="auto", progress=progress))
     stage("export", lambda: export_onnx(pruned_dir))
     stage("quantize", lambda: quantize_run(pruned_dir))
-    verify_args = [str(pruned_dir / "model.onnx"), "--run", str(pruned_dir), "--json", str(out / "verify.json")]
-    if verify_sizes:
-        verify_args += ["--sizes", verify_sizes]
-    try:
-        stage("verify", lambda: _cli(verify, verify_args))
-        result.verified = True
-    except CheckFailed:
-        result.verified = False
-    stage("bench", lambda: _cli(bench, [str(pruned_dir / "model.onnx"), "--run", str(pruned_dir), "--sizes", bench_sizes,
-                                        "--min-time", str(bench_min_time), "--json", str(out / "bench.json"),
-                                        "--plot", str(out / "bench.png")]))
+    model = pruned_dir / "model.onnx"
+    result.verified = stage("verify", lambda: verify_stage(model, pruned_dir, out / "verify.json", verify_sizes))
+    stage("bench", lambda: bench_stage(model, pruned_dir, out, bench_sizes, bench_min_time))
     from kernelnet.pipeline_report import build_report
 
     html_path, md_path = stage("report", lambda: build_report(out, result.seconds))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.atomic import write_with
+from kernelnet.runtime.atomic import write_with
 
 
 def _figure():

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
     import torch
@@ -323,7 +323,7 @@ def _check_out(run: Path, out: Path) -> None:
         raise KernelnetError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise KernelnetError(f"--out {out} is a non-empty folder that is not a run directory: refusing to replace it")
-    from kernelnet.atomic import check_creatable
+    from kernelnet.runtime.atomic import check_creatable
 
     check_creatable(out)
 
@@ -377,7 +377,7 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
 
     import torch
 
-    from kernelnet.atomic import atomic_dir
+    from kernelnet.runtime.atomic import atomic_dir
     from kernelnet.data import load_source, split_images, usable_for_crops
     from kernelnet.models import set_kernels
     from kernelnet.rundir import model_from_weights, save_history, save_metrics, save_model

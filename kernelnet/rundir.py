@@ -1,4 +1,4 @@
-"""The run directory contract (DESIGN.md): model.safetensors, config.json, metrics.json, history.csv, plots/."""
+"""The run directory contract (docs/architecture.md): model.safetensors, config.json, metrics.json, history.csv, plots/."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.atomic import write_json, write_text, write_with
+from kernelnet.runtime.atomic import write_json, write_text, write_with
 from kernelnet.config import RunConfig
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

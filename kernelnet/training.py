@@ -24,7 +24,7 @@ import torch
 from kernelnet.checkpoint import load_state, save_state
 from kernelnet.config import RunConfig
 from kernelnet.data import Split, epoch_rng, load_source, sample_crops, split_images, usable_for_crops
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.filters import resolve_filter
 from kernelnet.metrics import align_kernels, kernel_error, mse, psnr_db, target_kernels
 from kernelnet.models import apply_target, build_model
@@ -272,7 +272,7 @@ def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resum
             raise KernelnetError(f"{ckpt} holds an invalid run config: {exc}") from None
     device = pick_device(config.device)
     split = split_images(load_source(config.data))
-    from kernelnet.atomic import created_or_removed, remove_stale_temps
+    from kernelnet.runtime.atomic import created_or_removed, remove_stale_temps
 
     # bad input found on the way (crop too large, divergence, ...) leaves no half-made run
     with created_or_removed(run_dir):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.bench import make_input, time_calls
 from kernelnet.runtime.describe import resolve_model_path
 from kernelnet.runtime.model import Model, TileArg

@@ -12,8 +12,9 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import Runner
 from kernelnet.runtime.describe import resolve_model_path
 from kernelnet.runtime.session import SessionConfig
@@ -121,3 +122,25 @@ def discover(path: str | os.PathLike[str]) -> list[Artifact]:
         found.append(Artifact("tensorrt", engine, "tensorrt",
                               f"needs {', '.join(missing)}" if missing else ""))
     return found
+
+
+def open_backends(model: str | os.PathLike[str], threads: int | None = None) -> tuple[list[Any], list[dict[str, str]]]:
+    """Every runnable artifact of ``model`` (fp32 ONNX on onnxruntime and natively, int8 ONNX, TensorRT engine)
+    as verify :class:`~kernelnet.runtime.verify.Backend` s, and the ones skipped with why."""
+    from kernelnet.runtime.model import Model
+    from kernelnet.runtime.verify import Backend
+
+    backends, skipped = [], []
+    for artifact in discover(model):
+        if artifact.missing:
+            skipped.append({"name": artifact.name, "path": str(artifact.path), "reason": artifact.missing})
+            continue
+        runner = open_runner(artifact.path, artifact.backend, threads, name=artifact.name)
+        precision = runner.info.precision
+        if artifact.backend == "tensorrt" and precision == "fp32":
+            precision = "tf32"  # TensorRT runs fp32 engines on TF32 tensor cores by default (Ampere and newer)
+        backends.append(Backend(artifact.name, Model(runner), precision))
+    if not backends:
+        reasons = "; ".join(f"{s['name']} {s['reason']}" for s in skipped)
+        raise KernelnetError(f"nothing runnable found for {model}" + (f": {reasons}" if reasons else ""))
+    return backends, skipped

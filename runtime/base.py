@@ -9,58 +9,15 @@ only has to know how to run one batch. Torch-free.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.spec_codec import ModelInfo
 from kernelnet.runtime.tiling import im2col_bytes_per_pixel
 
-
-def _array(value: Any) -> np.ndarray | None:
-    if value is None or isinstance(value, str):
-        return None
-    arr = np.asarray(value, dtype=np.float64)
-    return arr if arr.size else None
-
-
-@dataclass(frozen=True, eq=False)
-class ModelInfo:
-    """What the runtime knows about an exported filter, from its ``kernelnet.*`` metadata.
-
-    ``kernels`` is (C, k, k) with C = 1 (single) or 2 (double); ``target_kernel`` is the true filter (t, t),
-    t ≤ k. Fields are ``None`` when a model carries no kernelnet metadata (then tiling is unavailable).
-    """
-
-    model: str | None = None
-    normalize: bool = False
-    padding: str = "zeros"
-    kernel_size: int | None = None
-    input_dtype: str = "float32"
-    precision: str = "fp32"
-    kernels: np.ndarray | None = None
-    bias: np.ndarray | None = None
-    target_kernel: np.ndarray | None = None
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> ModelInfo:
-        """Build from :func:`kernelnet.runtime.metadata.parse_metadata` output (missing keys → defaults)."""
-        kernels = _array(meta.get("kernels"))
-        if kernels is not None and kernels.ndim == 2:
-            kernels = kernels[None]
-        size = meta.get("kernel_size")
-        if size is None and kernels is not None:
-            size = int(kernels.shape[-1])
-        return cls(model=meta.get("model"), normalize=bool(meta.get("normalize", False)),
-                   padding=str(meta.get("padding", "zeros")), kernel_size=int(size) if size is not None else None,
-                   input_dtype=str(meta.get("input_dtype", "float32")), precision=str(meta.get("precision", "fp32")),
-                   kernels=kernels, bias=_array(meta.get("bias")), target_kernel=_array(meta.get("target_kernel")))
-
-    @property
-    def halo(self) -> int | None:
-        """Pixels each output depends on beyond its own position (k // 2), or ``None`` if unknown."""
-        return None if self.kernel_size is None else self.kernel_size // 2
+__all__ = ["ModelInfo", "Runner"]
 
 
 class Runner(abc.ABC):
@@ -87,7 +44,7 @@ class Runner(abc.ABC):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run the graph: ``batch`` (N, 1, H, W) C-contiguous in ``input_dtype`` → (N, 1, H, W) float32.
 
-        Raises :class:`kernelnet.errors.KernelnetError` if the backend refuses the input.
+        Raises :class:`kernelnet.runtime.errors.KernelnetError` if the backend refuses the input.
         """
 
     def run_checked(self, batch: np.ndarray) -> tuple[np.ndarray, bool]:

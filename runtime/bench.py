@@ -138,6 +138,36 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
     return Contender("opencv", fn, f"filter2D t{threads if threads is not None else cv2.getNumThreads()}")
 
 
+def open_contenders(model: str | Path, threads: int, tile: Any = None,
+                    opencv: bool = True) -> tuple[list[Contender], list[str], list[Model]]:
+    """Every runnable artifact of ``model`` loaded through :func:`kernelnet.runtime.load` with ``threads``
+    (plus OpenCV with the same kernels and threads): the contenders, what was skipped and why, the models."""
+    from kernelnet.runtime import load
+    from kernelnet.runtime.backends import discover
+    from kernelnet.runtime.errors import KernelnetError
+
+    contenders, skipped, nets = [], [], []
+    for artifact in discover(model):
+        if artifact.missing:
+            skipped.append(f"{artifact.name}: {artifact.missing}")
+            continue
+        nets.append(load(artifact.path, backend=artifact.backend, threads=threads, tile=tile))
+        contenders.append(model_contender(artifact.name, nets[-1]))
+    if not nets:
+        raise KernelnetError(f"nothing runnable found for {model}: {'; '.join(skipped)}")
+    if opencv:
+        cv = opencv_contender(nets[0].info, threads)
+        contenders.append(cv) if cv else skipped.append("opencv: not installed (pip install 'kernelnet[bench]')")
+    return contenders, skipped, nets
+
+
+def bench_document(model: str | Path, threads: int, batch: int, timings: list[Timing],
+                   skipped: list[str]) -> dict[str, Any]:
+    """The JSON document ``kernelnet bench --json`` writes (read by the pipeline report)."""
+    return {"model": str(model), "threads": threads, "batch": batch, "timings": [t.to_dict() for t in timings],
+            "skipped": skipped}
+
+
 def plot_timings(timings: list[Timing], path: str | Path) -> bool:
     """Grouped bar chart of megapixels/s per size and contender; ``False`` if matplotlib is missing."""
     try:
@@ -147,7 +177,7 @@ def plot_timings(timings: list[Timing], path: str | Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from kernelnet.atomic import write_with
+    from kernelnet.runtime.atomic import write_with
 
     sizes = list(dict.fromkeys(t.size for t in timings))
     names = list(dict.fromkeys(t.contender for t in timings))

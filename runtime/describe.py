@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kernelnet.errors import KernelnetError
-from kernelnet.runtime.metadata import parse_metadata, read_sidecar
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.metadata import read_sidecar
+from kernelnet.runtime.spec_codec import decode_info
 
 
 def resolve_model_path(path: str | os.PathLike[str]) -> Path:
@@ -25,10 +26,10 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = resolve_model_path(path)
     info: dict[str, Any] = {"path": str(path), "size_bytes": path.stat().st_size}
     if path.suffix == ".engine":
-        meta, profile = read_sidecar(path)
+        props, profile = read_sidecar(path)
         info["format"] = "tensorrt"
-        if meta or profile is not None:
-            info.update(profile=profile, **meta)
+        if props or profile is not None:
+            info.update(profile=profile, **_fields(props, path))
         return info
     from kernelnet.runtime.onnxruntime_backend import create_session
 
@@ -45,5 +46,12 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         info["ops"] = sorted({n.op_type for n in proto.graph.node})
     except ImportError:
         pass
-    info.update(parse_metadata(meta.custom_metadata_map))
+    info.update(_fields(dict(meta.custom_metadata_map), path))
     return info
+
+
+def _fields(props: dict[str, str], path: Path) -> dict[str, Any]:
+    try:
+        return decode_info(props).fields
+    except KernelnetError as exc:
+        raise KernelnetError(f"{path}: {exc}") from exc

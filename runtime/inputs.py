@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 

@@ -1,39 +1,34 @@
-"""Reading kernelnet metadata from exported models (torch-free)."""
+"""Where kernelnet metadata lives in each artifact: ONNX ``metadata_props`` (read through onnxruntime) and a
+TensorRT engine's side-car ``<engine>.json``. Decoding and validation: :mod:`kernelnet.runtime.spec_codec`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-PREFIX = "kernelnet."
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.spec_codec import PREFIX, ModelInfo, decode_info
 
-
-def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """Inverse of :func:`build_metadata` (keys without prefix, JSON decoded). Unknown keys are kept as text."""
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        name = key[len(PREFIX):] if key.startswith(PREFIX) else key
-        if name in ("target_kernel", "kernels", "bias", "metrics"):
-            try:
-                out[name] = json.loads(value)
-            except ValueError:
-                out[name] = value
-        elif name == "normalize":
-            out[name] = value == "true"
-        elif name == "kernel_size":
-            out[name] = int(value)
-        else:
-            out[name] = value
-    return out
+__all__ = ["PREFIX", "read_sidecar", "sidecar_info"]
 
 
-def read_sidecar(engine: Path) -> tuple[dict[str, Any], list[list[int]] | None]:
-    """Metadata and profile from a TensorRT engine's side-car ``<engine>.json`` (empty if it is missing or
-    unreadable)."""
+def read_sidecar(engine: Path) -> tuple[dict[str, str], list[list[int]] | None]:
+    """Raw metadata strings and profile from a TensorRT engine's side-car (empty if it is missing or unreadable)."""
     side = engine.with_name(engine.name + ".json")
     try:
         doc = json.loads(side.read_text())
-        return parse_metadata(doc.get("metadata", {})), doc.get("profile")
-    except (OSError, ValueError, TypeError, AttributeError):
+        meta = doc.get("metadata", {})
+        props = {str(k): v for k, v in meta.items() if isinstance(v, str)} if isinstance(meta, dict) else {}
+        profile = doc.get("profile")
+        return props, profile if isinstance(profile, list) else None
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
         return {}, None
+
+
+def sidecar_info(engine: Path) -> ModelInfo:
+    """The engine's :class:`ModelInfo` from its side-car (validated; errors name the engine)."""
+    props, _ = read_sidecar(engine)
+    try:
+        return decode_info(props)
+    except KernelnetError as exc:
+        raise KernelnetError(f"{engine}: {exc}") from exc

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
 from kernelnet.runtime.inputs import all_finite, as_batch, count_nonfinite, nonfinite_error, to_dtype
 from kernelnet.runtime.tiling import (DEFAULT_BUDGET_BYTES, STREAM_BUDGET_BYTES, Tile, TileShape, auto_tile, fit_limits,

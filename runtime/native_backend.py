@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
 
 try:
@@ -32,8 +32,9 @@ except ImportError:  # built without a C compiler: onnxruntime runs everything
     _stencil = None
 
 BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2}
-COMBINE_RAW, COMBINE_ABS, COMBINE_MAGNITUDE = 0, 1, 2
+COMBINES = {"raw": 0, "abs": 1, "magnitude": 2}
 MAX_KERNEL = 31
+MAX_THREADS = 1024
 PARALLEL_MIN_PIXELS = 1 << 15
 """Below this many pixels per call one thread is faster than waking a second one."""
 PROBE_SHAPE = (2, 1, 37, 41)
@@ -56,15 +57,17 @@ def unsupported(info: ModelInfo, input_dtype: str) -> str:
     """Why the native backend cannot run a model described by ``info`` (empty string: it can)."""
     if _stencil is None:
         return "the C stencil extension is not built (reinstall kernelnet where a C compiler exists)"
-    if info.kernels is None or info.model not in ("single", "double"):
+    spec = info.spec
+    if spec is None:
         return "the model has no kernelnet kernel metadata"
-    if info.precision != "fp32" or input_dtype != "float32":
+    if info.precision != "fp32" or input_dtype != "float32" or spec.input.dtype != "float32":
         return f"only fp32 models with float32 input run natively (this one: {info.precision}, {input_dtype} input)"
-    if info.padding not in BORDERS:
-        return f"unknown border {info.padding!r}"
-    channels, k, k2 = info.kernels.shape
-    if k != k2 or k % 2 == 0 or k > MAX_KERNEL or channels != (2 if info.model == "double" else 1):
-        return f"kernels of shape {info.kernels.shape} do not describe a {info.model} model with odd k <= {MAX_KERNEL}"
+    if spec.input.scale != 1.0 or spec.input.channels != 1 or not spec.output.identity:
+        return "the stencil runs gray float filters without an output stage"
+    if spec.border not in BORDERS:
+        return f"unknown border {spec.border!r}"
+    if spec.kernel_size > MAX_KERNEL:
+        return f"kernels of side {spec.kernel_size} exceed the stencil's {MAX_KERNEL}"
     return ""
 
 
@@ -84,18 +87,17 @@ class NativeRunner(Runner):
         reason = unsupported(info, "float32")
         if reason:
             raise KernelnetError(f"native backend cannot run {path or 'this model'}: {reason}")
-        assert info.kernels is not None
+        spec = info.spec
+        assert spec is not None
         self.info, self.path, self.name = info, path, name
         self.threads = threads if threads is not None else default_threads()
-        if self.threads < 1:
-            raise KernelnetError(f"threads must be >= 1, got {self.threads}")
-        channels, self.k, _ = info.kernels.shape
-        self.channels = channels
-        self.kernels = np.ascontiguousarray(info.kernels, dtype=np.float32)
-        bias = info.bias if info.bias is not None else np.zeros(channels)
-        self.bias = np.ascontiguousarray(np.broadcast_to(bias, (channels,)), dtype=np.float32)
-        self.combine = (COMBINE_MAGNITUDE if channels == 2 else COMBINE_ABS if info.normalize else COMBINE_RAW)
-        self.border = BORDERS[info.padding]
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise KernelnetError(f"threads must be between 1 and {MAX_THREADS}, got {self.threads}")
+        self.channels, self.k = len(spec.kernels), spec.kernel_size
+        self.kernels = np.ascontiguousarray(spec.kernels, dtype=np.float32)
+        self.bias = np.ascontiguousarray(spec.bias, dtype=np.float32)
+        self.combine = COMBINES[spec.combine]
+        self.border = BORDERS[spec.border]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, H, W) float32 → (N, 1, H, W) float32."""
@@ -139,7 +141,7 @@ def probe_difference(native: Runner, graph: Runner) -> float:
     """Largest difference between two runners on a fixed random probe batch, relative to the output bound."""
     x = np.random.default_rng(12345).random(PROBE_SHAPE, dtype=np.float32)
     want, got = graph.run(x), native.run(x)
-    bound = max(1.0, float(np.abs(native.info.kernels).sum())) if native.info.kernels is not None else 1.0
+    bound = max(1.0, float(np.abs(native.info.kernels).sum())) if native.info.spec is not None else 1.0
     with np.errstate(invalid="ignore"):
         diff = np.abs(got.astype(np.float64) - want)
     return float(np.nanmax(diff) / bound) if np.isfinite(diff).all() else float("inf")

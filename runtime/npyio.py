@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 
 class MappedNpy:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
-from kernelnet.runtime.metadata import parse_metadata
+from kernelnet.runtime.spec_codec import PREFIX, decode_info
 from kernelnet.runtime.session import SessionConfig, resolve_session
 
 PROVIDERS: dict[str, list[str]] = {
@@ -49,19 +49,22 @@ def create_session(path: str | os.PathLike[str], config: SessionConfig | None = 
 
 
 def _model_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
-    """Metadata of ``path``; a quantized ``*.int8*.onnx`` without it borrows its fp32 sibling's (``model.onnx``)."""
-    meta = parse_metadata(session.get_modelmeta().custom_metadata_map)
-    if "kernel_size" not in meta and ".int8" in path.name:
+    """Validated metadata of ``path``; a quantized ``*.int8*.onnx`` without any borrows its fp32 sibling's."""
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    if PREFIX + "kernels" not in props and ".int8" in path.name:
         sibling = path.with_name(path.name.split(".int8")[0] + ".onnx")
         if sibling.is_file():
             try:
                 import onnx
 
-                props = {p.key: p.value for p in onnx.load(str(sibling), load_external_data=False).metadata_props}
-                meta = {**parse_metadata(props), "precision": "int8", **meta}
-            except Exception:  # metadata is a convenience; the model itself still runs
+                fp32 = {p.key: p.value for p in onnx.load(str(sibling), load_external_data=False).metadata_props}
+                props = {**fp32, PREFIX + "precision": "int8", **props}
+            except Exception:  # onnx missing or the sibling unreadable: the model itself still runs
                 pass
-    return ModelInfo.from_metadata(meta)
+    try:
+        return decode_info(props)
+    except KernelnetError as exc:
+        raise KernelnetError(f"{path}: {exc}") from exc
 
 
 class OnnxRuntimeRunner(Runner):

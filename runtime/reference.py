@@ -1,6 +1,7 @@
-"""Ground-truth filters in numpy (float64), independent of torch and onnxruntime.
+"""Ground truth in numpy (float64): a :class:`~kernelnet.runtime.spec.FilterSpec` evaluated literally.
 
-Shape contract: ``image`` is (..., H, W); the result has the same shape. Example::
+Independent of torch and onnxruntime. Shape contract: ``image`` is (..., H, W) (values as the spec's input
+encoding takes them); the result has the same shape, float64. Example::
 
     >>> import numpy as np
     >>> y = correlate(np.ones((4, 5)), np.ones((3, 3)))
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-PADDINGS = ("zeros", "reflect", "replicate")
+from kernelnet.runtime.spec import BORDERS, FilterSpec, OutputStage
+
+PADDINGS = BORDERS
 _NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
 
 
@@ -39,23 +42,43 @@ def correlate(image: np.ndarray, kernel: np.ndarray, padding: str = "zeros", bia
     return out
 
 
+def output_stage(y: np.ndarray, stage: OutputStage) -> np.ndarray:
+    """``y · scale + offset``, clipped, rounded (float64 in, float64 out)."""
+    if stage.identity:
+        return y
+    y = y * stage.scale + stage.offset
+    if stage.clip is not None:
+        y = np.clip(y, *stage.clip)
+    if stage.rounding == "half_even":
+        y = np.round(y)
+    elif stage.rounding == "half_up":
+        y = np.floor(y + 0.5)
+    elif stage.rounding == "floor":
+        y = np.floor(y)
+    elif stage.rounding == "toward_zero":
+        y = np.trunc(y)
+    return y
+
+
+def apply_spec(image: np.ndarray, spec: FilterSpec) -> np.ndarray:
+    """Evaluate ``spec`` on ``image`` (..., H, W) — raw pixels in the spec's input encoding — in float64."""
+    x = np.asarray(image, dtype=np.float64) * spec.input.scale
+    outs = [correlate(x, kern, spec.border, float(b)) for kern, b in zip(spec.kernels, spec.bias)]
+    if spec.combine == "magnitude":
+        y = np.hypot(outs[0], outs[1])
+    else:
+        y = np.abs(outs[0]) if spec.combine == "abs" else outs[0]
+    return output_stage(y, spec.output)
+
+
 def apply_filter(image: np.ndarray, kernel: np.ndarray, model: str = "single", normalize: bool = False,
                  padding: str = "zeros") -> np.ndarray:
-    """The kernelnet target: ``single`` → k⋆x (``abs`` if ``normalize``); ``double`` → √((k⋆x)² + (kᵀ⋆x)²)."""
-    a = correlate(image, kernel, padding)
-    if model == "double":
-        return np.hypot(a, correlate(image, np.asarray(kernel).T, padding))
-    if model != "single":
-        raise ValueError(f"unknown model {model!r}; expected 'single' or 'double'")
-    return np.abs(a) if normalize else a
+    """A named model kind's target: ``single`` → k⋆x (``abs`` if ``normalize``); ``double`` → √((k⋆x)² + (kᵀ⋆x)²)."""
+    return apply_spec(image, FilterSpec.from_kind(kernel, model, normalize, padding))
 
 
 def apply_kernels(image: np.ndarray, kernels: np.ndarray, biases: np.ndarray | None = None,
                   normalize: bool = False, padding: str = "zeros") -> np.ndarray:
-    """Evaluate a learned model from its weights: ``kernels`` (C, k, k) with C = 1 (single) or 2 (double)."""
-    kernels = np.asarray(kernels, dtype=np.float64)
-    biases = np.zeros(len(kernels)) if biases is None else np.asarray(biases, dtype=np.float64)
-    outs = [correlate(image, kern, padding, float(b)) for kern, b in zip(kernels, biases)]
-    if len(outs) == 2:
-        return np.hypot(outs[0], outs[1])
-    return np.abs(outs[0]) if normalize else outs[0]
+    """A learned model from its weights: ``kernels`` (C, k, k), C = 1 (single) or 2 (double)."""
+    model = "double" if np.ndim(kernels) == 3 and len(kernels) == 2 else "single"
+    return apply_spec(image, FilterSpec.from_weights(kernels, biases, model, normalize, padding))

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
 EXECUTION_MODES = ("sequential", "parallel")
 TUNE_SUFFIX = ".tune.json"
 TUNE_VERSION = 1
 DEFAULT_OPT_LEVEL = "basic"
-"""Measured here (DESIGN.md): the layout transformer of the higher levels makes a 1-channel conv ~4× slower."""
+"""Measured here: the layout transformer of the higher levels makes a 1-channel conv ~4× slower."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def resolve_session(model_path: str | os.PathLike[str],
 
 def write_tuned(model_path: str | os.PathLike[str], tuned: Tuned, measured: dict[str, Any]) -> Path:
     """Store ``tuned`` next to the model (atomically) so that :func:`kernelnet.runtime.load` picks it up."""
-    from kernelnet.atomic import write_json
+    from kernelnet.runtime.atomic import write_json
 
     doc = {"version": TUNE_VERSION, "model_sha256": file_sha256(model_path), "session": tuned.session.to_dict(),
            "tile": list(tuned.tile) if tuned.tile else None, "measured": measured,

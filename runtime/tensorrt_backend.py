@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
-from kernelnet.runtime.metadata import read_sidecar
+from kernelnet.runtime.metadata import sidecar_info
 
 
 def missing_requirements() -> list[str]:
@@ -107,8 +107,7 @@ class TensorRTRunner(Runner):
         self.input_dtype = str(in_dtype)
         lo, _opt, hi = (tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
         self.min_shape, self.max_shape = (lo[0], lo[2], lo[3]), (hi[0], hi[2], hi[3])
-        meta, _ = read_sidecar(self.path)
-        self.info = ModelInfo.from_metadata(meta)
+        self.info = sidecar_info(self.path)
         self.context = self.engine.create_execution_context()
         self.stream = _check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._in, self._out = _DeviceBuffer(self.cudart), _DeviceBuffer(self.cudart)

@@ -36,7 +36,9 @@ from kernelnet.runtime.base import ModelInfo
 from kernelnet.runtime.bench import make_input
 from kernelnet.runtime.compare import Comparison, Tolerance, compare, summarize
 from kernelnet.runtime.model import Model, TileArg
-from kernelnet.runtime.reference import apply_filter, apply_kernels
+from kernelnet.runtime.align import align_kernels, embed_center
+from kernelnet.runtime.reference import apply_spec
+from kernelnet.runtime.spec import InputEncoding
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((1, 1), (1, 97), (97, 1), (13, 7), (127, 257), (224, 224),
                                               (1080, 1920), (2160, 3840))
@@ -117,24 +119,6 @@ class Tolerances:
         return Tolerance(self.atol if self.atol is not None else max(1e-6, 2e-6 * gain), self.rtol)
 
 
-def _rows(kernels: np.ndarray) -> np.ndarray:
-    """(C, m) rows of flattened kernels, C = 2 for the double model."""
-    return kernels.reshape(len(kernels), -1)
-
-
-def _embed(kernel: np.ndarray, size: int) -> np.ndarray:
-    pad = (size - kernel.shape[-1]) // 2
-    return np.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(pad, pad), (pad, pad)])
-
-
-def target_rows(info: ModelInfo, size: int) -> np.ndarray | None:
-    """The target as (C, size²) rows: (T) for single, (T, Tᵀ) for double."""
-    if info.target_kernel is None:
-        return None
-    t = _embed(info.target_kernel, size)
-    return np.stack([t, t.T] if info.model == "double" else [t]).reshape(2 if info.model == "double" else 1, -1)
-
-
 def output_bound(rows: np.ndarray, bias: np.ndarray | None = None) -> float:
     """The largest |output| over inputs in [0, 1]: √Σ_c (Σ_j |row_cj| + |b_c|)² (single: Σ|k| + |b|)."""
     b = np.zeros(len(rows)) if bias is None else np.abs(np.asarray(bias, dtype=np.float64))
@@ -143,34 +127,27 @@ def output_bound(rows: np.ndarray, bias: np.ndarray | None = None) -> float:
 
 def kernel_gap(info: ModelInfo) -> float | None:
     """Upper bound of |learned(x) − target(x)| for x ∈ [0, 1]^(k×k), after sign / orthogonal alignment."""
-    if info.kernels is None or info.target_kernel is None:
+    spec, target = info.spec, info.target
+    if spec is None or target is None or len(spec.kernels) != len(target.kernels):
         return None
-    size = max(info.kernels.shape[-1], info.target_kernel.shape[-1])
-    learned = _rows(_embed(info.kernels, size))
-    target = target_rows(info, size)
-    bias = np.zeros(len(learned)) if info.bias is None else np.asarray(info.bias, dtype=np.float64).ravel()
-    if target is None or len(target) != len(learned):
-        return None
-    if len(learned) == 2:  # magnitude is invariant under Q ∈ O(2) mixing the two kernels: Procrustes
-        u, _, vt = np.linalg.svd(target @ learned.T)
-        q = u @ vt
-        learned, bias = q @ learned, q @ bias
-    elif info.normalize and np.abs(learned + target).sum() < np.abs(learned - target).sum():
-        learned, bias = -learned, -bias  # |k⋆x| = |−k⋆x|
-    return output_bound(learned - target, bias)
+    learned, bias = align_kernels(spec.kernels, target.kernels, spec.model, spec.normalize, spec.bias)
+    size = learned.shape[-1]
+    diff = learned - embed_center(target.kernels, size)
+    return output_bound(diff.reshape(len(diff), -1), bias)
 
 
 def references(info: ModelInfo, x: np.ndarray) -> dict[str, np.ndarray]:
-    """``weights`` and ``truth`` (float64, (N, 1, H, W)) for input ``x`` (float32 [0, 1] or uint8)."""
+    """``weights`` (the model's own spec) and ``truth`` (the target filter), float64 (N, 1, H, W), for input
+    ``x`` (float32 in [0, 1] or uint8)."""
     xf = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
     refs: dict[str, np.ndarray] = {}
-    if info.target_kernel is not None and info.model in ("single", "double"):
-        refs["truth"] = apply_filter(xf, info.target_kernel, info.model, info.normalize, info.padding)
-    if info.kernels is not None:
-        same = ("truth" in refs and info.bias is None and info.kernels.shape[-1] == info.target_kernel.shape[-1]
-                and np.array_equal(_rows(info.kernels), target_rows(info, info.kernels.shape[-1])))
-        refs["weights"] = refs["truth"] if same else apply_kernels(xf, info.kernels, info.bias, info.normalize,
-                                                                   info.padding)
+    if info.target is not None:
+        refs["truth"] = apply_spec(xf, info.target)
+    if info.spec is not None:
+        spec = info.spec.replace(input=InputEncoding())  # xf is already in [0, 1]
+        same = (info.target is not None and not spec.has_bias and spec.kernels.shape == info.target.kernels.shape
+                and np.array_equal(spec.kernels, info.target.kernels) and spec.output.identity)
+        refs["weights"] = refs["truth"] if same else apply_spec(xf, spec)
     return refs
 
 
@@ -216,10 +193,8 @@ def verify(backends: list[Backend], cases: list[Case], tolerances: Tolerances = 
     the backend-vs-backend checks and supplies the metadata (``ModelInfo``) for the references."""
     start = time.perf_counter()
     info = backends[0].model.info
-    target = target_rows(info, info.target_kernel.shape[-1]) if info.target_kernel is not None else None
-    learned_rows = _rows(info.kernels) if info.kernels is not None else None
-    gain_rows = target if target is not None else learned_rows
-    gain = output_bound(gain_rows) if gain_rows is not None else None
+    gain_spec = info.target if info.target is not None else info.spec
+    gain = gain_spec.replace(bias=None).output_bound() if gain_spec is not None else None
     gap = kernel_gap(info)
     tols = {b.name: tolerances.backend(b.precision, gain or 1.0) for b in backends}
     anchor = next((b for b in backends if b.precision == "fp32"), backends[0])

@@ -19,6 +19,7 @@ from PIL import Image
 from kernelnet.cli import main
 from kernelnet.runtime import load
 from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.reference import apply_filter
 from kernelnet.runtime.verify import kernel_gap
 from tests.test_runtime import SOBEL, copy_run, exported, make_onnx
@@ -136,7 +137,7 @@ def test_apply_streams_npy_without_holding_the_image(tmp_path, rng):
     ("rank1-npy", "expected HxW"),
     ("truncated-npy", "cannot read"),
     ("unwritable-out", "cannot create output directory"),
-    ("file-out-for-many", "--out must be a folder"),
+    ("file-out-for-many", "the output must be a folder"),
     ("missing-input", "not found"),
     ("bad-tile", "invalid --tile"),
 ])
@@ -246,13 +247,16 @@ def test_kernel_gap_respects_model_symmetries(rng):
     theta = 0.7
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     pair = np.einsum("ij,jkl->ikl", rot, np.stack([k, k.T]))  # same magnitude, different kernels
-    assert kernel_gap(ModelInfo(model="double", kernels=pair, target_kernel=k, kernel_size=3)) < 1e-12
-    assert kernel_gap(ModelInfo(model="single", normalize=True, kernels=-k[None], target_kernel=k)) == 0
-    flipped = ModelInfo(model="single", kernels=-k[None], target_kernel=k)
-    assert kernel_gap(flipped) == pytest.approx(2 * np.abs(k).sum())
-    assert kernel_gap(ModelInfo(model="single", kernels=(k + 1e-3)[None], target_kernel=k)) == pytest.approx(9e-3)
+    def info(kernels, model="single", normalize=False):
+        return ModelInfo(spec=FilterSpec.from_weights(kernels, None, model, normalize),
+                         target=FilterSpec.from_kind(k, model, normalize))
+
+    assert kernel_gap(info(pair, "double")) < 1e-12
+    assert kernel_gap(info(-k[None], normalize=True)) == 0
+    assert kernel_gap(info(-k[None])) == pytest.approx(2 * np.abs(k).sum())
+    assert kernel_gap(info((k + 1e-3)[None])) == pytest.approx(9e-3)
     k5 = np.pad(k, 1)  # a 5×5 learned kernel around a 3×3 target
-    assert kernel_gap(ModelInfo(model="single", kernels=k5[None], target_kernel=k, kernel_size=5)) == 0
+    assert kernel_gap(info(k5[None])) == 0
 
 
 @pytest.mark.parametrize("args,needle", [

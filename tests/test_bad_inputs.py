@@ -280,7 +280,7 @@ def test_battery_covers_every_command():
 
 def _odd_images(folder: Path, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """16-bit, RGBA, palette (with transparency), gray+alpha, bilevel, CMYK JPEG and 1×1 images, each with the
-    grayscale float image the data pipeline must decode it to (DESIGN.md: 16-bit / 65535, ITU-R 601 luma)."""
+    grayscale float image the data pipeline must decode it to (16-bit / 65535, ITU-R 601 luma; see docs/architecture.md)."""
     folder.mkdir()
     g16 = (rng.random((40, 44)) * 65535).astype(np.uint16)
     rgba = np.dstack([_photo(rng, 40), _photo(rng, 40), _photo(rng, 40), _photo(rng, 40)])
@@ -397,8 +397,8 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
 # --------------------------------------------------------------------------- atomic folder swap
 
 def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
-    from kernelnet.atomic import atomic_dir
-    from kernelnet.errors import KernelnetError
+    from kernelnet.runtime.atomic import atomic_dir
+    from kernelnet.runtime.errors import KernelnetError
 
     target = tmp_path / "run"
     target.mkdir()
@@ -418,7 +418,7 @@ def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monke
 
 
 def test_remove_stale_temps_puts_back_a_folder_parked_by_a_killed_swap(tmp_path):
-    from kernelnet.atomic import remove_stale_temps
+    from kernelnet.runtime.atomic import remove_stale_temps
 
     parked, stale = tmp_path / ".old-run.k1ll3d", tmp_path / ".old-done.k1ll3d"
     (parked / "d").mkdir(parents=True)

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from kernelnet.config import RunConfig
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.exact import ExactFitWarning, canonical_factors, canonicalise, fit_exact
 from kernelnet.filters import random_kernel, resolve_filter
-from kernelnet.images import to_gray
+from kernelnet.runtime.images import to_gray
 from kernelnet.metrics import kernel_error, target_kernels
 from kernelnet.models import build_model
 from kernelnet.runtime.reference import apply_filter

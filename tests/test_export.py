@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from kernelnet.errors import CheckFailed, KernelnetError
+from kernelnet.runtime.errors import CheckFailed, KernelnetError
 from kernelnet.export.onnx_export import export_onnx
 from kernelnet.export.shapes import parse_shape
 from kernelnet.export.tensorrt_export import export_tensorrt, missing_requirements
@@ -184,6 +184,6 @@ def test_graph_forms(exact_run, rng):
 
 def test_separable_form_refused_for_full_rank_kernel(exact_run):
     run = exact_run(kernel=resolve_filter("random:1").kernel)
-    with pytest.raises(CheckFailed):
+    with pytest.raises(KernelnetError, match="rank-1"):
         export_onnx(run, form="separable")  # the rank-1 approximation is not the model: export says so
     assert not (run / "model.onnx").exists()

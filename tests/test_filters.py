@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.filters import FILTER_NAMES, load_kernel_file, parse_kernel_string, random_kernel, resolve_filter
 from kernelnet.runtime.reference import apply_filter, correlate
 

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime import load, native_backend
 from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.model import Model
 from kernelnet.runtime.native_backend import NativeRunner
 from kernelnet.runtime.reference import apply_kernels
@@ -29,9 +30,10 @@ pytestmark = pytest.mark.skipif(not native_backend.available(),
 def stencil(kernels: np.ndarray, bias: np.ndarray | None = None, normalize: bool = False, padding: str = "zeros",
             threads: int = 2) -> NativeRunner:
     kernels = np.asarray(kernels, dtype=np.float32)
-    info = ModelInfo(model="double" if len(kernels) == 2 else "single", normalize=normalize, padding=padding,
-                     kernel_size=kernels.shape[-1], kernels=kernels.astype(np.float64),
-                     bias=None if bias is None else np.asarray(bias, np.float32).astype(np.float64))
+    spec = FilterSpec.from_weights(kernels.astype(np.float64), None if bias is None else
+                                   np.asarray(bias, np.float32).astype(np.float64),
+                                   "double" if len(kernels) == 2 else "single", normalize, padding)
+    info = ModelInfo(spec=spec)
     return NativeRunner(info, threads=threads)
 
 

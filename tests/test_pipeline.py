@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kernelnet.config import RunConfig
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

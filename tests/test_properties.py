@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime import load
 from kernelnet.runtime.model import Model
 from kernelnet.runtime.reference import apply_filter

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.nn.utils import prune as tprune
 
 from kernelnet.config import RunConfig
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.filters import resolve_filter
 from kernelnet.models import build_model, target_weight
 from kernelnet.prune import compute_mask, parse_amount, prune_run, resolve_count

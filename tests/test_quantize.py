@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from kernelnet.data import load_source, split_images
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.export.onnx_export import export_onnx
 from kernelnet.export.quantize import best_weight_scale, quantize_run
 from kernelnet.filters import resolve_filter

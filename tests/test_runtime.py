@@ -17,9 +17,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime import load
 from kernelnet.runtime.base import ModelInfo, Runner
+from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec_codec import decode_info
 from kernelnet.runtime.reference import apply_filter, apply_kernels
 from kernelnet.runtime.session import SessionConfig, read_tuned, tune_path
 
@@ -253,7 +255,7 @@ class _LimitedRunner(Runner):
     """A fake backend with a TensorRT-like profile: at most 2 images of 16×24, computed in numpy."""
 
     def __init__(self, kernels: np.ndarray, padding: str) -> None:
-        self.info = ModelInfo(model="single", padding=padding, kernel_size=kernels.shape[-1], kernels=kernels)
+        self.info = ModelInfo(spec=FilterSpec.from_weights(kernels, None, "single", padding=padding))
         self.min_shape, self.max_shape, self.name, self.calls = (1, 1, 1), (2, 16, 24), "limited", []
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -344,4 +346,4 @@ def test_model_info_from_metadata_and_describe():
     assert described["session"]["graph_optimization_level"] == "basic" and described["tile"] == "auto"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert ModelInfo.from_metadata({}).kernel_size is None
+        assert decode_info({}).kernel_size is None

@@ -119,7 +119,7 @@ def test_memory_mapped_in_and_out(tmp_path, rng):
 
 
 def test_mapped_npy_refuses_truncated_files(tmp_path):
-    from kernelnet.errors import KernelnetError
+    from kernelnet.runtime.errors import KernelnetError
 
     np.save(tmp_path / "x.npy", np.zeros((100, 100), np.float32))
     data = (tmp_path / "x.npy").read_bytes()

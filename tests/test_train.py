@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from kernelnet.config import RunConfig
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 from kernelnet.rundir import load_model
 from kernelnet.training import train
 

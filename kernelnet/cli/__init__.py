@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from kernelnet import __version__
-from kernelnet.errors import CheckFailed, KernelnetError
+from kernelnet.runtime.errors import CheckFailed, KernelnetError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("kernelnet.cli.pipeline_cmd:pipeline",
@@ -42,7 +42,7 @@ def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
 class LazyGroup(click.Group):
     """A group whose subcommands live in separate modules, imported on first use.
 
-    Errors become exit codes (DESIGN.md): bad input or usage → one line on stderr and exit 2; a failed check →
+    Errors become exit codes: bad input or usage → one line on stderr and exit 2; a failed check →
     exit 1. No traceback for either. Warnings are held until the command ends, then printed one line each, so that
     bad input found after a warning still gives exactly one line.
     """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 
 @click.command()
@@ -43,61 +43,42 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
       kernelnet bench artifacts/runs/sobel-single --json bench.json --plot bench.png
       kernelnet bench model.onnx --autotune --sizes 1080x1920,2160x3840
     """
-    from kernelnet.atomic import ensure_writable_dir
-    from kernelnet.cli.apply_cmd import parse_tile
+    from kernelnet.cli.common import parse_tile
     from kernelnet.cli.common import print_table
-    from kernelnet.cli.verify_cmd import parse_sizes
-    from kernelnet.runtime import load
+    from kernelnet.runtime.atomic import ensure_writable_dir
     from kernelnet.runtime.backends import discover
-    from kernelnet.runtime.bench import model_contender, opencv_contender, plot_timings, run_bench
+    from kernelnet.runtime.bench import bench_document, open_contenders, plot_timings, run_bench
+    from kernelnet.runtime.sizes import parse_sizes
 
     size_list = parse_sizes(sizes)
     tile_arg = parse_tile(tile)
     for path in (json_path, plot_path):
         if path is not None:
             ensure_writable_dir(Path(path).parent)
-    artifacts = discover(model)
     if autotune:
         from kernelnet.cli.tune_cmd import report_tune
         from kernelnet.runtime.autotune import autotune as run_autotune, candidates
 
-        report_tune(run_autotune(artifacts[0].path, candidates(threads=(threads,)),
+        report_tune(run_autotune(discover(model)[0].path, candidates(threads=(threads,)),
                                  sizes=tuple(s for s in size_list if s[0] * s[1] >= 1 << 20) or size_list[-1:]))
         click.echo()
-    contenders, skipped, nets = [], [], []
-    for artifact in artifacts:
-        if artifact.missing:
-            skipped.append(f"{artifact.name}: {artifact.missing}")
-            continue
-        nets.append(load(artifact.path, backend=artifact.backend, threads=threads, tile=tile_arg))
-        contenders.append(model_contender(artifact.name, nets[-1]))
-    if not nets:
-        raise KernelnetError(f"nothing runnable found for {model}: {'; '.join(skipped)}")
-    info, dtype = nets[0].info, nets[0].input_dtype
-    if use_opencv:
-        cv = opencv_contender(info, threads)
-        contenders.append(cv) if cv else skipped.append("opencv: not installed (pip install 'kernelnet[bench]')")
+    contenders, skipped, nets = open_contenders(model, threads, tile_arg, use_opencv)
     if use_torch:
         if importlib.util.find_spec("torch") is None:
             skipped.append("pytorch: torch not installed")
         else:
-            from kernelnet.cli.verify_cmd import TorchRunner
-            from kernelnet.runtime.bench import Contender
-            from kernelnet.runtime.model import Model
+            from kernelnet.torch_runner import pytorch_contender
 
-            runner = TorchRunner.from_run(run, threads) if run else TorchRunner.from_info(info, threads)
-            contenders.append(Contender("pytorch", Model(runner, tile=0), f"eager t{threads}"))
-    timings = run_bench(contenders, size_list, batch, dtype, warmup, reps, min_time)
-    rows = [t.to_dict() for t in timings]
-    print_table(rows, ["size", "contender", "p50_ms", "p90_ms", "p99_ms", "mpix_per_s", "vs_opencv", "reps",
-                       "max_abs_diff", "settings"])
+            contenders.append(pytorch_contender(run, nets[0].info, threads))
+    timings = run_bench(contenders, size_list, batch, nets[0].input_dtype, warmup, reps, min_time)
+    print_table([t.to_dict() for t in timings], ["size", "contender", "p50_ms", "p90_ms", "p99_ms", "mpix_per_s",
+                                                 "vs_opencv", "reps", "max_abs_diff", "settings"])
     for line in skipped:
         click.echo(f"skipped {line}")
     if json_path is not None:
-        from kernelnet.atomic import write_text
+        from kernelnet.runtime.atomic import write_text
 
-        doc = {"model": str(artifacts[0].path), "threads": threads, "batch": batch, "timings": rows,
-               "skipped": skipped}
+        doc = bench_document(nets[0].runner.path or model, threads, batch, timings, skipped)
         write_text(json_path, json.dumps(doc, indent=2) + "\n")
     if plot_path is not None and not plot_timings(timings, plot_path):
         raise KernelnetError("--plot needs matplotlib (pip install matplotlib)")

@@ -45,7 +45,7 @@ def build_run_config(filter_: str, model: str, normalize: bool, kernel_size: int
     """The :class:`RunConfig` of ``--filter``/``--model``/``--normalize``/``--kernel-size`` (default: the target's
     side) plus ``settings``; refuses ``--normalize`` with ``--model double``. Imports numpy only when called."""
     from kernelnet.config import RunConfig
-    from kernelnet.errors import KernelnetError
+    from kernelnet.runtime.errors import KernelnetError
     from kernelnet.filters import resolve_filter
 
     if normalize and model == "double":
@@ -53,3 +53,37 @@ def build_run_config(filter_: str, model: str, normalize: bool, kernel_size: int
     target = resolve_filter(filter_, kernel_size, seed)
     return RunConfig(filter=filter_, target_kernel=tuple(tuple(float(v) for v in row) for row in target.kernel),
                      model=model, normalize=normalize, kernel_size=kernel_size or target.size, seed=seed, **settings)
+
+
+TRAIN_MODULES = ("torch", "onnx", "safetensors", "skimage", "matplotlib")
+
+
+def need_train_extra(command: str) -> None:
+    """Refuse ``command`` with one line when the learning side's packages (the ``[train]`` extra) are missing."""
+    import importlib.util
+
+    from kernelnet.runtime.errors import KernelnetError
+
+    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise KernelnetError(f"kernelnet {command} needs the [train] extra ({', '.join(missing)} missing): "
+                             "pip install 'kernelnet[train]'")
+
+
+def parse_tile(text: str | None) -> int | tuple[int, int] | None:
+    """``auto``/None → None, ``off`` → 0, ``N`` → N, ``RxC`` → (R, C) (0 = full axis)."""
+    if text is None or text == "auto":
+        return None
+    if text == "off":
+        return 0
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 0:
+        from kernelnet.runtime.errors import KernelnetError
+
+        raise KernelnetError(f"invalid --tile {text!r}: use auto, off, N or RxC (e.g. 512 or 256x0 for strips)")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
     from kernelnet.runtime.autotune import TuneResult
@@ -53,8 +53,8 @@ def tune(model: str, sizes: str, levels: str, threads: str | None, modes: str, s
       kernelnet tune artifacts/runs/sobel-single
       kernelnet tune model.onnx --threads 2 --levels basic,all --tiles auto,off,256x0
     """
-    from kernelnet.cli.apply_cmd import parse_tile
-    from kernelnet.cli.verify_cmd import parse_ints, parse_sizes
+    from kernelnet.cli.common import parse_tile
+    from kernelnet.runtime.sizes import parse_ints, parse_sizes
     from kernelnet.runtime.autotune import autotune, candidates, thread_choices
     from kernelnet.runtime.session import EXECUTION_MODES, OPT_LEVELS
 

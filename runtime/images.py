@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelnet.errors import KernelnetError
+from kernelnet.runtime.errors import KernelnetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -77,7 +77,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, 
     For PNG the values are multiplied by ``scale`` (default: 1/max, or 1 when max ≤ 1) and clipped to [0, 1]
     before quantisation. Returns the scale used (1.0 for exact formats). Written atomically.
     """
-    from kernelnet.atomic import write_with
+    from kernelnet.runtime.atomic import write_with
 
     path = Path(path)
     suffix = path.suffix.lower()

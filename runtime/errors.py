@@ -1,4 +1,4 @@
-"""Exceptions that the command line maps to exit codes (DESIGN.md: 1 = a check failed, 2 = bad input)."""
+"""Exceptions that the command line maps to exit codes (1 = a check failed, 2 = bad input)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,197 @@
+"""Applying a model to files: inputs expanded (files, folders, globs), outputs planned under their inputs'
+relative paths, every result staged and renamed into place only when all succeeded (torch-free).
+
+    >>> jobs = plan_jobs(expand_inputs(("photos/",)), Path("edges/"), None)          # doctest: +SKIP
+    >>> with staged_outputs(jobs):                                                  # doctest: +SKIP
+    ...     run_all(load("model.onnx"), jobs, bits=8, scale="auto")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kernelnet.runtime.errors import KernelnetError
+
+if TYPE_CHECKING:
+    from kernelnet.runtime.model import Model
+    from kernelnet.runtime.npyio import MappedNpy
+
+OUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "npy": ".npy"}
+PARTIAL_PREFIX = ".kernelnet-partial-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its result goes."""
+
+    source: Path
+    target: Path
+
+    @property
+    def staged(self) -> Path:
+        """Where the result is written first; renamed to ``target`` once every job has succeeded."""
+        return self.target.with_name(PARTIAL_PREFIX + self.target.name)
+
+
+def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(file, name relative to its folder/glob root) for every input: files, folders (recursive) and globs."""
+    from kernelnet.runtime.images import IMAGE_SUFFIXES
+
+    found: list[tuple[Path, Path]] = []
+    suffixes = (*IMAGE_SUFFIXES, ".npy")
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not files:
+                raise KernelnetError(f"no images or .npy files in folder {path}")
+            found.extend((f, f.relative_to(path)) for f in files)
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        elif glob.has_magic(pattern):
+            files = sorted(Path(p) for p in glob.glob(pattern, recursive=True)
+                           if Path(p).is_file() and Path(p).suffix.lower() in suffixes)
+            if not files:
+                raise KernelnetError(f"no images or .npy files match {pattern!r}")
+            found.extend((f, Path(f.name)) for f in files)
+        else:
+            raise KernelnetError(f"input {pattern} not found")
+    return list(dict.fromkeys(found))
+
+
+def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None) -> list[Job]:
+    """Map inputs to outputs: one input and a file-like ``--out`` → that file; otherwise ``--out`` is a folder."""
+    from kernelnet.runtime.images import IMAGE_SUFFIXES
+
+    if out.suffix.lower() in IMAGE_SUFFIXES and out.suffix.lower() not in OUT_SUFFIXES and not out.is_dir():
+        raise KernelnetError(f"cannot write {out.suffix} images: the output must be .png, .tif/.tiff, .npy or a folder")
+    single_file = len(inputs) == 1 and out.suffix.lower() in OUT_SUFFIXES and not out.is_dir()
+    if single_file:
+        if fmt is not None and OUT_SUFFIXES[out.suffix.lower()] != fmt:
+            raise KernelnetError(f"format {fmt} contradicts the output file {out.name}")
+        return [Job(inputs[0][0], out)]
+    if out.suffix.lower() in OUT_SUFFIXES and not out.is_dir():
+        raise KernelnetError(f"with {len(inputs)} inputs the output must be a folder, not {out}")
+    if out.exists() and not out.is_dir():
+        raise KernelnetError(f"output {out} exists and is not a folder")
+    jobs, seen = [], {}
+    for source, rel in inputs:
+        kind = fmt or ("npy" if source.suffix.lower() == ".npy" else "png")
+        target = out / rel.with_suffix(FORMAT_SUFFIX[kind])
+        if target in seen:
+            raise KernelnetError(f"{source} and {seen[target]} would both write {target}")
+        seen[target] = source
+        jobs.append(Job(source, target))
+    return jobs
+
+
+def png_mapping(y: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
+    """Values in [0, 1] for PNG and the stated mapping. ``auto``: y / max for non-negative outputs (× 1 if
+    max ≤ 1), 0.5 + y / (2 max|y|) for signed ones (zero = mid-grey); a number: clip(y × number)."""
+    lo, hi = (float(y.min()), float(y.max())) if y.size else (0.0, 0.0)
+    if scale != "auto":
+        try:
+            factor = float(scale)
+        except ValueError:
+            raise KernelnetError(f"invalid PNG scale {scale!r}: use auto or a number") from None
+        return y * np.float32(factor), f"clip(y x {factor:g}, 0, 1)"
+    if lo >= 0:
+        factor = 1.0 / hi if hi > 1 else 1.0
+        return y * np.float32(factor), f"clip(y x {factor:.6g}, 0, 1)"
+    factor = 0.5 / max(abs(lo), abs(hi))
+    return np.float32(0.5) + y * np.float32(factor), f"clip(0.5 + y x {factor:.6g}, 0, 1)"
+
+
+def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
+    """After each tile: hand the mapped pages back so that RSS stays at a few tiles."""
+    def release(_index: int) -> None:
+        for mapped in maps:
+            mapped.release()
+
+    return release
+
+
+def run_job(model: Model, job: Job, bits: int, scale: str) -> str:
+    """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written."""
+    from kernelnet.runtime.images import read_gray, write_image
+    from kernelnet.runtime.inputs import as_batch
+    from kernelnet.runtime.npyio import create_npy, open_npy
+
+    kind = OUT_SUFFIXES[job.target.suffix.lower()]
+    if job.source.suffix.lower() == ".npy":
+        src = open_npy(job.source)
+        try:
+            batch, _ = as_batch(src.array, str(job.source))  # checked here so that errors name the file
+            if kind == "npy":  # stream tile by tile between two memory maps: never resident whole
+                dst = create_npy(job.staged, src.array.shape, np.float32)
+                try:
+                    model.apply_to(batch, as_batch(dst.array)[0], after_tile=_release_pages(src, dst))
+                finally:
+                    dst.close()
+                return "float32 .npy (exact)"
+            y = model(src.array)
+        finally:
+            src.close()
+    else:
+        y = model(read_gray(job.source))
+    if kind == "npy":
+        write_image(job.staged, y)
+        return "float32 .npy (exact)"
+    if y.ndim != 2:
+        raise KernelnetError(f"{job.source} holds {y.shape[0]} images: write .npy for batches (PNG/TIFF take one)")
+    if kind == "tiff":
+        write_image(job.staged, y)
+        return "float32 TIFF (exact)"
+    mapped, text = png_mapping(y, scale)
+    write_image(job.staged, mapped, bits=bits, scale=1.0)
+    return f"{bits}-bit PNG, pixel = round({text} x {2**bits - 1})"
+
+
+@contextlib.contextmanager
+def staged_outputs(jobs: list[Job]) -> Iterator[None]:
+    """All or nothing: create the output folders, and on success rename every staged result into place; on any
+    error delete the staged results and the folders this created."""
+    from kernelnet.runtime.atomic import ensure_writable_dir
+
+    created: list[Path] = []
+    for folder in sorted({job.target.parent for job in jobs}):
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        ensure_writable_dir(folder)
+        created.extend(missing)
+    try:
+        yield
+        for job in jobs:
+            os.replace(job.staged, job.target)
+    except BaseException:
+        for job in jobs:
+            with contextlib.suppress(OSError):
+                job.staged.unlink()
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def run_all(model: Model, jobs: list[Job], bits: int, scale: str) -> list[tuple[Job, str]]:
+    """Run every job (progress bar for several files); errors name the file they came from."""
+    from tqdm import tqdm
+
+    lines = []
+    for job in tqdm(jobs, desc="apply", unit="file", disable=None if len(jobs) > 1 else True, leave=False):
+        try:
+            lines.append((job, run_job(model, job, bits, scale)))
+        except KernelnetError as exc:
+            text = str(exc)
+            raise KernelnetError(text if str(job.source) in text else f"{job.source}: {text}") from None
+    return lines
+
+

@@ -1,0 +1,249 @@
+"""The one description of a deployed filter: :class:`FilterSpec`. Torch-free (numpy only).
+
+Every layer reads it: the torch model is built from it, the exported graph, the numpy reference and the native
+stencil implement it, verify and the metrics compare against it. :mod:`kernelnet.runtime.spec_codec` writes it
+into a model's metadata and reads it back, validating every field.
+
+A spec maps an input image ``x`` (N, 1, H, W) to ``y`` (N, 1, H, W):
+
+1. input encoding: ``v = x · input.scale`` (float32 in [0, 1] → 1; uint8 → 1/255);
+2. ``z_c = K_c ⋆ v + b_c`` (cross-correlation, ``border`` outside the image) for each kernel c;
+3. combine: ``raw`` z₀, ``abs`` |z₀|, ``magnitude`` √(z₀² + z₁²);
+4. output stage: ``y = combined · output.scale + output.offset``, clipped to ``output.clip``, rounded by
+   ``output.rounding`` (integer outputs of ``output.bits``).
+
+Example::
+
+    >>> import numpy as np
+    >>> s = FilterSpec.from_kind(np.array([[-1., 0, 1], [-2, 0, 2], [-1, 0, 1]]), model="double")
+    >>> s.combine, s.kernels.shape, s.kernel_size, s.halo
+    ('magnitude', (2, 3, 3), 3, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kernelnet.runtime.errors import KernelnetError
+
+BORDERS = ("zeros", "reflect", "replicate")
+"""Border names (numpy's): ``zeros``; ``reflect`` (= OpenCV REFLECT_101 = PyTorch reflect); ``replicate``."""
+COMBINES = ("raw", "abs", "magnitude")
+INPUT_DTYPES = ("float32", "uint8")
+ROUNDINGS = ("half_even", "half_up", "toward_zero", "floor")
+MODELS = ("single", "double")
+MAX_KERNEL = 31
+"""Largest supported kernel side (odd)."""
+MAX_CHANNELS = 4
+"""Largest number of image channels a model filters (each one independently)."""
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise KernelnetError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or isinstance(value, bool):
+        raise KernelnetError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
+def check_kernel_size(size: Any, what: str = "kernel_size") -> int:
+    """``size`` as an odd int in [1, MAX_KERNEL] or a KernelnetError naming ``what``."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise KernelnetError(f"{what} must be an integer, got {size!r}")
+    if size < 1 or size % 2 == 0 or size > MAX_KERNEL:
+        raise KernelnetError(f"{what} must be odd and between 1 and {MAX_KERNEL}, got {size}")
+    return int(size)
+
+
+def as_kernel_stack(values: Any, what: str = "kernels") -> np.ndarray:
+    """``values`` (k, k) or (C, k, k) → a read-only float64 (C, k, k) array of finite numbers, odd k ≤ MAX_KERNEL."""
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise KernelnetError(f"{what} must be a (C, k, k) array of numbers") from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[0] < 1:
+        raise KernelnetError(f"{what} must be square kernels (C, k, k), got shape {arr.shape}")
+    check_kernel_size(arr.shape[-1], f"{what} side")
+    if not np.isfinite(arr).all():
+        raise KernelnetError(f"{what} hold NaN or Inf")
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True)
+class InputEncoding:
+    """How input pixels become the filter's values: ``value = pixel · scale``.
+
+    ``dtype`` is what the graph takes (float32 in [0, 1], or raw uint8 with ``scale`` 1/255); ``channels`` is how
+    many image channels are filtered independently (1 = gray).
+    """
+
+    channels: int = 1
+    dtype: str = "float32"
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) \
+                or not 1 <= self.channels <= MAX_CHANNELS:
+            raise KernelnetError(f"input channels must be an integer in 1..{MAX_CHANNELS}, got {self.channels!r}")
+        if self.dtype not in INPUT_DTYPES:
+            raise KernelnetError(f"input dtype must be one of {', '.join(INPUT_DTYPES)}, got {self.dtype!r}")
+        scale = _finite(self.scale, "input scale")
+        if scale <= 0:
+            raise KernelnetError(f"input scale must be > 0, got {scale}")
+        object.__setattr__(self, "scale", scale)
+
+    @classmethod
+    def for_dtype(cls, dtype: str, channels: int = 1) -> InputEncoding:
+        """The standard mapping of ``dtype``: float32 as is, uint8 / 255."""
+        return cls(channels, dtype, 1.0 / 255.0 if dtype == "uint8" else 1.0)
+
+
+@dataclass(frozen=True)
+class OutputStage:
+    """What follows the combine step: ``y = v · scale + offset``, then ``clip`` (lo, hi), then ``rounding``.
+
+    ``bits`` (8 or 16) marks an integer output whose levels are ``y`` itself (``clip`` is then within
+    [0, 2^bits − 1]); ``None`` is a float output. The identity stage is ``OutputStage()``.
+    """
+
+    scale: float = 1.0
+    offset: float = 0.0
+    clip: tuple[float, float] | None = None
+    rounding: str | None = None
+    bits: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", _finite(self.scale, "output scale"))
+        object.__setattr__(self, "offset", _finite(self.offset, "output offset"))
+        if self.scale == 0:
+            raise KernelnetError("output scale must not be 0")
+        if self.clip is not None:
+            if not isinstance(self.clip, (tuple, list)) or len(self.clip) != 2:
+                raise KernelnetError(f"output clip must be [lo, hi], got {self.clip!r}")
+            lo, hi = (_finite(v, "output clip bound") for v in self.clip)
+            if not lo < hi:
+                raise KernelnetError(f"output clip needs lo < hi, got [{lo}, {hi}]")
+            object.__setattr__(self, "clip", (lo, hi))
+        if self.rounding is not None and self.rounding not in ROUNDINGS:
+            raise KernelnetError(f"output rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
+        if self.bits is not None:
+            if self.bits not in (8, 16) or isinstance(self.bits, bool):
+                raise KernelnetError(f"output bits must be 8 or 16, got {self.bits!r}")
+            top = float(2 ** self.bits - 1)
+            if self.clip is None or self.clip[0] < 0 or self.clip[1] > top or self.rounding is None:
+                raise KernelnetError(f"a {self.bits}-bit output needs a clip within [0, {top:g}] and a rounding")
+
+    @property
+    def identity(self) -> bool:
+        return self == OutputStage()
+
+
+@dataclass(frozen=True, eq=False)
+class FilterSpec:
+    """A deployed filter: ``kernels`` (C, k, k), ``bias`` (C,), ``border``, ``combine``, input and output stages.
+
+    C is 1 for ``raw`` / ``abs`` and 2 for ``magnitude``. Arrays are float64 and read-only; construction
+    validates every field (:class:`KernelnetError`, one line each).
+    """
+
+    kernels: np.ndarray
+    bias: np.ndarray | None = None
+    combine: str = "raw"
+    border: str = "zeros"
+    input: InputEncoding = field(default_factory=InputEncoding)
+    output: OutputStage = field(default_factory=OutputStage)
+
+    def __post_init__(self) -> None:
+        kernels = as_kernel_stack(self.kernels)
+        object.__setattr__(self, "kernels", kernels)
+        if self.combine not in COMBINES:
+            raise KernelnetError(f"combine must be one of {', '.join(COMBINES)}, got {self.combine!r}")
+        want = 2 if self.combine == "magnitude" else 1
+        if kernels.shape[0] != want:
+            raise KernelnetError(f"a {self.combine} filter needs {want} kernel(s), got {kernels.shape[0]}")
+        if self.border not in BORDERS:
+            raise KernelnetError(f"border must be one of {', '.join(BORDERS)}, got {self.border!r}")
+        bias = np.zeros(want) if self.bias is None else self.bias
+        try:
+            bias = np.array(bias, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise KernelnetError("bias must be a list of numbers") from None
+        if bias.shape != (want,):
+            raise KernelnetError(f"bias must hold {want} value(s) (one per kernel), got {bias.size}")
+        if not np.isfinite(bias).all():
+            raise KernelnetError("bias holds NaN or Inf")
+        bias.setflags(write=False)
+        object.__setattr__(self, "bias", bias)
+        if not isinstance(self.input, InputEncoding) or not isinstance(self.output, OutputStage):
+            raise KernelnetError("input and output must be an InputEncoding and an OutputStage")
+
+    # ---------------------------------------------------------------------------------------------- views
+    @property
+    def kernel_size(self) -> int:
+        return int(self.kernels.shape[-1])
+
+    @property
+    def halo(self) -> int:
+        """Pixels each output depends on beyond its own position (k // 2)."""
+        return self.kernel_size // 2
+
+    @property
+    def model(self) -> str:
+        """``single`` (raw / abs) or ``double`` (magnitude): the learned model's kind."""
+        return "double" if self.combine == "magnitude" else "single"
+
+    @property
+    def normalize(self) -> bool:
+        """True for the abs model (the seed's name for it)."""
+        return self.combine == "abs"
+
+    @property
+    def has_bias(self) -> bool:
+        return bool(np.any(self.bias != 0))
+
+    def output_bound(self) -> float:
+        """Largest |combined value| an input in [0, 1] can produce: √Σ_c (Σ|K_c| + |b_c|)² (before the output
+        stage)."""
+        per = np.abs(self.kernels).reshape(len(self.kernels), -1).sum(axis=1) + np.abs(self.bias)
+        return float(np.sqrt(np.sum(per ** 2)))
+
+    def replace(self, **changes: Any) -> FilterSpec:
+        return dataclasses.replace(self, **changes)
+
+    # ----------------------------------------------------------------------------------------- builders
+    @classmethod
+    def from_kind(cls, kernel: Any, model: str = "single", normalize: bool = False, padding: str = "zeros",
+                  bias: Any = None, **stages: Any) -> FilterSpec:
+        """The target filter of a model kind from one kernel (k, k): single → (K,) raw or abs; double →
+        (K, Kᵀ) magnitude."""
+        kern = as_kernel_stack(kernel, "target kernel")
+        if kern.shape[0] != 1:
+            raise KernelnetError(f"a target kernel is one (k, k) array, got shape {kern.shape}")
+        if model not in MODELS:
+            raise KernelnetError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        if model == "double":
+            return cls(np.stack([kern[0], kern[0].T]), bias, "magnitude", padding, **stages)
+        return cls(kern, bias, "abs" if normalize else "raw", padding, **stages)
+
+    @classmethod
+    def from_weights(cls, kernels: Any, bias: Any, model: str, normalize: bool = False, padding: str = "zeros",
+                     **stages: Any) -> FilterSpec:
+        """A learned model's spec from its kernels (C, k, k) and bias (C,) (or ``None``)."""
+        if model not in MODELS:
+            raise KernelnetError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        combine = "magnitude" if model == "double" else "abs" if normalize else "raw"
+        return cls(kernels, bias, combine, padding, **stages)
+
+    def __repr__(self) -> str:
+        return (f"FilterSpec({self.combine}, k={self.kernel_size}, border={self.border}, "
+                f"bias={self.bias.tolist()}, input={self.input}, output={self.output})")
