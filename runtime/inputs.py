@@ -21,13 +21,17 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
 def check_array(array: np.ndarray, what: str = "input") -> None:
     """Refuse what the models cannot take: wrong dtype, wrong rank, a channel axis ≠ 1, no pixels."""
-    if not isinstance(array, np.ndarray):
+    if not isinstance(array, np.ndarray) or isinstance(array, np.matrix):
         raise KernelnetError(f"{what} must be a numpy array, got {type(array).__name__}")
     if array.dtype not in DTYPES:
         raise KernelnetError(f"{what} has dtype {array.dtype}: expected float32 in [0, 1] or uint8 "
                              "(convert with .astype(np.float32))")
     if array.ndim not in (2, 3, 4):
         raise KernelnetError(f"{what} has shape {array.shape}: expected HxW, NxHxW or Nx1xHxW")
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise KernelnetError(f"{what} has shape {array.shape}: an HxWx{array.shape[-1]} colour image, and this model "
+                             "filters one channel; convert it to gray first (a batch of width-"
+                             f"{array.shape[-1]} images goes in as Nx1xHxW)")
     if array.ndim == 4 and array.shape[1] != 1:
         raise KernelnetError(f"{what} has shape {array.shape}: one channel expected (Nx1xHxW)")
     if array.size == 0:

@@ -189,21 +189,30 @@ def _spec(props: dict[str, str]) -> FilterSpec:
     border = _choice(props, "padding", BORDERS, "zeros")
     dtype = _choice(props, "input_dtype", INPUT_DTYPES, "float32")
     try:
-        kernels = as_kernel_stack(_json(props, "kernels"))
+        kernels = _float32(as_kernel_stack(_json(props, "kernels")))
         size = _integer(props, "kernel_size")
         if size is not None:
             check_kernel_size(size)
             if size != kernels.shape[-1]:
                 raise KernelnetError(f"kernel_size {size} disagrees with the {kernels.shape[-1]}x{kernels.shape[-1]} kernels")
         bias = _json(props, "bias", [])
+        if isinstance(bias, list) and bias and all(isinstance(v, (int, float)) for v in bias):
+            bias = _float32(np.array(bias, dtype=np.float64))
         scale_text = props.get(PREFIX + "input_scale")
         encoding = InputEncoding.for_dtype(dtype) if scale_text is None else \
             InputEncoding(_integer(props, "channels") or 1, dtype, _scale(scale_text))
-        return FilterSpec.from_weights(kernels, bias if bias != [] else None, model, normalize, border,
+        return FilterSpec.from_weights(kernels, None if isinstance(bias, list) and not bias else bias, model,
+                                       normalize, border,
                                        input=encoding, output=_output_stage(props))
     except KernelnetError as exc:
         text = str(exc)
         raise KernelnetError(text if text.startswith("model metadata") else f"model metadata: {text}") from exc
+
+
+def _float32(values: np.ndarray) -> np.ndarray:
+    """The float32 values the graph holds (metadata prints them in their shortest float32 form), as float64."""
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32).astype(np.float64)
 
 
 def _scale(text: str) -> float:

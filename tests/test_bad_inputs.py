@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
-from tests.test_runtime import SOBEL, copy_run, make_onnx
+from tests.helpers import run_cli
+from tests.helpers import SOBEL, copy_run, make_onnx
 
 TRAIN = ["--crop", "32", "--batch-size", "8", "--steps-per-epoch", "5", "--epochs", "1", "--no-plots", "-q"]
 """Training settings small enough that a case which wrongly got through would still end quickly."""

@@ -26,6 +26,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("kernelnet.cli.prune_cmd:prune", "Prune a run's kernel weights into a new run (auto: lossless)."),
 }
 """name → ("module:function", one-line help shown by ``kernelnet --help`` without importing the module)."""
+TRAIN_COMMANDS = ("pipeline", "train", "export", "quantize", "prune")
+"""Commands of the learning side: without the ``[train]`` extra they exit 2 with one line naming it."""
+
+
+def _needs_train_extra(command: click.Command, name: str) -> click.Command:
+    """Wrap ``command``'s callback once so that it first checks the ``[train]`` extra (``--help`` still works)."""
+    if getattr(command, "_kernelnet_guarded", False) or command.callback is None:
+        return command
+    callback = command.callback
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        from kernelnet.cli.common import need_train_extra
+
+        need_train_extra(name)
+        return callback(*args, **kwargs)
+
+    command.callback = guarded
+    command._kernelnet_guarded = True  # type: ignore[attr-defined]
+    return command
 
 
 def _warning_line(caught: warnings.WarningMessage) -> str:
@@ -54,7 +73,8 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, _, attr = COMMANDS[name][0].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        return _needs_train_extra(command, name) if name in TRAIN_COMMANDS else command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]

@@ -24,7 +24,7 @@ def run_onnx(path, x):
 
 @pytest.fixture(scope="module")
 def sobel_exports(tmp_path_factory):
-    from tests.conftest import save_exact_run
+    from tests.helpers import save_exact_run
 
     root = tmp_path_factory.mktemp("exports")
     paths = {}

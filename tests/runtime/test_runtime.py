@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime import load
@@ -24,84 +19,7 @@ from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.spec_codec import decode_info
 from kernelnet.runtime.reference import apply_filter, apply_kernels
 from kernelnet.runtime.session import SessionConfig, read_tuned, tune_path
-
-SOBEL = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-_EXPORT_ROOT = tempfile.TemporaryDirectory(prefix="kernelnet-runtime-tests-")
-EXPORT_VARIANTS = {
-    "single": {},
-    "abs": {"normalize": True},
-    "double": {"model": "double"},
-    "reflect5": {"kernel": "gaussian5", "padding": "reflect"},
-}
-
-
-@functools.lru_cache(maxsize=None)
-def exported(variant: str) -> Path:
-    """A real ``kernelnet export`` of an exact run (shared by the runtime test modules; exported once)."""
-    from kernelnet.export.onnx_export import export_onnx
-    from tests.conftest import save_exact_run
-
-    run = save_exact_run(Path(_EXPORT_ROOT.name) / variant, **EXPORT_VARIANTS[variant])
-    export_onnx(run, verify=False)
-    return run
-
-
-def copy_run(variant: str, dest: Path) -> Path:
-    """A private copy of an exported run (for tests that modify it)."""
-    return Path(shutil.copytree(exported(variant), dest / variant))
-
-
-def make_onnx(path: Path, kernels: np.ndarray, model: str = "single", normalize: bool = False,
-              padding: str = "zeros", input_dtype: str = "float32", target: np.ndarray | None = None) -> Path:
-    """A hand-built kernelnet-style graph (Pad → Conv → Abs / magnitude) with kernelnet metadata, in milliseconds.
-
-    ``kernels`` is (C, k, k); C = 2 makes the magnitude model.
-    """
-    kernels = np.asarray(kernels, dtype=np.float32)
-    c, k = kernels.shape[0], kernels.shape[-1]
-    r = k // 2
-    dims = ["batch", 1, "height", "width"]
-    inits = [helper.make_tensor("weight", TensorProto.FLOAT, (c, 1, k, k), kernels.ravel())]
-    nodes, x = [], "input"
-    if input_dtype == "uint8":
-        inits.append(helper.make_tensor("scale", TensorProto.FLOAT, (), [255.0]))
-        nodes += [helper.make_node("Cast", [x], ["xf"], to=TensorProto.FLOAT),
-                  helper.make_node("Div", ["xf", "scale"], ["xs"])]
-        x = "xs"
-    if padding != "zeros":
-        inits.append(helper.make_tensor("pads", TensorProto.INT64, (8,), [0, 0, r, r, 0, 0, r, r]))
-        mode = {"reflect": "reflect", "replicate": "edge"}[padding]
-        nodes.append(helper.make_node("Pad", [x, "pads"], ["padded"], mode=mode))
-        nodes.append(helper.make_node("Conv", ["padded", "weight"], ["conv"]))
-    else:
-        nodes.append(helper.make_node("Conv", [x, "weight"], ["conv"], pads=[r, r, r, r]))
-    if c == 2:
-        for i in range(2):
-            inits += [helper.make_tensor(f"s{i}", TensorProto.INT64, (1,), [i]),
-                      helper.make_tensor(f"e{i}", TensorProto.INT64, (1,), [i + 1])]
-        inits.append(helper.make_tensor("axis", TensorProto.INT64, (1,), [1]))
-        nodes += [helper.make_node("Slice", ["conv", "s0", "e0", "axis"], ["a"]),
-                  helper.make_node("Slice", ["conv", "s1", "e1", "axis"], ["b"]),
-                  helper.make_node("Mul", ["a", "a"], ["aa"]), helper.make_node("Mul", ["b", "b"], ["bb"]),
-                  helper.make_node("Add", ["aa", "bb"], ["sq"]), helper.make_node("Sqrt", ["sq"], ["output"])]
-    elif normalize:
-        nodes.append(helper.make_node("Abs", ["conv"], ["output"]))
-    else:
-        nodes[-1].output[0] = "output"
-    in_type = TensorProto.UINT8 if input_dtype == "uint8" else TensorProto.FLOAT
-    graph = helper.make_graph(nodes, "kernelnet", [helper.make_tensor_value_info("input", in_type, dims)],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, dims)], inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    proto.ir_version = 8
-    target = kernels[0] if target is None else target
-    meta = {"model": "double" if c == 2 else "single", "normalize": "true" if normalize else "false",
-            "padding": padding, "kernel_size": str(k), "kernels": json.dumps(kernels.tolist()), "bias": "[]",
-            "target_kernel": json.dumps(np.asarray(target).tolist()), "input_dtype": input_dtype,
-            "precision": "fp32", "filter": "custom"}
-    helper.set_model_props(proto, {f"kernelnet.{key}": value for key, value in meta.items()})
-    onnx.save(proto, str(path))
-    return path
-
+from tests.helpers import needs_torch, EXPORT_VARIANTS, SOBEL, copy_run, exported, make_onnx
 
 def _no_torch_script(body: str) -> str:
     return (f"import sys\n{body}\nbad = [m for m in ('torch', 'kernelnet.export', 'kernelnet.models', "
@@ -277,6 +195,7 @@ def test_profile_limits_split_batches_and_tiles(padding, rng):
 
 
 @pytest.mark.gpu
+@needs_torch
 def test_tensorrt_runner_on_gpu(exact_run, rng):
     from kernelnet.export.tensorrt_export import export_tensorrt, missing_requirements
     from kernelnet.runtime.tensorrt_backend import missing_requirements as runtime_missing

@@ -1,6 +1,6 @@
 """The native CPU backend (C stencil): exact against the numpy reference for any odd k, border and kind; the same
 bits whatever the threads and tiles; NaN/Inf handling; used only when it matches the graph; safe under threads and
-fork. The exported-model property tests (tests/test_properties.py) run it too, since it is load()'s default."""
+fork. The exported-model property tests (tests/runtime/test_properties.py) run it too, since it is load()'s default."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.model import Model
 from kernelnet.runtime.native_backend import NativeRunner
 from kernelnet.runtime.reference import apply_kernels
-from tests.test_apply_verify_bench import edit_weight, kn
-from tests.test_runtime import SOBEL, copy_run, exported, make_onnx
+from tests.helpers import edit_weight, kn
+from tests.helpers import SOBEL, copy_run, exported, make_onnx
 
 pytestmark = pytest.mark.skipif(not native_backend.available(),
                                 reason="the C stencil extension is not built (no C compiler at install)")

@@ -11,7 +11,7 @@ from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.pipeline import run_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

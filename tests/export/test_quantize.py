@@ -37,7 +37,7 @@ def listing(folder):
 
 @pytest.fixture(scope="module")
 def sobel_runs(tmp_path_factory):
-    from tests.conftest import save_exact_run
+    from tests.helpers import save_exact_run
 
     root = tmp_path_factory.mktemp("quantize")
     runs = {}
@@ -59,7 +59,7 @@ def photos():
 
 
 def test_int8_of_separable_graph_meets_bar(tmp_path):
-    from tests.conftest import save_exact_run
+    from tests.helpers import save_exact_run
 
     run = save_exact_run(tmp_path / "sep", "sobel")
     assert export_onnx(run).metadata["kernelnet.graph_form"] == "separable"

@@ -11,7 +11,7 @@ from kernelnet.runtime import load
 from kernelnet.runtime.npyio import create_npy, open_npy
 from kernelnet.runtime.reference import apply_kernels, correlate
 from kernelnet.runtime.tiling import DEFAULT_BUDGET_BYTES, auto_tile, fit_limits, plan_tiles, run_tiled, split_axis
-from tests.test_runtime import exported, make_onnx
+from tests.helpers import exported, make_onnx
 
 PADDINGS = ("zeros", "reflect", "replicate")
 

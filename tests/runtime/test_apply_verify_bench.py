@@ -10,44 +10,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from click.testing import CliRunner
-from onnx import numpy_helper
 from PIL import Image
 
-from kernelnet.cli import main
 from kernelnet.runtime import load
 from kernelnet.runtime.base import ModelInfo
 from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.reference import apply_filter
 from kernelnet.runtime.verify import kernel_gap
-from tests.test_runtime import SOBEL, copy_run, exported, make_onnx
+from tests.helpers import needs_torch, SOBEL, copy_run, edit_weight, exported, files_under, kn, make_onnx
 
 HAS_CV2 = importlib.util.find_spec("cv2") is not None
-
-
-def kn(*args: object) -> object:
-    """Run the CLI in-process (same code path as the console script: exit codes, one-line errors)."""
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
-
-def edit_weight(path: Path, change, precision: str | None = None) -> None:
-    """Rewrite the first Conv's weight initializer of an ONNX file in place (metadata untouched unless precision)."""
-    proto = onnx.load(str(path))
-    first = next(n.input[1] for n in proto.graph.node if n.op_type == "Conv")
-    for init in proto.graph.initializer:
-        if init.name == first:
-            init.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(init).copy()), first))
-    if precision is not None:
-        for prop in proto.metadata_props:
-            if prop.key == "kernelnet.precision":
-                prop.value = precision
-    onnx.save(proto, str(path))
 
 
 # ----------------------------------------------------------------------------------------------- apply
@@ -203,6 +176,7 @@ def test_verify_passes_on_sobel_exports(tmp_path, variant):
                                                          "native ~ weights", "native ~ truth"}
 
 
+@needs_torch
 def test_verify_compares_pytorch_and_int8_siblings(tmp_path):
     run = copy_run("single", tmp_path)
     shutil.copy(run / "model.onnx", run / "model.int8.onnx")
@@ -265,7 +239,7 @@ def test_kernel_gap_respects_model_symmetries(rng):
     (["{run}", "--sizes", "abc"], "invalid size"),
     (["{run}", "--batch", "0"], "invalid --batch"),
     (["{run}", "--json", "/proc/forbidden/v.json"], "cannot create output directory"),
-    (["{run}", "--run", "/nonexistent/run"], "does not exist"),
+    pytest.param(["{run}", "--run", "/nonexistent/run"], "does not exist", marks=needs_torch),
 ])
 def test_verify_bad_input_exits_2(tmp_path, args, needle):
     (tmp_path / "bad.onnx").write_bytes(b"junk")
@@ -277,6 +251,7 @@ def test_verify_bad_input_exits_2(tmp_path, args, needle):
 
 # ----------------------------------------------------------------------------------------- bench / tune
 
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the chart needs matplotlib")
 def test_bench_json_and_chart(tmp_path):
     res = kn("bench", exported("double"), "--sizes", "32x32,40x24", "--warmup", "1", "--reps", "3", "--min-time", "0",
              "--json", tmp_path / "b.json", "--plot", tmp_path / "b.png")

@@ -65,18 +65,16 @@ class Exported:
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, Exported]:
-    from kernelnet.export.onnx_export import export_onnx
     from kernelnet.filters import resolve_filter
-    from tests.conftest import save_exact_run
+    from tests.helpers import export_exact
 
     root = tmp_path_factory.mktemp("property-exports")
     rng = np.random.default_rng(20240608)
     out = {}
     for name, spec in SPECS.items():
         kernel = resolve_filter(spec.kernel).kernel if spec.kernel != "random" else rng.uniform(-2, 2, (spec.k,) * 2)
-        run = save_exact_run(root / name, kernel=kernel, model=spec.model, normalize=spec.normalize,
-                             padding=spec.padding)
-        path = export_onnx(run, verify=False).path  # parity is what this module checks
+        path = export_exact(root / name, kernel=kernel, model=spec.model, normalize=spec.normalize,
+                            padding=spec.padding)  # parity is what this module checks
         weights = kernel.astype(np.float32).astype(np.float64)
         out[name] = Exported(path, spec, weights, load(path, tile=0), load(path, backend="onnxruntime", tile=0))
     return out
