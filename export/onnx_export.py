@@ -126,11 +126,11 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
 
     if input_dtype not in INPUT_DTYPES:
-        raise KernelnetError(f"unknown --input-dtype {input_dtype!r}: use float32 or uint8")
+        raise KernelnetError(f"unknown input dtype {input_dtype!r}: use float32 or uint8")
     if not 13 <= opset <= 23:
-        raise KernelnetError(f"--opset {opset} is not supported: use 13..23 (default {DEFAULT_OPSET})")
+        raise KernelnetError(f"opset {opset} is not supported: use 13..23 (default {DEFAULT_OPSET})")
     if form not in FORMS:
-        raise KernelnetError(f"unknown --form {form!r}: use one of {', '.join(FORMS)}")
+        raise KernelnetError(f"unknown graph form {form!r}: use one of {', '.join(FORMS)}")
     config = load_config(run_dir)
     weights = load_weights(run_dir)
     model = model_from_weights(config, weights, run_dir)

@@ -56,19 +56,19 @@ class RunConfig:
         if self.padding not in PADDINGS:
             raise KernelnetError(f"unknown padding {self.padding!r}: use one of {', '.join(PADDINGS)}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise KernelnetError(f"--kernel-size must be odd and >= 1, got {self.kernel_size}")
+            raise KernelnetError(f"kernel size must be odd and >= 1, got {self.kernel_size}")
         for name in ("crop", "batch_size", "steps_per_epoch", "epochs"):
             if getattr(self, name) < 1:
-                raise KernelnetError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise KernelnetError(f"{name.replace('_', ' ')} must be >= 1, got {getattr(self, name)}")
         if self.restarts < 0:
-            raise KernelnetError(f"--restarts must be >= 0 (0 = automatic), got {self.restarts}")
+            raise KernelnetError(f"restarts must be >= 0 (0 = automatic), got {self.restarts}")
         if self.patience < 0:
-            raise KernelnetError(f"--patience must be >= 0, got {self.patience}")
+            raise KernelnetError(f"patience must be >= 0, got {self.patience}")
         if not self.lr > 0:
-            raise KernelnetError(f"--lr must be > 0, got {self.lr}")
+            raise KernelnetError(f"learning rate must be > 0, got {self.lr}")
         if self.target_kernel and len(self.target_kernel) > self.kernel_size:
             raise KernelnetError(
-                f"--kernel-size {self.kernel_size} is smaller than the target kernel ({len(self.target_kernel)})")
+                f"kernel size {self.kernel_size} is smaller than the target kernel ({len(self.target_kernel)})")
 
     @property
     def run_name(self) -> str:

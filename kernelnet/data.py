@@ -95,7 +95,7 @@ def usable_for_crops(images: dict[str, np.ndarray], crop: int) -> list[np.ndarra
     """Images at least ``crop`` on each side; raise if none."""
     usable = [im for im in images.values() if min(im.shape) >= crop]
     if not usable:
-        raise KernelnetError(f"no image is at least {crop}x{crop}: use a smaller --crop")
+        raise KernelnetError(f"no image is at least {crop}x{crop}: use a smaller crop")
     return usable
 
 

@@ -112,3 +112,17 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def run_facts(seconds: float, history: list[dict[str, Any]], config: RunConfig, device: Any,
+              split: Any) -> dict[str, Any]:
+    """The metrics.json entries every run writes about how it ran (time, epochs, solver, device, split)."""
+    return {
+        "train_seconds": round(seconds, 3),
+        "epochs_run": len(history),
+        "solver": config.solver,
+        "init": config.init,
+        "device": str(device),
+        "best_val_loss": min((h["val_loss"] for h in history), default=None),
+        "split": {"train": sorted(split.train), "val": sorted(split.val), "test": sorted(split.test)},
+    }

@@ -28,7 +28,7 @@ from kernelnet.runtime.errors import KernelnetError
 from kernelnet.filters import resolve_filter
 from kernelnet.metrics import align_kernels, kernel_error, mse, psnr_db, target_kernels
 from kernelnet.models import apply_target, build_model
-from kernelnet.rundir import CHECKPOINT_FILE, save_history, save_metrics, save_model
+from kernelnet.rundir import CHECKPOINT_FILE, run_facts, save_history, save_metrics, save_model
 
 VAL_CROPS = 256
 RESUME_KEYS = frozenset({"model", "optimizer", "scheduler", "history", "best", "epoch", "bad_epochs", "config"})
@@ -69,9 +69,9 @@ def pick_device(name: str) -> torch.device:
     except RuntimeError:
         raise KernelnetError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise KernelnetError("--device cuda requested but no CUDA device is available")
+        raise KernelnetError("device cuda requested but no CUDA device is available")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise KernelnetError("--device mps requested but MPS is not available")
+        raise KernelnetError("device mps requested but MPS is not available")
     return device
 
 
@@ -228,7 +228,7 @@ def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, devic
         with torch.no_grad():
             val_loss = float(loss_fn(model(val_x), val_y))
         if not math.isfinite(val_loss):
-            raise KernelnetError(f"training diverged at epoch {epoch} (validation loss {val_loss}): lower --lr")
+            raise KernelnetError(f"training diverged at epoch {epoch} (validation loss {val_loss}): lower the learning rate")
         scheduler.step(val_loss)
         if val_loss < best["val_loss"] * (1 - 1e-3):
             best = {"val_loss": val_loss, "epoch": epoch,
@@ -304,13 +304,7 @@ def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: S
     metrics: dict[str, Any] = {
         **kernel_summary(model, config),
         **evaluate(model, split.test, config),
-        "train_seconds": round(train_seconds, 3),
-        "epochs_run": len(history),
-        "solver": config.solver,
-        "init": config.init,
-        "device": str(device),
-        "best_val_loss": min((h["val_loss"] for h in history), default=None),
-        "split": {"train": sorted(split.train), "val": sorted(split.val), "test": sorted(split.test)},
+        **run_facts(train_seconds, history, config, device, split),
         **extra,
     }
     save_model(run_dir, model, config)

@@ -5,9 +5,11 @@
     >>> y = model(image)                                          # doctest: +SKIP
 
 ``load`` takes a model file or a run directory (→ ``model.onnx``); ``image`` is H×W, N×H×W or N×1×H×W,
-float32 in [0, 1] or uint8; ``y`` is float32 in the same layout.
+float32 in [0, 1] or uint8 (an H×W×3|4 colour frame is refused, not read as a batch); ``y`` is float32 in the
+same layout.
 
-Modules: ``base`` (Runner interface), ``onnxruntime_backend`` / ``tensorrt_backend`` (one per backend),
+Modules: ``spec`` (FilterSpec, the one description of a deployed filter) and ``spec_codec`` (its metadata),
+``base`` (Runner interface), ``onnxruntime_backend`` / ``tensorrt_backend`` (one per backend),
 ``model`` (layouts, checks, tiling), ``tiling``, ``session`` (session options + tune file), ``reference`` (numpy
 ground truth), ``compare`` / ``verify`` / ``bench`` / ``autotune`` (written once over the Runner interface).
 Nothing here imports torch; backends are imported on first use.

@@ -113,6 +113,6 @@ def load_onnxruntime(path: str | os.PathLike[str], threads: int | None = None, d
     config, _ = resolve_session(path, config)
     if threads is not None:
         if threads < 1:
-            raise KernelnetError(f"--threads must be >= 1, got {threads}")
+            raise KernelnetError(f"threads must be >= 1, got {threads}")
         config = config.replace(intra_op_threads=threads)
     return OnnxRuntimeRunner(path, config, device, name)

@@ -172,7 +172,7 @@ CASES: list[tuple[str, Args, str]] = [
     ("export-not-a-run", lambda w, o: ["export", w.photos, "--out", o / "m.onnx"], "is not a run directory"),
     ("export-out-under-a-file", lambda w, o: ["export", w.run, "--out", w.a_file / "m.onnx"], "is not a folder"),
     ("export-out-in-proc", lambda w, o: ["export", w.run, "--out", PROC / "m.onnx"], "/proc is not writable"),
-    ("export-opset-3", lambda w, o: ["export", w.run, "--out", o / "m.onnx", "--opset", "3"], "--opset 3"),
+    ("export-opset-3", lambda w, o: ["export", w.run, "--out", o / "m.onnx", "--opset", "3"], "opset 3 is not supported"),
     ("export-format-jpeg", lambda w, o: ["export", w.run, "--format", "jpeg"], "Invalid value for '--format'"),
     # ---- train: data, kernels, checkpoints, outputs, options
     ("train-empty-folder", lambda w, o: ["train", *TRAIN, "--data", w.empty, "--out", o], "no usable image"),

@@ -99,7 +99,7 @@ def test_crops_reproducible_and_in_bounds(rng):
     c2 = sample_crops(images, 5, 64, epoch_rng(0, 3))
     assert c1.shape == (5, 1, 64, 64) and np.array_equal(c1, c2)
     assert not np.array_equal(c1, sample_crops(images, 5, 64, epoch_rng(0, 4)))
-    with pytest.raises(KernelnetError, match="smaller --crop"):
+    with pytest.raises(KernelnetError, match="smaller crop"):
         usable_for_crops({"tiny": np.zeros((8, 8))}, 64)
 
 

@@ -102,6 +102,11 @@ def make_input(h: int, w: int, n: int, layout: str, dtype: str, pattern: str, se
     return {"HW": x[0], "NHW": x, "N1HW": x[:, None]}[layout]
 
 
+def colour_like(case: dict) -> bool:
+    """An N×H×W input whose last side is 3 or 4: indistinguishable from an H×W×3|4 colour frame."""
+    return case["layout"] == "NHW" and case["w"] in (3, 4)
+
+
 def as_unit_float64(x: np.ndarray) -> np.ndarray:
     """What the graph computes on: uint8 / 255, float32 as is."""
     return x / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
@@ -112,6 +117,11 @@ def as_unit_float64(x: np.ndarray) -> np.ndarray:
 def test_export_matches_numpy_reference(exports, name, case):
     model = exports[name]
     x = make_input(**case)
+    if colour_like(case):
+        for backend in (model.whole, model.graph):
+            with pytest.raises(KernelnetError, match="colour image"):
+                backend(x)  # an N×H×3 batch reads as an H×W×3 colour frame: refused (N×1×H×W runs it)
+        return
     if model.spec.padding == "reflect" and min(case["h"], case["w"]) <= model.spec.k // 2:
         for backend in (model.whole, model.graph):
             with pytest.raises(KernelnetError, match="reflect border needs"):
@@ -131,7 +141,7 @@ def test_export_matches_numpy_reference(exports, name, case):
 @given(name=st.sampled_from(sorted(SPECS)), case=inputs, rows=st.integers(0, 72), cols=st.integers(0, 72))
 def test_forced_tiles_equal_whole_image(exports, name, case, rows, cols):
     model = exports[name]
-    if model.spec.padding == "reflect" and min(case["h"], case["w"]) <= model.spec.k // 2:
+    if colour_like(case) or model.spec.padding == "reflect" and min(case["h"], case["w"]) <= model.spec.k // 2:
         return  # refused either way (checked above)
     x = make_input(**case)
     for backend, whole in (("native", model.whole), ("onnxruntime", model.graph)):
