@@ -115,9 +115,9 @@ def _check_args(method: str, samples: int, latency_runs: int) -> None:
     if method not in METHODS:
         raise KernelnetError(f"unknown calibration method {method!r}: use {', '.join(METHODS)}")
     if samples < 1:
-        raise KernelnetError(f"--samples must be >= 1, got {samples}")
+        raise KernelnetError(f"calibration samples must be >= 1, got {samples}")
     if latency_runs < 0:
-        raise KernelnetError(f"--latency-runs must be >= 0, got {latency_runs}")
+        raise KernelnetError(f"latency runs must be >= 0, got {latency_runs}")
 
 
 def _paths(run_dir: Path, out: str | os.PathLike[str] | None, uint8: bool) -> tuple[Path, Path]:

@@ -134,11 +134,11 @@ def default_out(run: str | os.PathLike[str]) -> Path:
 def _check_out(run: Path, out: Path) -> None:
     """``out`` may become the pruned run: not the source, not a file, not a foreign non-empty folder; creatable."""
     if out.resolve() == run.resolve():
-        raise KernelnetError(f"--out {out} is the source run: choose a new directory")
+        raise KernelnetError(f"output {out} is the source run: choose a new directory")
     if out.exists() and not out.is_dir():
-        raise KernelnetError(f"--out {out} exists and is not a directory")
+        raise KernelnetError(f"output {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise KernelnetError(f"--out {out} is a non-empty folder that is not a run directory: refusing to replace it")
+        raise KernelnetError(f"output {out} is a non-empty folder that is not a run directory: refusing to replace it")
     from kernelnet.runtime.atomic import check_creatable
 
     check_creatable(out)
@@ -157,15 +157,15 @@ def _check_options(method: str, scope: str, structure: str, seed: int, amount: A
     if amount == "auto":
         max_psnr_drop = DEFAULT_MAX_PSNR_DROP_DB if max_psnr_drop is None else float(max_psnr_drop)
         if not (max_psnr_drop >= 0 and math.isfinite(max_psnr_drop)):
-            raise KernelnetError(f"--max-psnr-drop must be a finite number >= 0, got {max_psnr_drop}")
+            raise KernelnetError(f"max PSNR drop must be a finite number >= 0, got {max_psnr_drop}")
     elif max_psnr_drop is not None:
-        raise KernelnetError("--max-psnr-drop applies to --amount auto only")
+        raise KernelnetError("a max PSNR drop applies to amount auto only")
     if math.isnan(lossless_psnr_db):
-        raise KernelnetError("--lossless-psnr must be a number of dB")
+        raise KernelnetError("the lossless PSNR must be a number of dB")
     if finetune_epochs < 0:
-        raise KernelnetError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+        raise KernelnetError(f"fine-tune epochs must be >= 0, got {finetune_epochs}")
     if not finetune_lr > 0:
-        raise KernelnetError(f"--finetune-lr must be > 0, got {finetune_lr}")
+        raise KernelnetError(f"the fine-tune learning rate must be > 0, got {finetune_lr}")
     return _Options(method, scope, structure, seed, amount, max_psnr_drop, lossless_psnr_db, finetune_epochs,
                     finetune_lr)
 

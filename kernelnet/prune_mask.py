@@ -29,7 +29,7 @@ Amount = Union[int, float, str]
 def parse_amount(text: str | int | float) -> Amount:
     """``"auto"``, an integer count (``"3"``) or a fraction (``"0.33"``); checks the fraction is in (0, 1)."""
     if isinstance(text, bool):
-        raise KernelnetError(f"invalid --amount {text!r}")
+        raise KernelnetError(f"invalid amount {text!r}")
     if isinstance(text, (int, float)):
         value: Amount = text
     else:
@@ -43,12 +43,12 @@ def parse_amount(text: str | int | float) -> Amount:
                 value = float(s)
             except ValueError:
                 raise KernelnetError(
-                    f"invalid --amount {text!r}: use a fraction in (0, 1), a weight count or 'auto'") from None
+                    f"invalid amount {text!r}: use a fraction in (0, 1), a weight count or 'auto'") from None
     if isinstance(value, float) and not 0.0 < value < 1.0:
-        raise KernelnetError(f"--amount {value!r} is outside (0, 1): a fraction must be strictly between 0 and 1 "
+        raise KernelnetError(f"amount {value!r} is outside (0, 1): a fraction must be strictly between 0 and 1 "
                              "(write a weight count as an integer)")
     if isinstance(value, int) and value < 1:
-        raise KernelnetError(f"--amount {value} is not a valid weight count (must be >= 1)")
+        raise KernelnetError(f"amount {value} is not a valid weight count (must be >= 1)")
     return value
 
 
@@ -75,12 +75,12 @@ def resolve_count(amount: int | float, shape: tuple[int, ...], method: str = "l1
         per_group = round(amount * units)
         if per_group < 1:
             what = "columns/rows" if method == "structured" else "weights"
-            raise KernelnetError(f"--amount {amount} prunes nothing ({units} {what} per group): use a larger amount")
+            raise KernelnetError(f"amount {amount} prunes nothing ({units} {what} per group): use a larger amount")
         return groups * per_group * unit
     if not isinstance(amount, int) or amount < 1:
-        raise KernelnetError(f"--amount {amount!r} is not a valid weight count (must be >= 1)")
+        raise KernelnetError(f"amount {amount!r} is not a valid weight count (must be >= 1)")
     if amount > total:
-        raise KernelnetError(f"--amount {amount} is more than the model's {total} weights")
+        raise KernelnetError(f"amount {amount} is more than the model's {total} weights")
     step = groups * unit
     if amount % step:
         why = []
@@ -88,7 +88,7 @@ def resolve_count(amount: int | float, shape: tuple[int, ...], method: str = "l1
             why.append(f"structured pruning removes whole columns/rows of {unit}")
         if groups > 1:
             why.append(f"--per-kernel splits it equally over {groups} kernels")
-        raise KernelnetError(f"--amount {amount} must be a multiple of {step} ({' and '.join(why)})")
+        raise KernelnetError(f"amount {amount} must be a multiple of {step} ({' and '.join(why)})")
     return amount
 
 

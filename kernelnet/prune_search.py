@@ -79,7 +79,7 @@ def search_amount(model: torch.nn.Module, scorer: _TestScorer, psnr_before: floa
         if ok:
             best = count
     if not best:
-        raise KernelnetError(f"--amount auto: pruning even {step} weight(s) brings the test PSNR to "
+        raise KernelnetError(f"amount auto: pruning even {step} weight(s) brings the test PSNR to "
                              f"{rows[0]['psnr_db']:.3g} dB, below min(PSNR before {psnr_before:.3g} - "
                              f"--max-psnr-drop {max_drop:g}, {lossless_db:g}) dB; nothing written")
     return best, rows

@@ -211,7 +211,7 @@ CASES: list[tuple[str, Args, str]] = [
      "expected a JSON object"),
     ("prune-garbage-safetensors", lambda w, o: ["prune", _at(w, "garbage_weights"), "--out", o], "corrupt model"),
     ("prune-out-in-proc", lambda w, o: ["prune", w.run, "--amount", "3", "--out", PROC], "/proc is not writable"),
-    ("prune-amount-negative", lambda w, o: ["prune", w.run, "--amount", "-1", "--out", o], "--amount"),
+    ("prune-amount-negative", lambda w, o: ["prune", w.run, "--amount", "-1", "--out", o], "amount -1"),
     # ---- quantize
     ("quantize-truncated-model", lambda w, o: ["quantize", _at(w, "truncated_onnx_run"), "--out", o / "q.onnx",
                                                "--latency-runs", "0"], "as an ONNX model"),
