@@ -20,6 +20,7 @@ Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double), ``no
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,23 @@ def _json(props: dict[str, str], key: str, default: Any = None) -> Any:
         raise KernelnetError(f"model metadata {key}: not valid JSON ({exc})") from exc
 
 
+def _numbers(value: Any, key: str, ranks: tuple[int, ...]) -> Any:
+    """``value`` if it is a nested list of JSON numbers (no booleans, no strings) of one of ``ranks``."""
+    def rank(v: Any) -> int:
+        if isinstance(v, list):
+            inner = {rank(item) for item in v} if v else {0}
+            if len(inner) != 1:
+                raise KernelnetError(f"model metadata {key}: ragged or mixed nesting")
+            return 1 + inner.pop()
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise KernelnetError(f"model metadata {key}: {str(v)[:20]!r} is not a number")
+        return 0
+
+    if rank(value) not in ranks:
+        raise KernelnetError(f"model metadata {key}: expected a {' or '.join(f'{r}-D' for r in ranks)} array")
+    return value
+
+
 def _choice(props: dict[str, str], key: str, allowed: tuple[str, ...], default: str) -> str:
     value = props.get(PREFIX + key, default)
     if value not in allowed:
@@ -87,7 +105,7 @@ def _integer(props: dict[str, str], key: str) -> int | None:
     text = props.get(PREFIX + key)
     if text is None:
         return None
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 6:
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,6}", text):
         raise KernelnetError(f"model metadata {key}: {str(text)[:40]!r} is not a whole number")
     return int(text)
 
@@ -175,7 +193,14 @@ def _output_stage(props: dict[str, str]) -> OutputStage:
     doc = _json(props, "output_stage", {})
     if not isinstance(doc, dict) or set(doc) - {"scale", "offset", "clip", "rounding", "bits"}:
         raise KernelnetError("model metadata output_stage: expected an object of scale, offset, clip, rounding, bits")
+    for name in ("scale", "offset"):
+        if name in doc and (isinstance(doc[name], bool) or not isinstance(doc[name], (int, float))):
+            raise KernelnetError(f"model metadata output_stage: {name} must be a number")
     clip = doc.get("clip")
+    if clip is not None:
+        _numbers(clip, "output_stage clip", (1,))
+    if doc.get("bits") is not None and (isinstance(doc["bits"], bool) or not isinstance(doc["bits"], int)):
+        raise KernelnetError("model metadata output_stage: bits must be 8 or 16")
     try:
         return OutputStage(doc.get("scale", 1.0), doc.get("offset", 0.0),
                            tuple(clip) if isinstance(clip, list) else clip, doc.get("rounding"), doc.get("bits"))
@@ -186,24 +211,25 @@ def _output_stage(props: dict[str, str]) -> OutputStage:
 def _spec(props: dict[str, str]) -> FilterSpec:
     model = _choice(props, "model", MODELS, "single")
     normalize = _choice(props, "normalize", ("true", "false"), "false") == "true"
+    if normalize and model == "double":
+        raise KernelnetError("model metadata normalize: true contradicts model double (a magnitude is never negative)")
     border = _choice(props, "padding", BORDERS, "zeros")
     dtype = _choice(props, "input_dtype", INPUT_DTYPES, "float32")
     try:
-        kernels = _float32(as_kernel_stack(_json(props, "kernels")))
+        kernels = _float32(as_kernel_stack(_numbers(_json(props, "kernels"), "kernels", (2, 3))))
         size = _integer(props, "kernel_size")
         if size is not None:
             check_kernel_size(size)
             if size != kernels.shape[-1]:
                 raise KernelnetError(f"kernel_size {size} disagrees with the {kernels.shape[-1]}x{kernels.shape[-1]} kernels")
-        bias = _json(props, "bias", [])
-        if isinstance(bias, list) and bias and all(isinstance(v, (int, float)) for v in bias):
-            bias = _float32(np.array(bias, dtype=np.float64))
-        scale_text = props.get(PREFIX + "input_scale")
-        encoding = InputEncoding.for_dtype(dtype) if scale_text is None else \
-            InputEncoding(_integer(props, "channels") or 1, dtype, _scale(scale_text))
-        return FilterSpec.from_weights(kernels, None if isinstance(bias, list) and not bias else bias, model,
-                                       normalize, border,
-                                       input=encoding, output=_output_stage(props))
+        bias = _numbers(_json(props, "bias", []), "bias", (1,))
+        channels = _integer(props, "channels")
+        encoding = InputEncoding.for_dtype(dtype, 1 if channels is None else channels)
+        if PREFIX + "input_scale" in props and _scale(props[PREFIX + "input_scale"]) != encoding.scale:
+            raise KernelnetError(f"input_scale {props[PREFIX + 'input_scale'][:40]!r} is not the {dtype} mapping "
+                                 f"({encoding.scale!r}); other mappings are not supported yet")
+        return FilterSpec.from_weights(kernels, _float32(np.array(bias, dtype=np.float64)) if bias else None, model,
+                                       normalize, border, input=encoding, output=_output_stage(props))
     except KernelnetError as exc:
         text = str(exc)
         raise KernelnetError(text if text.startswith("model metadata") else f"model metadata: {text}") from exc
@@ -215,11 +241,13 @@ def _float32(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float32).astype(np.float64)
 
 
-def _scale(text: str) -> float:
+def _scale(text: Any) -> float:
+    if not isinstance(text, str) or len(text) > 40:
+        raise KernelnetError("input_scale must be a number of at most 40 characters")
     try:
-        return float(text[:40])
+        return float(text)
     except ValueError as exc:
-        raise KernelnetError(f"input_scale {text[:40]!r} is not a number") from exc
+        raise KernelnetError(f"input_scale {text!r} is not a number") from exc
 
 
 def decode_info(props: dict[str, str]) -> ModelInfo:
@@ -233,7 +261,8 @@ def decode_info(props: dict[str, str]) -> ModelInfo:
     raw_target = _json(props, "target_kernel")
     if spec is not None and raw_target not in (None, []):
         try:
-            target = FilterSpec.from_kind(raw_target, spec.model, spec.normalize, spec.border)
+            target = FilterSpec.from_kind(_numbers(raw_target, "target_kernel", (2,)), spec.model, spec.normalize,
+                                          spec.border)
         except KernelnetError as exc:
             raise KernelnetError(f"model metadata target_kernel: {exc}") from exc
     for key in ("kernels", "bias", "target_kernel", "metrics", "output_stage", "quantization"):

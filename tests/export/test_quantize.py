@@ -223,7 +223,7 @@ def test_cli_error_paths_exit_2_one_line_nothing_written(quantized, sobel_runs, 
     assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "Traceback" not in res.stderr and listing(run) == before
     expected = {"no-model": "kernelnet export", "quantized-source": "already quantized",
-                "empty-calibration": "no usable image", "samples": "--samples"}[case]
+                "empty-calibration": "no usable image", "samples": "samples must be >= 1"}[case]
     assert expected in res.stderr
 
 

@@ -74,14 +74,18 @@ BAD_FIELDS = [
     ("kernel_size", "1", "disagrees"), ("kernel_size", "-1", "whole number"), ("kernel_size", "99999999", "whole"),
     ("kernel_size", "abc", "whole number"), ("kernel_size", "3.0", "whole number"), ("kernel_size", "", "whole"),
     ("kernel_size", "5", "disagrees"), ("kernel_size", "33", "between 1 and 31"),
-    ("kernels", "[[1,2],[3]]", "array of numbers"), ("kernels", "[1,2,3]", "square"), ("kernels", "[[[[1]]]]", "square"),
-    ("kernels", "3", "square"), ("kernels", '{"a": 1}', "array of numbers"), ("kernels", DEEP, "nested deeper"),
+    ("kernel_size", "\u00b3", "whole number"), ("kernel_size", "\u0663", "whole number"),
+    ("kernels", "[[1,2],[3]]", "array of numbers"), ("kernels", "[[1,2],3]", "ragged"), ("kernels", "[1,2,3]", "2-D or 3-D"),
+    ("kernels", "[[[[1]]]]", "2-D or 3-D"), ("kernels", "3", "2-D or 3-D"), ("kernels", '{"a": 1}', "not a number"),
+    ("kernels", '[["1",0,0],[0,0,0],[0,0,0]]', "not a number"), ("bias", "[true]", "not a number"),
+    ("bias", '["1"]', "not a number"), ("bias", "[[1]]", "1-D"), ("channels", "0", "channels"),
+    ("output_stage", '{"scale": "2"}', "must be a number"), ("output_stage", '{"bits": 8.0}', "bits"), ("kernels", DEEP, "nested deeper"),
     ("kernels", "[[NaN,0,0],[0,0,0],[0,0,0]]", "NaN or Inf"), ("kernels", "[[1,0],[0,1]]", "odd"),
     ("kernels", "not json", "not valid JSON"), ("kernels", "[" + "1," * 600_000 + "1]", "at most"),
     ("bias", "[1,2]", "one per kernel"), ("bias", "abc", "not valid JSON"), ("bias", "[Infinity]", "NaN or Inf"),
     ("padding", "wrap", "padding"), ("model", "triple", "model"), ("normalize", "False", "normalize"),
     ("normalize", "yes", "normalize"), ("input_dtype", "int16", "input_dtype"), ("precision", "fp64", "precision"),
-    ("input_scale", "nan", "input scale"), ("output_stage", '{"clip": [3, 1]}', "lo < hi"),
+    ("input_scale", "nan", "input_scale"), ("input_scale", "0.5", "not the float32 mapping"), ("output_stage", '{"clip": [3, 1]}', "lo < hi"),
     ("output_stage", '{"rounding": "up"}', "rounding"), ("target_kernel", "[[1,2],[3,4]]", "target_kernel"),
 ]
 
@@ -95,6 +99,12 @@ def test_malformed_metadata_is_one_line(tmp_path, key, value, needle):
     assert time.perf_counter() - start < 1.0
     text = str(caught.value)
     assert needle in text and "\n" not in text and len(text) < 400, text
+
+
+def test_normalize_on_a_magnitude_is_refused(tmp_path):
+    path = _with_props(make_onnx(tmp_path / "m.onnx", np.stack([SOBEL, SOBEL.T])), normalize="true")
+    with pytest.raises(KernelnetError, match="contradicts model double"):
+        load(path)
 
 
 def test_malformed_metadata_through_the_cli_exits_2(tmp_path):
