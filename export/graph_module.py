@@ -9,26 +9,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kernelnet.runtime.spec import FilterSpec
+
 INPUT_DTYPES = ("float32", "uint8")
 
 
 class ReferenceModule(nn.Module):
-    """``model`` (a SingleFilter/DoubleFilter) behind the exported graph's input mapping and precision."""
+    """``model`` (a SingleFilter/DoubleFilter) behind the exported graph's input mapping and precision, followed
+    by the spec's output stage (and the ``copy`` border's ring) in float64."""
 
-    def __init__(self, model: nn.Module, input_dtype: str = "float32", fp16: bool = False) -> None:
+    def __init__(self, model: nn.Module, input_dtype: str = "float32", fp16: bool = False,
+                 spec: FilterSpec | None = None) -> None:
         super().__init__()
         if input_dtype not in INPUT_DTYPES:
             raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
         self.model = model.half() if fp16 else model
         self.uint8 = input_dtype == "uint8"
         self.fp16 = fp16
+        self.spec = spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.uint8:
             x = x.to(torch.float32) / 255.0
-        if self.fp16:
-            return self.model(x.to(torch.float16)).to(torch.float32)
-        return self.model(x)
+        y = self.model(x.to(torch.float16)).to(torch.float32) if self.fp16 else self.model(x)
+        if self.spec is None or (self.spec.output.identity and self.spec.border != "copy"):
+            return y
+        from kernelnet.runtime.reference import copy_ring, output_stage
+
+        staged = output_stage(y.double().numpy(), self.spec.output)
+        if self.spec.border == "copy" and self.spec.halo:
+            staged = copy_ring(staged, x.double().numpy(), self.spec)
+        return torch.from_numpy(staged.astype("float32"))
 
 
 def example_input(input_dtype: str, shape: tuple[int, ...] = (1, 1, 16, 16), device: str = "cpu") -> torch.Tensor:

@@ -62,7 +62,9 @@ def verify_shapes(padding: str, kernel_size: int, static: tuple[int, ...] | None
     a batch of 3 and a larger non-square 64×97."""
     if static is not None:
         return [tuple(static)]  # type: ignore[list-item]
-    low = kernel_size // 2 + 1 if padding == "reflect" else 1
+    from kernelnet.runtime.spec import min_side
+
+    low = min_side(padding, kernel_size // 2)
     return [(1, 1, low, low), (1, 1, max(low, 5), max(low, 7) + 2), (3, 1, 31, 17), (1, 1, 64, 97)]
 
 
@@ -124,6 +126,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     from kernelnet.export.metadata import build_metadata, run_spec
     from kernelnet.export.onnx_graph import FORMS, build_graph, choose_form
     from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
+    from kernelnet.runtime.spec import min_side
 
     if input_dtype not in INPUT_DTYPES:
         raise KernelnetError(f"unknown input dtype {input_dtype!r}: use float32 or uint8")
@@ -134,8 +137,9 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     config = load_config(run_dir)
     weights = load_weights(run_dir)
     model = model_from_weights(config, weights, run_dir)
-    if static is not None and config.padding == "reflect" and min(static[2:]) <= config.kernel_size // 2:
-        raise KernelnetError(f"reflect border needs H and W > {config.kernel_size // 2}, got static {static}")
+    if static is not None and min(static[2:]) < min_side(config.padding, config.kernel_size // 2):
+        raise KernelnetError(f"{config.padding} border needs H and W >= "
+                             f"{min_side(config.padding, config.kernel_size // 2)}, got static {static}")
     precision = "fp16" if fp16 else "fp32"
     spec = run_spec(config, weights, input_dtype)
     chosen = choose_form(spec, form)
@@ -154,7 +158,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
         onnx.save(proto, str(tmp))
         checks = []
         if verify:
-            reference = ReferenceModule(model, input_dtype, fp16).eval()  # fp16: halves `model` in place
+            reference = ReferenceModule(model, input_dtype, fp16, spec).eval()  # fp16: halves `model` in place
             checks = _verify(tmp, reference, verify_shapes(config.padding, config.kernel_size, static),
                              input_dtype, precision)
             bad = [c for c in checks if not c["ok"]]

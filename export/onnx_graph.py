@@ -12,7 +12,9 @@ Graph forms (each computes the spec exactly; export verifies the file against th
   much slower with two output channels.
 
 Borders: ``zeros`` is the Conv's own padding; ``reflect`` / ``replicate`` are a ``Pad`` (mode reflect / edge)
-before it. The output stage, when not the identity, follows as ``Mul``/``Add``, ``Clip`` and a rounding op.
+before it; ``symmetric`` (no Pad mode) is two mirrored ``Slice``s concatenated on each axis; ``copy`` computes
+the interior with zeros and puts the input back on the outer ring with a ``Where`` over a mask built from the
+input's shape. The output stage, when not the identity, follows as ``Mul``/``Add``, ``Clip`` and a rounding op.
 ``auto`` picks ``separable`` when the kernel is rank 1 to float32 precision (σ₂ ≤ 1e-6·σ₁), else ``conv``.
 
     >>> import numpy as np
@@ -101,6 +103,36 @@ def _correlate(b: _Builder, x: str, spec: FilterSpec, c: int, form: str, padded:
     return b.op("Conv", [x, b.weight(f"w{tag}", spec.kernels[c].reshape(1, 1, k, k))] + bias, pads=pads)
 
 
+def _symmetric_pad(b: _Builder, x: str, r: int) -> str:
+    """Pad H and W by ``r`` mirroring with the edge sample repeated (numpy ``symmetric``; needs sides ≥ r)."""
+    lowest = np.iinfo(np.int64).min
+    for axis in (2, 3):
+        ax, step = b.const(f"ax{axis}", np.array([axis], np.int64)), b.const(f"back{axis}", np.array([-1], np.int64))
+        head = b.op("Slice", [x, b.const(f"h0{axis}", np.array([r - 1], np.int64)),
+                              b.const(f"h1{axis}", np.array([lowest], np.int64)), ax, step])
+        tail = b.op("Slice", [x, b.const(f"t0{axis}", np.array([-1], np.int64)),
+                              b.const(f"t1{axis}", np.array([-r - 1], np.int64)), ax, step])
+        x = b.op("Concat", [head, x, tail], axis=axis)
+    return x
+
+
+def _copy_ring(b: _Builder, y: str, x: str, spec: FilterSpec) -> str:
+    """``y`` with its outer ``halo`` ring replaced by the input ``x`` in output units (Pillow's border)."""
+    r = spec.halo
+    ring = b.op("Mul", [x, b.weight("ring_scale", np.array(spec.ring_scale))])
+    ring = _round(b, ring, spec.output.rounding)
+    shape = b.op("Shape", [x])
+    zero, one = b.const("i0", np.array(0, np.int64)), b.const("i1", np.array(1, np.int64))
+    rad = b.const("radius", np.array(r, np.int64))
+    masks = []
+    for axis, dims in ((2, [1, 1, -1, 1]), (3, [1, 1, 1, -1])):
+        size = b.op("Gather", [shape, b.const(f"dim{axis}", np.array(axis, np.int64))], axis=0)
+        idx = b.op("Range", [zero, size, one])
+        inside = b.op("And", [b.op("GreaterOrEqual", [idx, rad]), b.op("Less", [idx, b.op("Sub", [size, rad])])])
+        masks.append(b.op("Reshape", [inside, b.const(f"shape{axis}", np.array(dims, np.int64))]))
+    return b.op("Where", [b.op("And", masks), y, ring])
+
+
 def _output_stage(b: _Builder, y: str, spec: FilterSpec) -> str:
     out = spec.output
     if out.scale != 1.0:
@@ -109,13 +141,18 @@ def _output_stage(b: _Builder, y: str, spec: FilterSpec) -> str:
         y = b.op("Add", [y, b.weight("out_offset", np.array(out.offset))])
     if out.clip is not None:
         y = b.op("Clip", [y, b.weight("clip_lo", np.array(out.clip[0])), b.weight("clip_hi", np.array(out.clip[1]))])
-    if out.rounding == "half_even":
+    return _round(b, y, out.rounding)
+
+
+def _round(b: _Builder, y: str, rounding: str | None) -> str:
+    """``y`` rounded to integers by ``rounding`` (``None``: unchanged)."""
+    if rounding == "half_even":
         y = b.op("Round", [y])
-    elif out.rounding == "half_up":
-        y = b.op("Floor", [b.op("Add", [y, b.weight("half", np.array(0.5))])])
-    elif out.rounding == "floor":
+    elif rounding == "half_up":
+        y = b.op("Floor", [b.op("Add", [y, b.weight(f"half{len(b.nodes)}", np.array(0.5))])])
+    elif rounding == "floor":
         y = b.op("Floor", [y])
-    elif out.rounding == "toward_zero":
+    elif rounding == "toward_zero":
         y = b.op("Mul", [b.op("Sign", [y]), b.op("Floor", [b.op("Abs", [y])])])
     return y
 
@@ -143,8 +180,11 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
             x = b.op("Mul", [x, b.const("in_scale", np.array(spec.input.scale, dtype=np.float32))])
     if fp16:
         x = b.op("Cast", [x], to=TensorProto.FLOAT16)
-    padded = spec.border != "zeros" and spec.halo > 0
-    if padded:
+    source = x
+    padded = spec.border not in ("zeros", "copy") and spec.halo > 0
+    if padded and spec.border == "symmetric":
+        x = _symmetric_pad(b, x, spec.halo)
+    elif padded:
         r = spec.halo
         x = b.op("Pad", [x, b.const("pads", np.array([0, 0, r, r, 0, 0, r, r], dtype=np.int64))],
                  mode=_PAD_MODE[spec.border])
@@ -157,6 +197,8 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
         if spec.combine == "abs":
             y = b.op("Abs", [y])
     y = _output_stage(b, y, spec)
+    if spec.border == "copy" and spec.halo > 0:
+        y = _copy_ring(b, y, source, spec)
     if fp16:
         y = b.op("Cast", [y], to=TensorProto.FLOAT)
     if b.nodes:

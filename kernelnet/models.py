@@ -25,12 +25,18 @@ output moves by at most 1e-15."""
 
 
 def pad_same(x: torch.Tensor, kernel_size: int, padding: str) -> torch.Tensor:
-    """Pad (N, C, H, W) by k//2 on each side with ``reflect`` or ``replicate`` (``zeros`` is left to the conv)."""
+    """Pad (N, C, H, W) by k//2 on each side with the border ``padding`` (``zeros`` and ``copy`` are left to the
+    conv: ``copy`` computes the interior as ``zeros`` does, and the ring is put back after the output stage)."""
     r = kernel_size // 2
-    if r == 0 or padding == "zeros":
+    if r == 0 or padding in ("zeros", "copy"):
         return x
     if padding == "reflect" and min(x.shape[-2:]) <= r:
         raise ValueError(f"reflect border needs H and W > {r}, got {tuple(x.shape[-2:])}")
+    if padding == "symmetric":
+        if min(x.shape[-2:]) < r:
+            raise ValueError(f"symmetric border needs H and W >= {r}, got {tuple(x.shape[-2:])}")
+        x = torch.cat([x[..., :r, :].flip(-2), x, x[..., -r:, :].flip(-2)], dim=-2)
+        return torch.cat([x[..., :r].flip(-1), x, x[..., -r:].flip(-1)], dim=-1)
     return F.pad(x, (r, r, r, r), mode=padding)
 
 
@@ -38,7 +44,7 @@ def correlate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     """Same-size cross-correlation of (N, 1, H, W) with ``weight`` (C, 1, k, k) → (N, C, H, W)."""
     k = weight.shape[-1]
     x = pad_same(x, k, padding)
-    return F.conv2d(x, weight, bias, padding=k // 2 if padding == "zeros" else 0)
+    return F.conv2d(x, weight, bias, padding=k // 2 if padding in ("zeros", "copy") else 0)
 
 
 def magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
  *
  * y = combine(bias_c + Σ_ij K_c[i][j] · x[r + i − h, c + j − h])   (cross-correlation, h = k // 2)
  * combine: raw (C = 1), abs (C = 1) or magnitude sqrt(a² + b²) (C = 2); borders zeros / reflect (no edge repeat,
- * numpy "reflect") / replicate. Every tap is evaluated (zeros included, so NaN/Inf always reach the output) in one
+ * numpy "reflect") / replicate / symmetric (edge repeated, numpy "symmetric"). Every tap is evaluated (zeros included, so NaN/Inf always reach the output) in one
  * fixed order, so a pixel's value does not depend on the image size or on how the image is split into tiles.
  *
  * One pass over the image: each thread owns a band of rows, keeps the k padded source rows it needs in a ring
@@ -26,7 +26,7 @@
 #include <time.h>
 
 enum { COMBINE_RAW = 0, COMBINE_ABS = 1, COMBINE_MAGNITUDE = 2 };
-enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2 };
+enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMETRIC = 3 };
 #define MAX_K 31
 #define MAX_THREADS 256
 #define SPIN_SECONDS 2e-4 /* how long an idle thread spins before it sleeps */
@@ -53,6 +53,10 @@ static Py_ssize_t map_index(Py_ssize_t v, Py_ssize_t len, int border) {
     if (v >= 0 && v < len) return v;
     if (border == BORDER_ZEROS) return -1;
     if (border == BORDER_REPLICATE || len == 1) return v < 0 ? 0 : len - 1;
+    if (border == BORDER_SYMMETRIC) { /* reflect repeating the edge sample (numpy "symmetric") */
+        while (v < 0 || v >= len) v = v < 0 ? -v - 1 : 2 * len - 1 - v;
+        return v;
+    }
     while (v < 0 || v >= len) v = v < 0 ? -v : 2 * (len - 1) - v; /* reflect without repeating the edge */
     return v;
 }
@@ -342,7 +346,7 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     if (row1 < 0) row1 = h;
     if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 || (channels != 1 && channels != 2) ||
         combine < COMBINE_RAW || combine > COMBINE_MAGNITUDE || (channels == 2) != (combine == COMBINE_MAGNITUDE) ||
-        border < BORDER_ZEROS || border > BORDER_REPLICATE || threads < 1) {
+        border < BORDER_ZEROS || border > BORDER_SYMMETRIC || threads < 1) {
         PyErr_SetString(PyExc_ValueError, "invalid stencil arguments");
         return NULL;
     }

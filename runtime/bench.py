@@ -112,12 +112,13 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
         import cv2
     except ImportError:
         return None
-    if info.kernels is None:
-        return None
+    spec = info.spec
+    if spec is None or spec.border == "copy" or not spec.output.identity:
+        return None  # OpenCV has no ring-copying border and no output stage to compare with
     if threads is not None:
         cv2.setNumThreads(threads)
-    border = {"zeros": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101,
-              "replicate": cv2.BORDER_REPLICATE}[info.padding]
+    border = {"zeros": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "symmetric": cv2.BORDER_REFLECT,
+              "replicate": cv2.BORDER_REPLICATE}[spec.border]
     kernels = [np.ascontiguousarray(k, dtype=np.float32) for k in info.kernels]
     bias = [float(b) for b in info.bias] if info.bias is not None else [0.0] * len(kernels)
     double = len(kernels) == 2

@@ -94,8 +94,9 @@ class Model:
         KernelnetError for sizes the model or backend cannot run. ``stream``: the pieces' input and output pages
         count too (:data:`~kernelnet.runtime.tiling.STREAM_BUDGET_BYTES`)."""
         halo = self.info.halo
-        if self.padding == "reflect" and halo is not None and min(height, width) <= halo:
-            raise KernelnetError(f"reflect border needs H and W > {halo}, got {height}x{width}")
+        if self.info.spec is not None and min(height, width) < self.info.spec.min_side:
+            need = f"> {halo}" if self.padding == "reflect" else f">= {self.info.spec.min_side}"
+            raise KernelnetError(f"{self.padding} border needs H and W {need}, got {height}x{width}")
         lo = self.runner.min_shape
         if lo is not None and (height < lo[1] or width < lo[2]):
             raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")

@@ -31,7 +31,8 @@ try:
 except ImportError:  # built without a C compiler: onnxruntime runs everything
     _stencil = None
 
-BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2}
+BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2, "symmetric": 3}
+"""The stencil's borders; ``copy`` (the input ring kept) runs in onnxruntime."""
 COMBINES = {"raw": 0, "abs": 1, "magnitude": 2}
 MAX_KERNEL = 31
 MAX_THREADS = 1024

@@ -16,7 +16,9 @@ import numpy as np
 from kernelnet.runtime.spec import BORDERS, FilterSpec, OutputStage
 
 PADDINGS = BORDERS
-_NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
+_NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "symmetric": "symmetric", "replicate": "edge",
+               "copy": "constant"}
+"""``copy`` computes the interior only (the ring is replaced by the input afterwards): any padding will do."""
 
 
 def pad_image(image: np.ndarray, r: int, padding: str = "zeros") -> np.ndarray:
@@ -68,7 +70,22 @@ def apply_spec(image: np.ndarray, spec: FilterSpec) -> np.ndarray:
         y = np.hypot(outs[0], outs[1])
     else:
         y = np.abs(outs[0]) if spec.combine == "abs" else outs[0]
-    return output_stage(y, spec.output)
+    y = output_stage(y, spec.output)
+    if spec.border == "copy" and spec.halo:
+        y = copy_ring(y, x, spec)
+    return y
+
+
+def copy_ring(y: np.ndarray, x: np.ndarray, spec: FilterSpec) -> np.ndarray:
+    """``y`` with its outer k//2 ring replaced by the input ``x`` (in [0, 1]) in output units (Pillow's border)."""
+    r, out = spec.halo, np.array(y, dtype=np.float64)
+    ring = x * spec.ring_scale
+    if spec.output.rounding is not None:
+        ring = output_stage(ring, OutputStage(rounding=spec.output.rounding))
+    mask = np.zeros(y.shape[-2:], dtype=bool)
+    mask[:r], mask[-r:], mask[:, :r], mask[:, -r:] = True, True, True, True
+    out[..., mask] = ring[..., mask]
+    return out
 
 
 def apply_filter(image: np.ndarray, kernel: np.ndarray, model: str = "single", normalize: bool = False,

@@ -31,8 +31,10 @@ import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
 
-BORDERS = ("zeros", "reflect", "replicate")
-"""Border names (numpy's): ``zeros``; ``reflect`` (= OpenCV REFLECT_101 = PyTorch reflect); ``replicate``."""
+BORDERS = ("zeros", "reflect", "symmetric", "replicate", "copy")
+"""Border names (numpy's): ``zeros``; ``reflect`` (= OpenCV REFLECT_101 = PyTorch reflect); ``symmetric`` (= OpenCV
+REFLECT = SciPy / scikit-image ``reflect``); ``replicate`` (= OpenCV REPLICATE = SciPy ``nearest``); ``copy`` (the
+output's outer k//2 ring is the input pixel itself, in the output's units, as Pillow's ``ImageFilter`` does)."""
 COMBINES = ("raw", "abs", "magnitude")
 INPUT_DTYPES = ("float32", "uint8")
 ROUNDINGS = ("half_even", "half_up", "toward_zero", "floor")
@@ -41,6 +43,11 @@ MAX_KERNEL = 31
 """Largest supported kernel side (odd)."""
 MAX_CHANNELS = 4
 """Largest number of image channels a model filters (each one independently)."""
+
+
+def min_side(border: str, halo: int) -> int:
+    """Smallest image side ``border`` is defined for with a ``halo``-pixel halo."""
+    return halo + 1 if border == "reflect" else max(1, halo) if border == "symmetric" else 1
 
 
 def _finite(value: Any, what: str) -> float:
@@ -206,6 +213,16 @@ class FilterSpec:
     def normalize(self) -> bool:
         """True for the abs model (the seed's name for it)."""
         return self.combine == "abs"
+
+    @property
+    def min_side(self) -> int:
+        """Smallest H and W the border is defined for: reflect needs > k//2, symmetric ≥ k//2 samples."""
+        return min_side(self.border, self.halo)
+
+    @property
+    def ring_scale(self) -> float:
+        """``copy`` border: output units per input unit of the copied ring (2^bits − 1 for integer outputs)."""
+        return float(2 ** self.output.bits - 1) if self.output.bits else 1.0
 
     @property
     def has_bias(self) -> bool:

@@ -1,0 +1,72 @@
+"""Every border means the same thing in the numpy reference, the exported graph, the native stencil and the
+PyTorch model, and equals the libraries it is named after (numpy, OpenCV, SciPy, Pillow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from kernelnet.export.onnx_graph import build_graph
+from kernelnet.runtime import native_backend
+from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.reference import apply_spec, correlate
+from kernelnet.runtime.spec import BORDERS, FilterSpec, OutputStage
+from tests.helpers import HAS_TORCH
+
+
+def graph_output(spec: FilterSpec, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(build_graph(spec).SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("combine", ["raw", "magnitude"])
+def test_graph_native_and_torch_equal_the_reference(rng, border, k, combine):
+    c = 2 if combine == "magnitude" else 1
+    spec = FilterSpec(rng.uniform(-2, 2, (c, k, k)).astype(np.float32), rng.uniform(-1, 1, c), combine, border)
+    for h, w in ((23, 31), (k // 2 + 1, k + 2), (7, 4)):
+        if min(h, w) < spec.min_side:
+            continue
+        x = rng.random((2, 1, h, w), dtype=np.float32)
+        want = apply_spec(x, spec)
+        assert np.abs(graph_output(spec, x) - want).max() < 1e-5 * spec.output_bound(), (h, w)
+        if native_backend.available() and border != "copy":
+            got = native_backend.NativeRunner(ModelInfo(spec=spec), threads=2).run(x)
+            assert np.abs(got - want).max() < 1e-5 * spec.output_bound(), (h, w)
+        if HAS_TORCH and border != "copy":
+            import torch
+
+            from kernelnet.models import model_from_spec
+
+            with torch.no_grad():
+                got = model_from_spec(spec)(torch.from_numpy(x)).numpy()
+            assert np.abs(got - want).max() < 1e-5 * spec.output_bound(), (h, w)
+
+
+def test_borders_are_the_libraries_borders(rng):
+    cv2 = pytest.importorskip("cv2")
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = rng.random((19, 26))
+    kern = rng.uniform(-1, 1, (5, 5))
+    cv = {"zeros": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "symmetric": cv2.BORDER_REFLECT,
+          "replicate": cv2.BORDER_REPLICATE}
+    scipy = {"zeros": "constant", "reflect": "mirror", "symmetric": "reflect", "replicate": "nearest"}
+    for border in cv:
+        ours = correlate(x, kern, border)
+        assert np.abs(ours - cv2.filter2D(x, cv2.CV_64F, kern, borderType=cv[border])).max() < 1e-12, border
+        assert np.abs(ours - ndimage.correlate(x, kern, mode=scipy[border])).max() < 1e-12, border
+
+
+def test_copy_border_is_pillows(rng):
+    from PIL import Image, ImageFilter
+
+    pixels = (rng.random((21, 30)) * 255).astype(np.uint8)
+    kern = np.array([[-1, -1, -1], [-1, 16, -1], [-1, -1, -1]], dtype=np.float64)  # Pillow's SHARPEN, scale 8
+    got = np.asarray(Image.fromarray(pixels).filter(ImageFilter.Kernel((3, 3), kern.ravel().tolist(), scale=8)))
+    # Pillow flips its kernel vertically, rounds half up, clips to [0, 255] and keeps the input's outer ring
+    spec = FilterSpec.from_kind(kern[::-1] / 8 * 255, padding="copy",
+                                output=OutputStage(clip=(0.0, 255.0), rounding="half_up", bits=8))
+    assert np.array_equal(apply_spec(pixels / 255.0, spec), got)
+    assert np.array_equal(graph_output(spec, (pixels / 255.0).astype(np.float32)[None, None])[0, 0], got)
