@@ -139,6 +139,9 @@ def _output_stage(b: _Builder, y: str, spec: FilterSpec) -> str:
         y = b.op("Mul", [y, b.weight("out_scale", np.array(out.scale))])
     if out.offset != 0.0:
         y = b.op("Add", [y, b.weight("out_offset", np.array(out.offset))])
+    if out.grid is not None:
+        y = b.op("Div", [b.op("Round", [b.op("Mul", [y, b.weight("grid", np.array(float(out.grid)))])]),
+                         b.weight("grid_div", np.array(float(out.grid)))])
     if out.clip is not None:
         y = b.op("Clip", [y, b.weight("clip_lo", np.array(out.clip[0])), b.weight("clip_hi", np.array(out.clip[1]))])
     return _round(b, y, out.rounding)

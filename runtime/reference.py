@@ -49,6 +49,8 @@ def output_stage(y: np.ndarray, stage: OutputStage) -> np.ndarray:
     if stage.identity:
         return y
     y = y * stage.scale + stage.offset
+    if stage.grid is not None:
+        y = np.round(y * stage.grid) / stage.grid
     if stage.clip is not None:
         y = np.clip(y, *stage.clip)
     if stage.rounding == "half_even":

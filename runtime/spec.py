@@ -117,7 +117,9 @@ class InputEncoding:
 
 @dataclass(frozen=True)
 class OutputStage:
-    """What follows the combine step: ``y = v · scale + offset``, then ``clip`` (lo, hi), then ``rounding``.
+    """What follows the combine step: ``y = v · scale + offset``, snapped to the nearest multiple of 1/``grid``
+    (the exact values of an integer-arithmetic filter, so that float32 noise never moves a tie), then ``clip``
+    (lo, hi), then ``rounding``.
 
     ``bits`` (8 or 16) marks an integer output whose levels are ``y`` itself (``clip`` is then within
     [0, 2^bits − 1]); ``None`` is a float output. The identity stage is ``OutputStage()``.
@@ -128,8 +130,12 @@ class OutputStage:
     clip: tuple[float, float] | None = None
     rounding: str | None = None
     bits: int | None = None
+    grid: int | None = None
 
     def __post_init__(self) -> None:
+        if self.grid is not None and (isinstance(self.grid, bool) or not isinstance(self.grid, int)
+                                      or not 1 <= self.grid <= 1 << 16):
+            raise KernelnetError(f"output grid must be an integer in 1..65536, got {self.grid!r}")
         object.__setattr__(self, "scale", _finite(self.scale, "output scale"))
         object.__setattr__(self, "offset", _finite(self.offset, "output offset"))
         if self.scale == 0:

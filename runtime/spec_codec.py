@@ -182,7 +182,8 @@ def encode_spec(spec: FilterSpec, *, precision: str = "fp32", target: FilterSpec
     if not out.identity:
         meta["output_stage"] = json.dumps({"scale": out.scale, "offset": out.offset,
                                            "clip": list(out.clip) if out.clip else None,
-                                           "rounding": out.rounding, "bits": out.bits}, separators=(",", ":"))
+                                           "rounding": out.rounding, "bits": out.bits, "grid": out.grid},
+                                          separators=(",", ":"))
     if target is not None:
         meta["target_kernel"] = _compact(target.kernels[0])
     meta.update(extra or {})
@@ -191,8 +192,9 @@ def encode_spec(spec: FilterSpec, *, precision: str = "fp32", target: FilterSpec
 
 def _output_stage(props: dict[str, str]) -> OutputStage:
     doc = _json(props, "output_stage", {})
-    if not isinstance(doc, dict) or set(doc) - {"scale", "offset", "clip", "rounding", "bits"}:
-        raise KernelnetError("model metadata output_stage: expected an object of scale, offset, clip, rounding, bits")
+    if not isinstance(doc, dict) or set(doc) - {"scale", "offset", "clip", "rounding", "bits", "grid"}:
+        raise KernelnetError("model metadata output_stage: expected an object of scale, offset, clip, rounding, "
+                             "bits, grid")
     for name in ("scale", "offset"):
         if name in doc and (isinstance(doc[name], bool) or not isinstance(doc[name], (int, float))):
             raise KernelnetError(f"model metadata output_stage: {name} must be a number")
@@ -203,7 +205,8 @@ def _output_stage(props: dict[str, str]) -> OutputStage:
         raise KernelnetError("model metadata output_stage: bits must be 8 or 16")
     try:
         return OutputStage(doc.get("scale", 1.0), doc.get("offset", 0.0),
-                           tuple(clip) if isinstance(clip, list) else clip, doc.get("rounding"), doc.get("bits"))
+                           tuple(clip) if isinstance(clip, list) else clip, doc.get("rounding"), doc.get("bits"),
+                           doc.get("grid"))
     except KernelnetError as exc:
         raise KernelnetError(f"model metadata output_stage: {exc}") from exc
 

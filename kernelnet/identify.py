@@ -1,0 +1,295 @@
+"""Identify a black-box filter from pairs: kind, kernel size, border, clip, grid and rounding. Numpy only.
+
+The search, cheapest first, each step on what the previous one fixed:
+
+1. **Kernel and kind, from interior pixels.** Pixels whose 11×11 window lies inside the image do not depend on
+   the border, so kind and size are fitted there, on a fixed-seed sample. Saturated targets (at the clip bounds:
+   the integer format's range, or a float value shared by ≥ 0.5% of the pixels) are censored: they only say the
+   value lies beyond the bound, so they are left out of the fit. ``raw`` is a linear least-squares fit per size
+   k = 1, 3, …, 11; ``abs`` and ``magnitude`` (k ≤ 7) a lifted least squares on y² (its top eigenpairs give the
+   kernels) refined by Gauss-Newton on y itself. The smallest k whose residual reaches the data's noise floor wins
+   (integer targets: the rounding floor, 1/√12 level RMS; float: float32 resolution), raw before abs before
+   magnitude; nothing at the floor → the best residual, and the verdict says "approximated".
+2. **Grid.** Integer-arithmetic black boxes (OpenCV, Pillow) compute integer sums / d: when every coefficient per
+   input level and the bias are multiples of 1/d (d ≤ 256), they are snapped, and the output stage snaps values
+   to that grid, so that float32 noise can never move an exact tie.
+3. **Border**, from the ring of k//2 pixels: the candidate border whose predictions match the ring best.
+4. **Rounding** (integer targets): the rule reproducing the most training levels exactly.
+
+Whatever the user fixed (kind, size, border, clip, rounding) is not searched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kernelnet.pairs import PairSet
+from kernelnet.runtime.reference import apply_spec
+from kernelnet.runtime.spec import BORDERS, ROUNDINGS, FilterSpec, OutputStage
+
+KINDS = ("raw", "abs", "magnitude")
+MAX_RAW, MAX_QUADRATIC = 11, 7
+RAW_ROWS, QUADRATIC_ROWS = 80_000, 24_000
+FLOOR_MARGIN = 1.25
+"""A residual within 25% of the noise floor reaches it (the floor of rounded levels is 1/√12 ≈ 0.289)."""
+SATURATED_SHARE = 0.005
+MAX_GRID = 256
+
+
+@dataclass
+class Fixed:
+    """What the user fixed (``None``: identify it)."""
+
+    combine: str | None = None
+    kernel_size: int | None = None
+    border: str | None = None
+    clip: tuple[float, float] | None | str = "auto"
+    rounding: str | None = "auto"
+
+
+@dataclass
+class Identified:
+    """The identified filter and how well each candidate explained the interior pixels."""
+
+    spec: FilterSpec
+    floor_rms: float
+    rms: float
+    reached_floor: bool
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    border_errors: dict[str, float] = field(default_factory=dict)
+
+
+def clip_bounds(pairs: PairSet, fixed: Fixed) -> tuple[float, float] | None:
+    """The clip: the integer format's range, a float bound shared by ≥ 0.5% of the pixels, or the user's."""
+    if fixed.clip != "auto":
+        return fixed.clip  # type: ignore[return-value]
+    if pairs.encoding.levels is not None:
+        return 0.0, pairs.encoding.levels
+    lo = hi = None
+    lo_n = hi_n = total = 0
+    for _, _, y in pairs.iter_planes(pairs.train):
+        total += y.size
+        mn, mx = float(y.min()), float(y.max())
+        lo, lo_n = (mn, 0) if lo is None or mn < lo else (lo, lo_n)
+        hi, hi_n = (mx, 0) if hi is None or mx > hi else (hi, hi_n)
+        lo_n += int(np.count_nonzero(y == lo))
+        hi_n += int(np.count_nonzero(y == hi))
+    if lo is None or (lo_n < SATURATED_SHARE * total and hi_n < SATURATED_SHARE * total):
+        return None
+    return (lo if lo_n >= SATURATED_SHARE * total else -np.inf, hi if hi_n >= SATURATED_SHARE * total else np.inf)
+
+
+def _sample(pairs: PairSet, clip: tuple[float, float] | None, rows: int, seed: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(patches (n, 11, 11), targets (n,)) at uncensored interior pixels, a fixed-seed sample over the planes."""
+    planes = len(pairs.train) * pairs.encoding.channels
+    per_plane = max(256, rows // max(1, planes))
+    rng = np.random.default_rng(seed)
+    m = MAX_RAW // 2
+    xs, ys = [], []
+    for _, x, y in pairs.iter_planes(pairs.train):
+        if min(x.shape) <= 2 * m:
+            continue
+        keep = np.ones((x.shape[0] - 2 * m, x.shape[1] - 2 * m), dtype=bool)
+        inner = y[m:-m, m:-m]
+        if clip is not None:
+            keep &= (inner > clip[0]) & (inner < clip[1])
+        idx = np.flatnonzero(keep)
+        idx = rng.choice(idx, min(per_plane, idx.size), replace=False) if idx.size else idx
+        r, c = np.unravel_index(idx, keep.shape)
+        windows = np.lib.stride_tricks.sliding_window_view(x, (MAX_RAW, MAX_RAW))
+        xs.append(windows[r, c])
+        ys.append(inner.ravel()[idx])
+    if not xs or not sum(len(v) for v in ys):
+        from kernelnet.runtime.errors import KernelnetError
+
+        raise KernelnetError(f"no usable pixels: pairs must be larger than {2 * m + 1}x{2 * m + 1} and not all "
+                             "saturated")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _design(patches: np.ndarray, k: int) -> np.ndarray:
+    m, r = MAX_RAW // 2, k // 2
+    core = patches[:, m - r:m + r + 1, m - r:m + r + 1].reshape(len(patches), -1)
+    return np.concatenate([core, np.ones((len(core), 1))], axis=1)
+
+
+def _fit_raw(d: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    w = np.linalg.lstsq(d, y, rcond=None)[0]
+    return w, float(np.sqrt(np.mean((d @ w - y) ** 2)))
+
+
+def _lifted(d: np.ndarray, y: np.ndarray, c: int) -> np.ndarray:
+    """(c, n) factors of the PSD quadratic form M fitted to y² ≈ dᵀ M d."""
+    n = d.shape[1]
+    iu = np.triu_indices(n)
+    scale = np.where(iu[0] == iu[1], 1.0, 2.0)
+    gram, rhs = np.zeros((len(iu[0]),) * 2), np.zeros(len(iu[0]))
+    for start in range(0, len(d), 4096):
+        rows = d[start:start + 4096]
+        feats = rows[:, iu[0]] * rows[:, iu[1]] * scale
+        gram += feats.T @ feats
+        rhs += feats.T @ (y[start:start + 4096] ** 2)
+    coef = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+    m = np.zeros((n, n))
+    m[iu] = coef
+    m = (m + m.T) / 2
+    vals, vecs = np.linalg.eigh(m)
+    order = np.argsort(vals)[::-1][:c]
+    return (vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))).T
+
+
+def _predict(d: np.ndarray, w: np.ndarray, combine: str) -> np.ndarray:
+    if combine == "magnitude":
+        return np.hypot(d @ w[0], d @ w[1])
+    z = d @ w[0]
+    return np.abs(z) if combine == "abs" else z
+
+
+def _fit_quadratic(d: np.ndarray, y: np.ndarray, combine: str, steps: int = 8) -> tuple[np.ndarray, float]:
+    """Lifted start, then Gauss-Newton on y ≈ |d·w| (abs) or √((d·a)² + (d·b)²) (magnitude)."""
+    c, n = 2 if combine == "magnitude" else 1, d.shape[1]
+    rows = max(4000, 6 * n * (n + 1) // 2)  # the lifted problem has n(n+1)/2 unknowns; Gauss-Newton uses all rows
+    w = _lifted(d[:rows], y[:rows], c)
+    for _ in range(steps):
+        if combine == "abs":
+            sign = np.sign(d @ w[0])
+            sign[sign == 0] = 1
+            w = np.linalg.lstsq(d * sign[:, None], y, rcond=None)[0][None]
+        else:
+            a, b = d @ w[0], d @ w[1]
+            f = np.maximum(np.hypot(a, b), 1e-12)
+            jac = np.concatenate([d * (a / f)[:, None], d * (b / f)[:, None]], axis=1)
+            step = np.linalg.lstsq(jac, y - f, rcond=None)[0]
+            w = w + step.reshape(2, -1)
+    return w, float(np.sqrt(np.mean((_predict(d, w, combine) - y) ** 2)))
+
+
+def floor_rms(pairs: PairSet, y: np.ndarray) -> float:
+    """The residual RMS of a perfect model: rounding (1/√12 level) or float32 resolution of the targets."""
+    if pairs.encoding.levels is not None:
+        return 1.0 / np.sqrt(12.0)
+    eps = 2.0 ** -24 if pairs.encoding.dtype == "float32" else 2.0 ** -50
+    return float(max(np.sqrt(np.mean(y ** 2)), 1e-30) * eps * 4)
+
+
+def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
+                  ) -> tuple[str, np.ndarray, float, float, list[dict[str, Any]]]:
+    """(combine, weights (C, k²+1), rms, floor, candidates) over kinds and sizes, smallest k at the floor first."""
+    patches, y = _sample(pairs, clip, RAW_ROWS)
+    floor = floor_rms(pairs, y)
+    candidates: list[dict[str, Any]] = []
+    best: tuple[float, str, np.ndarray] | None = None
+    for combine in [fixed.combine] if fixed.combine else KINDS:
+        top = MAX_RAW if combine == "raw" else MAX_QUADRATIC
+        sizes = [fixed.kernel_size] if fixed.kernel_size else range(1, top + 1, 2)
+        for k in sizes:
+            d = _design(patches if combine == "raw" else patches[:QUADRATIC_ROWS], k)
+            yy = y if combine == "raw" else y[:QUADRATIC_ROWS]
+            w, rms = _fit_raw(d, yy) if combine == "raw" else _fit_quadratic(d, yy, combine)
+            w = w.reshape(1, -1) if combine == "raw" else w
+            candidates.append({"combine": combine, "kernel_size": k, "rms": rms})
+            if best is None or rms < best[0] * 0.98:
+                best = (rms, combine, w)
+            if rms <= FLOOR_MARGIN * floor:
+                return combine, w, rms, floor, candidates
+    assert best is not None
+    return best[1], best[2], best[0], floor, candidates
+
+
+def snap_grid(w: np.ndarray, in_levels: float, patches_y: tuple[np.ndarray, np.ndarray], combine: str,
+              rms: float) -> tuple[np.ndarray, int | None]:
+    """``w`` with kernel coefficients snapped to multiples of 1/d per input level for the smallest d ≤ 256 that
+    keeps the residual (the bias is left to :func:`choose_rounding`), or unchanged."""
+    if combine == "magnitude":
+        return w, None
+    per_level = w[:, :-1] / in_levels
+    d_patches, y = patches_y
+    for d in range(1, MAX_GRID + 1):
+        snapped = np.round(per_level * d) / d
+        if np.max(np.abs(snapped - per_level)) * d > 0.05:
+            continue
+        cand = w.copy()
+        cand[:, :-1] = snapped * in_levels
+        got = float(np.sqrt(np.mean((_predict(d_patches, cand, combine) - y) ** 2)))
+        if got <= rms * 1.02 + 1e-12:
+            return cand, d
+    return w, None
+
+
+def bias_candidates(bias: float, grid: int | None) -> list[float]:
+    """Exact biases near the fitted one: on the grid, shifted by the half level a rounding rule can absorb."""
+    if grid is None:
+        return [bias]
+    near = [round((bias + shift) * grid) / grid for shift in (0.0, 0.5, -0.5)]
+    return list(dict.fromkeys([*near, float(round(bias))]))
+
+
+def _ring_error(pairs: PairSet, spec: FilterSpec) -> float:
+    r, total, count = spec.halo, 0.0, 0
+    for _, x, y in pairs.iter_planes(pairs.train):
+        if min(x.shape) < max(spec.min_side, 2 * r + 1):
+            continue
+        pred = apply_spec(x, spec)
+        ring = np.ones(x.shape, dtype=bool)
+        ring[r:-r, r:-r] = False
+        total += float(np.sum((pred[ring] - y[ring]) ** 2))
+        count += int(ring.sum())
+    return total / max(count, 1)
+
+
+def choose_rounding(pairs: PairSet, spec: FilterSpec, fixed: Fixed) -> tuple[str | None, FilterSpec]:
+    """The rounding rule (and, on a grid, the exact bias) reproducing the most training levels exactly."""
+    if pairs.encoding.levels is None:
+        return None, spec
+    rules = ROUNDINGS if fixed.rounding == "auto" else (fixed.rounding,)
+    biases = bias_candidates(float(spec.bias[0]), spec.output.grid) if spec.combine != "magnitude" else [None]
+    trials = [(rule, b) for b in biases for rule in rules]
+    hits = [0] * len(trials)
+    for index, (_, x, y) in enumerate(pairs.iter_planes(pairs.train)):
+        if index >= 8:
+            break
+        for t, (rule, b) in enumerate(trials):
+            out = spec.output
+            trial = spec.replace(output=OutputStage(out.scale, out.offset, out.clip, rule, out.bits, out.grid),
+                                 bias=spec.bias if b is None else [b])
+            hits[t] += int(np.count_nonzero(apply_spec(x, trial) == y))
+    rule, b = trials[int(np.argmax(hits))]  # ties keep the order: the fitted bias, half_even first
+    return rule, spec if b is None else spec.replace(bias=[b])
+
+
+def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None = 255.0) -> Identified:
+    """Identify the filter behind ``pairs`` (see the module docstring); float output in the targets' units."""
+    fixed = fixed or Fixed()
+    clip = clip_bounds(pairs, fixed)
+    combine, w, rms, floor, candidates = search_kernel(pairs, fixed, clip)
+    k = int(round(np.sqrt(w.shape[1] - 1)))
+    reached = rms <= FLOOR_MARGIN * floor
+    grid = None
+    if pairs.encoding.levels is not None and reached and in_levels is not None:
+        patches, y = _sample(pairs, clip, 20_000, seed=1)
+        w, grid = snap_grid(w, in_levels, (_design(patches, k), y), combine, rms)
+    bits = pairs.encoding.bits
+    if clip is not None and combine != "raw" and clip[0] <= 0 and not np.isfinite(clip[1]):
+        clip = None  # |z| and √(a² + b²) are never negative: a lower bound at 0 says nothing
+    finite_clip = None if clip is None else (max(clip[0], -1e30), min(clip[1], 1e30))
+    stage = OutputStage(clip=finite_clip, grid=grid)
+    if bits is not None and finite_clip is not None:  # the copy border's ring is in levels: search with them
+        stage = OutputStage(clip=finite_clip, rounding="half_even", bits=bits, grid=grid)
+    kernels, bias = w[:, :-1].reshape(-1, k, k), w[:, -1]
+    borders = [fixed.border] if fixed.border else (list(BORDERS) if k > 1 else ["zeros"])
+    errors: dict[str, float] = {}
+    for border in borders:
+        errors[border] = _ring_error(pairs, FilterSpec(kernels, bias, combine, border, output=stage))
+    border = min(borders, key=lambda b: (errors[b], borders.index(b)))
+    spec = FilterSpec(kernels, bias, combine, border, output=stage)
+    rounding, spec = choose_rounding(pairs, spec, fixed)
+    if bits is not None and rounding is not None and finite_clip is not None:
+        stage = OutputStage(clip=finite_clip, rounding=rounding, bits=bits, grid=grid)
+    elif rounding is not None:
+        stage = OutputStage(clip=finite_clip, rounding=rounding, grid=grid)
+    spec = spec.replace(output=stage)
+    return Identified(spec, floor, rms, reached, candidates, errors)
