@@ -32,5 +32,8 @@ def build_metadata(config: RunConfig, weights: dict[str, np.ndarray], metrics: d
     extra = {"version": __version__, "filter": config.filter, "metrics": json.dumps(kept, separators=(",", ":"))}
     if graph_form is not None:
         extra["graph_form"] = graph_form
+    if config.is_pairs:  # how the black box's files hold their values: apply writes the same by default
+        extra["target_encoding"] = json.dumps({"format": config.target_format, "dtype": config.target_dtype,
+                                               "channels": config.target_channels}, separators=(",", ":"))
     return encode_spec(run_spec(config, weights, input_dtype), precision=precision, target=config.target_spec(),
                        extra=extra)

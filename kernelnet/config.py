@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.spec import BORDERS, FilterSpec, InputEncoding
+from kernelnet.runtime.spec import BORDERS, FilterSpec, InputEncoding, OutputStage
 
 MODELS = ("single", "double")
 SOLVERS = ("adam", "sgd", "exact")
@@ -46,9 +46,21 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     name: str = ""
+    targets: str = ""
+    """Pairs run: the folder of target images (``data`` holds their inputs)."""
+    clip: tuple[float, float] | None = None
+    rounding: str | None = None
+    output_bits: int | None = None
+    grid: int | None = None
+    """The output stage identified from pairs (``None``: a float output, no stage)."""
+    target_format: str = ""
+    target_dtype: str = ""
+    target_channels: int = 1
+    """How the pair targets are stored (png / tiff / npy; uint8 / uint16 / float32 / float64; 1 or 3)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.output_stage  # validates clip, rounding, bits and grid  # noqa: B018
         if self.model not in MODELS:
             raise KernelnetError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
         if self.solver not in SOLVERS:
@@ -80,10 +92,18 @@ class RunConfig:
         abs_part = "-abs" if self.model == "single" and self.normalize else ""
         return f"{base}-{self.model}{abs_part}" + ("-exact" if self.solver == "exact" else "")
 
+    @property
+    def output_stage(self) -> OutputStage:
+        return OutputStage(clip=self.clip, rounding=self.rounding, bits=self.output_bits, grid=self.grid)
+
+    @property
+    def is_pairs(self) -> bool:
+        return bool(self.targets)
+
     def filter_spec(self, kernels: Any, bias: Any = None, input_dtype: str = "float32") -> FilterSpec:
         """The deployed filter of this run's model with learned ``kernels`` (C, k, k) and ``bias`` (C,)."""
         return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding,
-                                       input=InputEncoding.for_dtype(input_dtype))
+                                       input=InputEncoding.for_dtype(input_dtype), output=self.output_stage)
 
     def target_spec(self) -> FilterSpec | None:
         """The true filter the run learns (``None`` when the target kernel is not known)."""
@@ -105,6 +125,8 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
         values["target_kernel"] = tuple(tuple(float(v) for v in row) for row in values.get("target_kernel", ()))
+        if values.get("clip") is not None:
+            values["clip"] = tuple(float(v) for v in values["clip"])
         return cls(**values)
 
     def save(self, path: str | Path) -> None:

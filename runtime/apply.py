@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,8 +68,19 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
     return list(dict.fromkeys(found))
 
 
-def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None) -> list[Job]:
-    """Map inputs to outputs: one input and a file-like ``--out`` → that file; otherwise ``--out`` is a folder."""
+def target_encoding(model: Model) -> dict[str, Any] | None:
+    """How the targets of a pair-trained model were stored (``format``, ``dtype``, ``channels``), else ``None``."""
+    doc = model.info.fields.get("target_encoding")
+    ok = isinstance(doc, dict) and doc.get("format") in ("png", "tiff", "npy") and doc.get("dtype") in (
+        "uint8", "uint16", "float32", "float64") and doc.get("channels") in (1, 3)
+    return doc if ok else None
+
+
+def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
+              default_format: str | None = None) -> list[Job]:
+    """Map inputs to outputs: one input and a file-like output → that file; otherwise the output is a folder, and
+    each result keeps its input's relative path and stem, in ``fmt`` (default: ``default_format``, else .npy for
+    .npy inputs and PNG for images)."""
     from kernelnet.runtime.images import IMAGE_SUFFIXES
 
     if out.suffix.lower() in IMAGE_SUFFIXES and out.suffix.lower() not in OUT_SUFFIXES and not out.is_dir():
@@ -85,7 +96,7 @@ def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None) -> li
         raise KernelnetError(f"output {out} exists and is not a folder")
     jobs, seen = [], {}
     for source, rel in inputs:
-        kind = fmt or ("npy" if source.suffix.lower() == ".npy" else "png")
+        kind = fmt or default_format or ("npy" if source.suffix.lower() == ".npy" else "png")
         target = out / rel.with_suffix(FORMAT_SUFFIX[kind])
         if target in seen:
             raise KernelnetError(f"{source} and {seen[target]} would both write {target}")
@@ -120,13 +131,34 @@ def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
     return release
 
 
-def run_job(model: Model, job: Job, bits: int, scale: str) -> str:
-    """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written."""
+def run_encoded(model: Model, job: Job, encoding: dict[str, Any]) -> str:
+    """A pair-trained model's output written as its training targets were (levels, bit depth, channels)."""
+    from kernelnet.runtime.images import read_planes, write_encoded
+
+    if job.source.suffix.lower() == ".npy":
+        src = np.load(job.source, allow_pickle=False)
+        planes = np.moveaxis(src, -1, 0) if src.ndim == 3 and src.shape[-1] == encoding["channels"] == 3 else src
+        planes = planes.astype(np.float32) / 255.0 if planes.dtype == np.uint8 else planes
+    else:
+        planes = read_planes(job.source, encoding["channels"])
+    if planes.ndim == 2:
+        planes = planes[None]
+    y = model(np.ascontiguousarray(planes[:, None], dtype=np.float32))[:, 0]
+    return write_encoded(job.staged, np.moveaxis(y, 0, -1) if len(y) == 3 else y[0], encoding["dtype"])
+
+
+def run_job(model: Model, job: Job, bits: int | None, scale: str | None,
+            encoding: dict[str, Any] | None = None) -> str:
+    """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written. A
+    pair-trained model (``encoding``) writes its targets' encoding unless a PNG bit depth or scale is asked for."""
     from kernelnet.runtime.images import read_gray, write_image
     from kernelnet.runtime.inputs import as_batch
     from kernelnet.runtime.npyio import create_npy, open_npy
 
     kind = OUT_SUFFIXES[job.target.suffix.lower()]
+    if encoding is not None and bits is None and scale is None:
+        return run_encoded(model, job, encoding)
+    bits, scale = bits or 8, scale or "auto"
     if job.source.suffix.lower() == ".npy":
         src = open_npy(job.source)
         try:
@@ -181,14 +213,15 @@ def staged_outputs(jobs: list[Job]) -> Iterator[None]:
         raise
 
 
-def run_all(model: Model, jobs: list[Job], bits: int, scale: str) -> list[tuple[Job, str]]:
+def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None) -> list[tuple[Job, str]]:
     """Run every job (progress bar for several files); errors name the file they came from."""
     from tqdm import tqdm
 
     lines = []
+    encoding = target_encoding(model)
     for job in tqdm(jobs, desc="apply", unit="file", disable=None if len(jobs) > 1 else True, leave=False):
         try:
-            lines.append((job, run_job(model, job, bits, scale)))
+            lines.append((job, run_job(model, job, bits, scale, encoding)))
         except KernelnetError as exc:
             text = str(exc)
             raise KernelnetError(text if str(job.source) in text else f"{job.source}: {text}") from None

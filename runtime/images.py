@@ -108,3 +108,51 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, 
         raise KernelnetError(f"PNG bit depth must be 8 or 16, got {bits}")
     write_with(path, lambda tmp: pil.save(tmp, format="PNG"))
     return float(scale)
+
+
+def read_planes(path: str | os.PathLike[str], channels: int) -> np.ndarray:
+    """Decode an image file to (C, H, W) float32 in [0, 1]: C = 3 keeps R, G, B (gray files repeated), C = 1 is
+    :func:`read_gray`."""
+    if channels == 1:
+        return read_gray(path)[None]
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img.convert("RGB")) if img.mode not in ("I;16", "I;16B", "I;16L") else None
+            if rgb is None:
+                gray = np.asarray(img).astype(np.float32) / 65535.0
+                return np.repeat(gray[None], 3, axis=0)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise KernelnetError(f"cannot read image {path}: {exc}") from exc
+    return np.ascontiguousarray(np.moveaxis(rgb, 2, 0), dtype=np.float32) / np.float32(255.0)
+
+
+def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str) -> str:
+    """Write (H, W) or (H, W, 3) output values as the training targets held them: integer levels as 8/16-bit
+    PNG / TIFF or ``.npy`` of that dtype, floats as float32 TIFF / ``.npy``; returns a one-line description."""
+    from kernelnet.runtime.atomic import write_with
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if dtype in ("uint8", "uint16"):
+        top = 255 if dtype == "uint8" else 65535
+        data = np.clip(np.rint(values), 0, top).astype(dtype)  # already levels: the graph clips and rounds
+    else:
+        data = np.asarray(values, dtype=np.float32 if dtype == "float32" or suffix != ".npy" else dtype)
+    if suffix == ".npy":
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, data)
+
+        write_with(path, save)
+        return f"{data.dtype} .npy, as the training targets"
+    from PIL import Image
+
+    if data.dtype == np.float32 and data.ndim == 3:
+        raise KernelnetError(f"{path}: float RGB images go to .npy (TIFF float is one channel)")
+    image = Image.fromarray(data)
+    fmt = "TIFF" if suffix in (".tif", ".tiff") else "PNG"
+    write_with(path, lambda tmp: image.save(tmp, format=fmt))
+    return f"{data.dtype} {fmt}{' RGB' if data.ndim == 3 else ''}, levels as the training targets"

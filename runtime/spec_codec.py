@@ -268,7 +268,7 @@ def decode_info(props: dict[str, str]) -> ModelInfo:
                                           spec.border)
         except KernelnetError as exc:
             raise KernelnetError(f"model metadata target_kernel: {exc}") from exc
-    for key in ("kernels", "bias", "target_kernel", "metrics", "output_stage", "quantization"):
+    for key in ("kernels", "bias", "target_kernel", "metrics", "output_stage", "quantization", "target_encoding"):
         if key in fields:
             try:
                 fields[key] = _json(props, key)

@@ -15,15 +15,18 @@ from kernelnet.cli.common import parse_tile
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output file (one input) or folder.")
 @click.option("--format", "fmt", type=click.Choice(["png", "tiff", "npy"]), default=None,
               help="Output format in a folder [default: npy for .npy inputs, png for images].")
-@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="PNG bit depth.")
-@click.option("--scale", default="auto", show_default=True,
-              help="PNG value mapping: auto (y/max, or 0.5 + y/(2 max|y|) when signed) or a factor.")
+@click.option("--bits", type=click.Choice(["8", "16"]), default=None,
+              help="PNG bit depth [default: 8; a model trained on pairs writes its targets' own encoding].")
+@click.option("--scale", default=None,
+              help="PNG value mapping: auto (y/max, or 0.5 + y/(2 max|y|) when signed) or a factor [default: auto; "
+                   "a model trained on pairs writes its values as they are].")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (native stencil or onnxruntime intra-op).")
 @click.option("--tile", default=None, help="auto (default: tile above the memory budget), off, N or RxC.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: str, scale: str, backend: str,
+def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: str | None, scale: str | None,
+          backend: str,
           threads: int | None, tile: str | None, quiet: bool) -> None:
     """Filter images or .npy arrays with MODEL (.onnx/.engine file or run directory).
 
@@ -39,12 +42,13 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
       kernelnet apply model.onnx huge.npy --out huge_edges.npy
     """
     from kernelnet.runtime import load
-    from kernelnet.runtime.apply import expand_inputs, plan_jobs, run_all, staged_outputs
+    from kernelnet.runtime.apply import expand_inputs, plan_jobs, run_all, staged_outputs, target_encoding
 
-    jobs = plan_jobs(expand_inputs(inputs), Path(out), fmt)
     net = load(model, backend=backend, threads=threads, tile=parse_tile(tile))
+    encoding = target_encoding(net)
+    jobs = plan_jobs(expand_inputs(inputs), Path(out), fmt, encoding["format"] if encoding else None)
     with staged_outputs(jobs):
-        lines = run_all(net, jobs, int(bits), scale)
+        lines = run_all(net, jobs, int(bits) if bits else None, scale)
     if not quiet:
         for job, text in lines:
             click.echo(f"{job.source} -> {job.target}  [{text}]")

@@ -11,14 +11,27 @@ from kernelnet.cli.common import build_run_config, print_pairs
 @click.option("--filter", "filter_", default="sobel", show_default=True,
               help="Target filter: sobel, sobel-y, scharr, prewitt, laplacian, gaussian, gaussian5, box, box5, "
                    "sharpen, emboss, random[:SEED], a kernel string '1,0,-1;2,0,-2;1,0,-1', or a .npy/.txt file.")
-@click.option("--model", type=click.Choice(["single", "double"]), default="single", show_default=True,
-              help="single: one kernel; double: magnitude of the kernel and its transpose.")
-@click.option("--normalize/--no-normalize", default=False, show_default=True,
-              help="single only: learn |k*x| (abs) instead of the raw response.")
+@click.option("--model", type=click.Choice(["single", "double"]), default=None,
+              help="single: one kernel; double: magnitude of two kernels [default: single; with --targets: "
+                   "identified].")
+@click.option("--normalize/--no-normalize", default=None,
+              help="single only: learn |k*x| (abs) instead of the raw response [default: no; with --targets: "
+                   "identified].")
 @click.option("--kernel-size", type=int, default=None, help="Learned kernel side (odd); default: the target's.")
 @click.option("--bias/--no-bias", default=True, show_default=True, help="Learn a bias per kernel.")
-@click.option("--padding", type=click.Choice(["zeros", "reflect", "replicate"]), default="zeros",
-              show_default=True, help="Border handling of both the target and the model.")
+@click.option("--padding", type=click.Choice(["zeros", "reflect", "symmetric", "replicate", "copy"]), default=None,
+              help="Border of the target and the model [default: zeros; with --targets: identified]. reflect = "
+                   "OpenCV REFLECT_101, symmetric = OpenCV REFLECT / SciPy reflect, replicate = SciPy nearest, copy = "
+                   "the input's outer ring kept (Pillow).")
+@click.option("--targets", default=None, type=click.Path(file_okay=False),
+              help="Folder of the black box's outputs for the images in --data (matched by relative path and "
+                   "stem): learn that filter, identifying what is not given.")
+@click.option("--clip", "clip_", default="auto", show_default=True,
+              help="With --targets: output clip bounds LO,HI, 'none', or auto (the integer format's range, or "
+                   "saturated float values).")
+@click.option("--rounding", default="auto", show_default=True,
+              type=click.Choice(["auto", "none", "half_even", "half_up", "toward_zero", "floor"]),
+              help="With --targets: how integer outputs are rounded (auto: the rule that reproduces the most levels).")
 @click.option("--data", default="builtin", show_default=True,
               help="'builtin' (photos shipped with scikit-image) or a folder of images (searched recursively).")
 @click.option("--crop", type=int, default=64, show_default=True, help="Training crop side in pixels.")
@@ -41,8 +54,8 @@ from kernelnet.cli.common import build_run_config, print_pairs
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.safetensors.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bias: bool, padding: str, data: str,
-          crop: int, batch_size: int, steps_per_epoch: int, epochs: int, lr: float, patience: int, restarts: int, solver: str,
+def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: int | None, bias: bool,
+          padding: str | None, targets: str | None, clip_: str, rounding: str, data: str, crop: int, batch_size: int, steps_per_epoch: int, epochs: int, lr: float, patience: int, restarts: int, solver: str,
           init: str, seed: int, device: str, out: str | None, resume: bool, no_plots: bool, quiet: bool) -> None:
     """Train a SingleFilter/DoubleFilter to reproduce a target filter and write a run directory.
 
@@ -52,8 +65,13 @@ def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bi
       kernelnet train                                   # Sobel, single, raw, built-in photos
       kernelnet train --model double --solver exact     # Sobel magnitude, closed form
       kernelnet train --filter random:3 --model double --data ~/tiny-imagenet-200/train
+      kernelnet train --data photos/ --targets edited/   # learn the black box that made edited/ from photos/
     """
-    config = build_run_config(filter_, model, normalize, kernel_size, seed, bias=bias, padding=padding, data=data,
+    if targets is not None:
+        _train_pairs(data, targets, out, model, normalize, kernel_size, padding, clip_, rounding, seed, no_plots)
+        return
+    config = build_run_config(filter_, model or "single", bool(normalize), kernel_size, seed, bias=bias,
+                              padding=padding or "zeros", data=data,
                               crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
                               patience=patience, restarts=restarts, solver=solver, init=init, device=device)
     from kernelnet.training import train as run_training
@@ -72,3 +90,35 @@ def train(filter_: str, model: str, normalize: bool, kernel_size: int | None, bi
         ("test_psnr_db", m["test_psnr_db"]),
         ("train_seconds", m["train_seconds"]),
     ])
+
+
+def _train_pairs(data: str, targets: str, out: str | None, model: str | None, normalize: bool | None,
+                 kernel_size: int | None, padding: str | None, clip_: str, rounding: str, seed: int,
+                 no_plots: bool) -> None:
+    from pathlib import Path
+
+    from kernelnet.identify import Fixed
+    from kernelnet.pairs_train import summary_lines, train_pairs
+    from kernelnet.runtime.errors import KernelnetError
+
+    if data == "builtin":
+        raise KernelnetError("--targets needs --data: the folder of the images the targets were made from")
+    combine = {"double": "magnitude"}.get(model or "", None)
+    if model == "single":
+        combine = "abs" if normalize else "raw" if normalize is not None else None
+    elif normalize:
+        raise KernelnetError("--normalize applies to --model single only (double is a magnitude already)")
+    clip: object = "auto"
+    if clip_ == "none":
+        clip = None
+    elif clip_ != "auto":
+        try:
+            lo, hi = (float(v) for v in clip_.split(","))
+        except ValueError:
+            raise KernelnetError(f"invalid --clip {clip_!r}: use auto, none or LO,HI") from None
+        clip = (lo, hi)
+    fixed = Fixed(combine, kernel_size, padding, clip, None if rounding == "none" else rounding)  # type: ignore[arg-type]
+    run_dir = Path(out) if out else Path("artifacts/runs") / f"pairs-{Path(targets).resolve().name}"
+    result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots)
+    click.echo()
+    print_pairs([("run", str(result.run_dir)), *summary_lines(result.metrics)])
