@@ -88,16 +88,22 @@ def _simplify(model: Any) -> Any:
     return simplified
 
 
-def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype: str, precision: str) -> list[dict[str, Any]]:
+def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype: str, precision: str,
+            stage: Any = None) -> list[dict[str, Any]]:
+    """onnxruntime vs the PyTorch reference per shape. A rounded output stage is checked on 8-bit inputs (what it
+    is for): exactly with a grid (ties are exact), within one level without one (float noise may tip a tie)."""
     import onnxruntime as ort
     import torch
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
+    rounded = stage is not None and stage.rounding is not None
     rows = []
     for shape in shapes:
         if input_dtype == "uint8":
             x = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif rounded:
+            x = (rng.integers(0, 256, shape) / 255.0).astype(np.float32)
         else:
             x = rng.random(shape, dtype=np.float32)
         got = session.run(None, {INPUT_NAME: x})[0]
@@ -105,7 +111,10 @@ def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype:
             want = module(torch.from_numpy(x)).numpy()
         span = float(want.max() - want.min()) or 1.0
         err = float(np.abs(got.astype(np.float64) - want).max())
-        ok = got.shape == want.shape and err <= VERIFY_TOLERANCE[precision] * span
+        allowed = VERIFY_TOLERANCE[precision] * span
+        if rounded and stage.grid is None:
+            allowed = max(allowed, 1.0)
+        ok = got.shape == want.shape and err <= allowed
         rows.append({"shape": "x".join(map(str, shape)), "max_abs_error": err, "range": span, "ok": bool(ok)})
     return rows
 
@@ -160,7 +169,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
         if verify:
             reference = ReferenceModule(model, input_dtype, fp16, spec).eval()  # fp16: halves `model` in place
             checks = _verify(tmp, reference, verify_shapes(config.padding, config.kernel_size, static),
-                             input_dtype, precision)
+                             input_dtype, precision, spec.output)
             bad = [c for c in checks if not c["ok"]]
             if bad:
                 raise CheckFailed(f"onnxruntime output differs from PyTorch at {bad[0]['shape']}: max abs error "

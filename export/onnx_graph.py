@@ -83,7 +83,7 @@ class _Builder:
 
     def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs: Any) -> str:
         self._count += 1
-        out = output or f"t{self._count}"
+        out = output or f"node{self._count}"
         self.nodes.append(self.helper.make_node(op_type, inputs, [out], **attrs))
         return out
 
@@ -108,10 +108,10 @@ def _symmetric_pad(b: _Builder, x: str, r: int) -> str:
     lowest = np.iinfo(np.int64).min
     for axis in (2, 3):
         ax, step = b.const(f"ax{axis}", np.array([axis], np.int64)), b.const(f"back{axis}", np.array([-1], np.int64))
-        head = b.op("Slice", [x, b.const(f"h0{axis}", np.array([r - 1], np.int64)),
-                              b.const(f"h1{axis}", np.array([lowest], np.int64)), ax, step])
-        tail = b.op("Slice", [x, b.const(f"t0{axis}", np.array([-1], np.int64)),
-                              b.const(f"t1{axis}", np.array([-r - 1], np.int64)), ax, step])
+        head = b.op("Slice", [x, b.const(f"head0_{axis}", np.array([r - 1], np.int64)),
+                              b.const(f"head1_{axis}", np.array([lowest], np.int64)), ax, step])
+        tail = b.op("Slice", [x, b.const(f"tail0_{axis}", np.array([-1], np.int64)),
+                              b.const(f"tail1_{axis}", np.array([-r - 1], np.int64)), ax, step])
         x = b.op("Concat", [head, x, tail], axis=axis)
     return x
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.pairs import PairSet
+from kernelnet.runtime.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import BORDERS, ROUNDINGS, FilterSpec, OutputStage
 

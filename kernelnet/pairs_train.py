@@ -21,7 +21,7 @@ import numpy as np
 
 from kernelnet.config import RunConfig
 from kernelnet.identify import Fixed, Identified, identify
-from kernelnet.pairs import PairSet, load_pairs, read_raw
+from kernelnet.runtime.pairs import PairSet, load_pairs, read_raw
 from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec

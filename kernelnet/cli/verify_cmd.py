@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kernelnet.runtime.errors import CheckFailed
+from kernelnet.runtime.errors import CheckFailed, KernelnetError
 
 
 @click.command()
@@ -30,10 +30,14 @@ from kernelnet.runtime.errors import CheckFailed
               help="Learned-vs-target allowance, as a fraction of G.")
 @click.option("--int8-tol", type=float, default=2e-2, show_default=True, help="int8 tolerance, fraction of G.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime/PyTorch threads.")
+@click.option("--data", type=click.Path(file_okay=False), default=None,
+              help="Folder of inputs whose black-box outputs are in --targets: check every backend against them.")
+@click.option("--targets", type=click.Path(file_okay=False), default=None,
+              help="Folder of the black box's outputs (matched to --data by relative path and stem).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full report.")
 def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tiled: bool, n_random: int, seed: int,
            atol: float | None, rtol: float, truth_tol: float, int8_tol: float, threads: int | None,
-           json_path: str | None) -> None:
+           data: str | None, targets: str | None, json_path: str | None) -> None:
     """Check MODEL's backends against each other and against the true filter computed in numpy.
 
     \b
@@ -49,6 +53,8 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
     from kernelnet.runtime.verify import DEFAULT_SIZES, Tolerances, build_cases
     from kernelnet.runtime.verify import verify as run_verify
 
+    if (data is None) != (targets is None):
+        raise KernelnetError("--data and --targets go together (inputs and the black box's outputs)")
     size_list = parse_sizes(sizes) if sizes else DEFAULT_SIZES
     batch_list = parse_ints(batches, "--batch")
     if json_path is not None:
@@ -75,10 +81,24 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
                                     ("kernel gap", report.kernel_gap), ("seconds", report.seconds)]
     pairs += [(f"skipped {s['name']}", s["reason"]) for s in skipped]
     print_pairs(pairs)
+    pair_rows = []
+    if data is not None and targets is not None:
+        from kernelnet.runtime.pairs import load_pairs
+        from kernelnet.runtime.verify_pairs import verify_pairs
+
+        pair_rows = [r.to_dict() for r in verify_pairs(backends, load_pairs(data, targets))]
+        click.echo()
+        print_table(pair_rows, ["check", "pairs", "exact_fraction", "max_error", "psnr_db", "floor_db", "ok"])
     if json_path is not None:
         from kernelnet.runtime.atomic import write_text
 
-        write_text(json_path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        doc = {**report.to_dict(), "pairs": pair_rows}
+        write_text(json_path, json.dumps(doc, indent=2, default=str) + "\n")
+    bad_pairs = [r for r in pair_rows if not r["ok"]]
+    if bad_pairs:
+        worst = bad_pairs[0]
+        raise CheckFailed(f"{worst['check']}: PSNR {worst['psnr_db']:.2f} dB below the floor {worst['floor_db']:.2f} dB "
+                          f"({len(bad_pairs)} backend(s) failed on the pairs)")
     if not report.ok:
         bad = next(row for row in report.summary if not row["ok"])
         raise CheckFailed(f"{bad['check']}: max abs error {bad['max_abs_error']:.3g} at {bad['worst_case']} "
