@@ -27,6 +27,7 @@ def photos(count: int, side: int, rgb: bool, seed: int = 0) -> list[np.ndarray]:
     names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry"] if rgb else \
         ["camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock"]
     rng = np.random.default_rng(seed)
+    names = [n for n in names if min(getattr(data, n)().shape[:2]) > side]
     out = []
     for i in range(count):
         img = getattr(data, names[i % len(names)])()
@@ -46,6 +47,7 @@ def cases() -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool, di
     import skimage.filters
 
     sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+    RANDOM5 = np.random.default_rng(3).uniform(-1, 1, (5, 5)).astype(np.float32) / 3  # noqa: N806
     pil = lambda f: lambda c: np.asarray(Image.fromarray(c).filter(f))  # noqa: E731
     return {
         "cv_sobel_abs": (lambda c: cv2.convertScaleAbs(cv2.filter2D(c, cv2.CV_16S, sobel)), ".png", False,
@@ -69,6 +71,18 @@ def cases() -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool, di
         "skimage_laplace": (lambda c: skimage.filters.laplace(c / 255.0, ksize=3).astype(np.float32), ".npy",
                             False, {"model": "single", "kernel_size": 3}),
         "scipy_median": (lambda c: ndimage.median_filter(c, 3), ".png", False, {"verdict": "approximated"}),
+        "cv_gaussian7_8bit": (lambda c: cv2.GaussianBlur(c, (7, 7), 1.5), ".png", False, {"kernel_size": 7}),
+        "cv_filter2d_random5_offset": (lambda c: cv2.filter2D(c, -1, RANDOM5, delta=40), ".png", False,
+                                       {"kernel_size": 5, "padding": "reflect"}),
+        "cv_scharr_abs_rgb": (lambda c: cv2.convertScaleAbs(cv2.Scharr(c, cv2.CV_16S, 1, 0)), ".png", True,
+                              {"model": "single", "normalize": True, "kernel_size": 3}),
+        "cv_sobel5_magnitude_16bit": (lambda c: np.clip(cv2.magnitude(
+            cv2.Sobel(c / 1.0, cv2.CV_64F, 1, 0, ksize=5), cv2.Sobel(c / 1.0, cv2.CV_64F, 0, 1, ksize=5)), 0,
+            65535).round().astype(np.uint16), ".png", False, {"model": "double", "kernel_size": 5}),
+        "pil_max_filter": (lambda c: np.asarray(Image.fromarray(c).filter(ImageFilter.MaxFilter(3))), ".png", False,
+                           {"verdict": "approximated"}),
+        "pil_box_blur": (lambda c: np.asarray(Image.fromarray(c).filter(ImageFilter.BoxBlur(1))), ".png", False,
+                         {"verdict": "approximated"}),  # two passes, each rounded to 8 bits: not one linear filter
     }
 
 

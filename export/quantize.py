@@ -155,7 +155,8 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     ``RUN/quantize.u8.json``) and error plot (``RUN/plots/int8_error.png`` / ``int8_u8_error.png``).
 
     The fp32 model must exist (``kernelnet export RUN`` first): quantizing needs the exact graph that was
-    exported and verified, so it is not re-exported silently. ``calibration`` is ``builtin`` or an image folder;
+    exported and verified, so it is not re-exported silently. ``calibration`` is ``builtin`` (for a pair-trained
+    run: the run's own input photos) or an image folder;
     its TRAIN split calibrates (``samples`` random crops), its TEST split evaluates. ``latency_runs`` = 0 skips
     timing. Raises :class:`KernelnetError` (bad input: missing run/model, quantized or non-fp32 source, unusable
     calibration folder, samples < 1) before anything is written; every file is written atomically.
@@ -167,6 +168,8 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     config = load_config(run_dir)
     source_path, path = _paths(run_dir, out, uint8_input)
     source, source_bytes = _load_source(source_path)
+    if calibration == "builtin" and config.is_pairs:
+        calibration = config.data  # a pair-trained model calibrates on the photos it was identified from
     split, notes = _load_split(calibration)
     held_out = not set(split.train) & set(split.test)
     side = calibration_side(split.train)

@@ -1,0 +1,137 @@
+"""Learning black boxes from pairs: filters made inside the tests by OpenCV, Pillow, scikit-image and SciPy,
+saved as users have them; kernelnet identifies them, and the files `kernelnet apply` writes equal the black box's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from kernelnet.pairs_train import train_pairs
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.pairs import load_pairs, read_raw
+from tests.helpers import kn
+
+cv2 = pytest.importorskip("cv2")
+ndimage = pytest.importorskip("scipy.ndimage")
+
+
+def photos(count: int = 8, side: int = 72, rgb: bool = False) -> list[np.ndarray]:
+    import skimage.data as data
+
+    names = ["astronaut", "chelsea", "coffee"] if rgb else ["camera", "coins", "moon", "page", "text", "brick"]
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(count):
+        img = getattr(data, names[i % len(names)])()
+        img = img[..., :3] if rgb else (img[..., :3] @ [0.299, 0.587, 0.114]).astype(np.uint8) if img.ndim == 3 else img
+        y, x = rng.integers(0, img.shape[0] - side), rng.integers(0, img.shape[1] - side)
+        out.append(np.ascontiguousarray(img[y:y + side, x:x + side]))
+    return out
+
+
+def make_pairs(root, box, suffix=".png", rgb=False, count=8, side=72):
+    (root / "in" / "sub").mkdir(parents=True)
+    (root / "out" / "sub").mkdir(parents=True)
+    for i, img in enumerate(photos(count, side, rgb)):
+        rel = f"sub/{i:02d}" if i % 2 else f"{i:02d}"  # nested folders are matched by relative path
+        Image.fromarray(img).save(root / "in" / f"{rel}.png")
+        out = box(img)
+        if suffix == ".npy":
+            np.save(root / "out" / f"{rel}.npy", out)
+        else:
+            Image.fromarray(out).save(root / "out" / f"{rel}{suffix}")
+    return root / "in", root / "out"
+
+
+SOBEL = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+pil = lambda f: lambda c: np.asarray(Image.fromarray(c).filter(f))  # noqa: E731
+BOXES = {
+    # name: (black box, suffix, rgb, expected identified subset, verdict)
+    "opencv-abs-sobel-8bit": (lambda c: cv2.convertScaleAbs(cv2.filter2D(c, cv2.CV_16S, SOBEL)), ".png", False,
+                              {"model": "single", "normalize": True, "kernel_size": 3, "padding": "reflect",
+                               "clip": [0.0, 255.0]}),
+    "opencv-scale-offset-k1": (lambda c: cv2.convertScaleAbs(c, alpha=0.5, beta=10), ".png", False,
+                               {"model": "single", "kernel_size": 1}),
+    "opencv-box5-16bit": (lambda c: cv2.blur(c.astype(np.uint16) * 257, (5, 5), borderType=cv2.BORDER_REFLECT),
+                          ".png", False, {"kernel_size": 5, "padding": "symmetric", "clip": [0.0, 65535.0]}),
+    "opencv-magnitude-npy": (lambda c: cv2.magnitude(cv2.Sobel(c / 255.0, cv2.CV_64F, 1, 0),
+                                                     cv2.Sobel(c / 255.0, cv2.CV_64F, 0, 1)).astype(np.float32),
+                             ".npy", False, {"model": "double", "kernel_size": 3, "padding": "reflect"}),
+    "pillow-sharpen-ties": (pil(ImageFilter.SHARPEN), ".png", False,
+                            {"kernel_size": 3, "padding": "copy", "rounding": "half_up"}),
+    "pillow-find-edges-clipped": (pil(ImageFilter.FIND_EDGES), ".png", False, {"padding": "copy"}),
+    "pillow-emboss-rgb-offset": (pil(ImageFilter.EMBOSS), ".png", True, {"padding": "copy"}),
+    "scipy-gaussian-float-tiff": (lambda c: ndimage.gaussian_filter(c / 255.0, 1.0).astype(np.float32), ".tif", False,
+                                  {"kernel_size": 9, "padding": "symmetric", "clip": None, "rounding": None}),
+    "skimage-laplace-signed": (lambda c: __import__("skimage.filters").filters.laplace(c / 255.0).astype(np.float32),
+                               ".tif", False, {"kernel_size": 3, "model": "single", "normalize": False}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BOXES))
+def test_black_box_is_identified_and_its_files_reproduced(tmp_path, name):
+    box, suffix, rgb, expected = BOXES[name]
+    data, targets = make_pairs(tmp_path, box, suffix, rgb)
+    result = train_pairs(data, targets, tmp_path / "run", plots=False)
+    m = result.metrics
+    assert m["verdict"] == "reproduced", m
+    assert {k: m["identified"][k] for k in expected} == expected
+    assert kn("export", tmp_path / "run").exit_code == 0
+    res = kn("apply", tmp_path / "run", data, "--out", tmp_path / "applied", "-q")
+    assert res.exit_code == 0, res.output
+    equal = count = 0
+    sq = peak = 0.0
+    for src in sorted(targets.rglob(f"*{suffix}")):
+        rel = src.relative_to(targets)
+        want, got = read_raw(src), read_raw(tmp_path / "applied" / rel)  # same relative path, stem and type
+        assert got.dtype == want.dtype and got.shape == want.shape
+        equal += int(np.count_nonzero(got == want))
+        count += want.size
+        sq += float(np.sum((got.astype(np.float64) - want) ** 2))
+        peak = max(peak, float(want.max() - want.min()))
+    if want.dtype.kind == "u":
+        assert equal / count >= (0.995 if want.dtype == np.uint8 else 0.98)
+    else:
+        assert sq == 0 or 10 * np.log10(peak ** 2 * count / sq) >= 100
+    res = kn("verify", tmp_path / "run" / "model.onnx", "--data", data, "--targets", targets, "--sizes", "9x11")
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.slow
+def test_a_nonlinear_filter_comes_out_approximated(tmp_path):
+    data, targets = make_pairs(tmp_path, lambda c: ndimage.median_filter(c, 3))
+    m = train_pairs(data, targets, tmp_path / "run", plots=False).metrics
+    assert m["verdict"] == "approximated" and m["nearest_named_filter"] is None
+    assert m["heldout_psnr_db"] < m["noise_floor_psnr_db"]
+
+
+def test_verify_against_pairs_fails_a_wrong_model(tmp_path, exact_run):
+    data, targets = make_pairs(tmp_path, pil(ImageFilter.SHARPEN), count=3, side=40)
+    run = exact_run("sobel")
+    assert kn("export", run).exit_code == 0
+    res = kn("verify", run / "model.onnx", "--data", data, "--targets", targets, "--sizes", "9x11")
+    assert res.exit_code == 1 and "below the floor" in res.output
+
+
+def test_unmatched_and_mismatched_pairs_are_one_line(tmp_path):
+    data, targets = make_pairs(tmp_path, pil(ImageFilter.SHARPEN), count=3, side=40)
+    (targets / "extra.png").write_bytes((targets / "00.png").read_bytes())
+    with pytest.raises(KernelnetError, match=r"1 target\(s\) have no input .*first: extra"):
+        load_pairs(data, targets)
+    (targets / "extra.png").unlink()
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(targets / "00.png")
+    res = kn("train", "--data", data, "--targets", targets, "--out", tmp_path / "run")
+    assert res.exit_code == 2 and "is 12x10 but its input" in res.output and res.output.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+    np.save(targets / "00.npy", np.zeros((40, 40), np.float32))
+    (targets / "00.png").unlink()
+    with pytest.raises(KernelnetError, match="mix encodings"):
+        load_pairs(data, targets)
+
+
+def test_float_targets_keep_their_sign(tmp_path):
+    signed = np.linspace(-3, 2, 40 * 40, dtype=np.float32).reshape(40, 40)
+    Image.fromarray(signed).save(tmp_path / "t.tif")
+    assert np.array_equal(read_raw(tmp_path / "t.tif"), signed)
