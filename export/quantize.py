@@ -21,9 +21,10 @@ Two flavours:
 
 Weights: each output channel's scale is chosen among max|w|/q, q ∈ [64, 127], to minimise the rounding error
 (Sobel's {1, 2} become exactly {63, 126}); the input range of a ``Conv`` fed by the graph input (directly or
-through its ``Pad``) is pinned to [0, 1] (1/127 symmetric, 1/255 asymmetric) instead of being calibrated; other
-``Conv`` inputs (the second ``Conv`` of a separable graph) are calibrated. Only ``Conv`` is quantized (input, weights,
-output); what follows it (abs, the magnitude) stays float.
+through its ``Pad``) is pinned to [0, 1] (1/127 symmetric, 1/255 asymmetric) instead of being calibrated; the
+second ``Conv`` of a separable graph takes the exact reach of the first for inputs in [0, 1] (calibration photos
+may not reach it); with an output clip, the last ``Conv`` outputs get ±max|clip|. Only ``Conv`` is quantized
+(input, weights, output); what follows it (abs, the magnitude, the output stage) stays float.
 
 Example::
 
@@ -175,7 +176,7 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     side = calibration_side(split.train)
     reader = _reader(split.train, samples, side, seed)
 
-    proto, ranges = _build_quantized(source_path, reader, method, uint8_input)
+    proto, ranges = _build_quantized(source_path, reader, method, uint8_input, config.output_stage.clip)
     if uint8_input:
         _fold_uint8_input(proto)
     info = {"format": "QDQ", "activations": "uint8" if uint8_input else "int8-symmetric",

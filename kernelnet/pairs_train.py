@@ -136,16 +136,21 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
         save_metrics(run_dir, metrics)
         save_history(run_dir, [])
         if plots:
-            _plot(run_dir, spec)
+            _plot(run_dir, spec, pairs)
     torch.set_grad_enabled(True)
     return TrainResult(run_dir, model, config, metrics)
 
 
-def _plot(run_dir: Path, spec: FilterSpec) -> None:
-    from kernelnet.plots import plot_kernels
+def _plot(run_dir: Path, spec: FilterSpec, pairs: PairSet) -> None:
+    """The identified kernels, and input / target / prediction / |error| on up to three held-out pairs (the
+    error map shows the border ring as clearly as the interior)."""
+    from kernelnet.plots import plot_kernels, plot_samples
 
     (run_dir / "plots").mkdir(exist_ok=True)
     plot_kernels(spec.kernels, spec.kernels, run_dir / "plots" / "kernels.png", title="Identified kernels")
+    samples = [(name, x, y) for name, x, y in pairs.iter_planes((pairs.test or pairs.train)[:3])][:3]
+    plot_samples([x for _, x, _ in samples], [y for _, _, y in samples], [apply_spec(x, spec) for _, x, _ in samples],
+                 run_dir / "plots" / "samples.png", names=[n for n, _, _ in samples])
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[tuple[str, Any]]:

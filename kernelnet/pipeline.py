@@ -48,14 +48,28 @@ def verify_stage(model: Path, run: Path, json_path: Path, sizes: str | None = No
     from kernelnet.runtime.verify import DEFAULT_SIZES, build_cases, verify
     from kernelnet.torch_runner import pytorch_backend
 
+    from kernelnet.rundir import load_config
+
     backends, skipped = open_backends(model)
-    backends.append(pytorch_backend(run))
+    config = load_config(run)
+    if not config.is_pairs:  # the PyTorch model of a pairs run has no output stage: the graph is checked on pairs
+        backends.append(pytorch_backend(run))
     info = backends[0].model.info
-    min_side = info.halo + 1 if info.padding == "reflect" and info.halo else 1
+    min_side = info.spec.min_side if info.spec is not None else 1
     report = verify(backends, build_cases(parse_sizes(sizes) if sizes else DEFAULT_SIZES, min_side=min_side),
                     skipped=skipped)
-    write_text(json_path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-    return report.ok
+    doc = report.to_dict()
+    ok = report.ok
+    if config.is_pairs:
+        from kernelnet.runtime.pairs import load_pairs
+        from kernelnet.runtime.verify_pairs import verify_pairs
+
+        held = load_pairs(config.data, config.targets).held_out()
+        doc["pairs"] = [r.to_dict() for r in verify_pairs(backends, held)]
+        ok = ok and all(r["ok"] is not False for r in doc["pairs"])
+        doc["ok"] = ok
+    write_text(json_path, json.dumps(doc, indent=2, default=str) + "\n")
+    return ok
 
 
 def bench_stage(model: Path, run: Path, out: Path, sizes: str, min_time: float, threads: int = 2) -> None:
@@ -72,6 +86,22 @@ def bench_stage(model: Path, run: Path, out: Path, sizes: str, min_time: float, 
     timings = run_bench(contenders, parse_sizes(sizes), 1, nets[0].input_dtype, min_seconds=min_time)
     write_text(out / "bench.json", json.dumps(bench_document(model, threads, 1, timings, skipped), indent=2) + "\n")
     plot_timings(timings, out / "bench.png")
+
+
+def _prune_or_keep(train_dir: Path, pruned_dir: Path, progress: bool, say: Callable[[str], None]) -> None:
+    """Lossless automatic pruning; a kernel with no weight to spare goes on unpruned (said, not failed)."""
+    import shutil
+
+    from kernelnet.prune import prune_run
+    from kernelnet.runtime.errors import KernelnetError
+
+    try:
+        prune_run(train_dir, pruned_dir, amount="auto", progress=progress)
+    except KernelnetError as exc:
+        if "pruning even" not in str(exc):
+            raise
+        say(f"      nothing to prune losslessly ({exc}): the trained model goes on as it is")
+        shutil.copytree(train_dir, pruned_dir)
 
 
 def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes: str = "256x256,1080x1920,2160x3840",
@@ -94,7 +124,6 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
     """The body of :func:`run_pipeline` once ``out`` exists."""
     from kernelnet.export.onnx_export import export_onnx
     from kernelnet.export.quantize import quantize_run
-    from kernelnet.prune import prune_run
     from kernelnet.training import train
 
     result = PipelineResult(out)
@@ -109,8 +138,13 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
             result.seconds[name] = round(time.perf_counter() - t0, 2)
             write_json(out / "pipeline.json", {"config": config.to_dict(), "seconds": result.seconds})
 
-    stage("train", lambda: train(config, train_dir, progress=progress))
-    stage("prune", lambda: prune_run(train_dir, pruned_dir, amount="auto", progress=progress))
+    if config.is_pairs:
+        from kernelnet.pairs_train import train_pairs
+
+        stage("train", lambda: train_pairs(config.data, config.targets, train_dir, seed=config.seed))
+    else:
+        stage("train", lambda: train(config, train_dir, progress=progress))
+    stage("prune", lambda: _prune_or_keep(train_dir, pruned_dir, progress, say))
     stage("export", lambda: export_onnx(pruned_dir))
     stage("quantize", lambda: quantize_run(pruned_dir))
     model = pruned_dir / "model.onnx"

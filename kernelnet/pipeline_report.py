@@ -11,8 +11,32 @@ from kernelnet.runtime.atomic import read_json_or_empty
 from kernelnet.report import Section, write_report
 
 
+def _pairs_section(run: Path) -> Section:
+    m, c = read_json_or_empty(run / "metrics.json"), read_json_or_empty(run / "config.json")
+    ident = m.get("identified", {})
+    return Section("1. Identification from pairs", facts=[
+        ("verdict", m.get("verdict")), ("inputs / targets", f"{c.get('data')} / {c.get('targets')}"),
+        ("targets", json.dumps(m.get("target_encoding"))), ("pairs (held out)", f"{m.get('pairs')} "
+                                                                               f"({m.get('heldout_pairs')})"),
+        ("kind", "double (magnitude)" if ident.get("model") == "double" else
+         "single abs" if ident.get("normalize") else "single raw"),
+        ("kernel size", ident.get("kernel_size")), ("border", ident.get("padding")), ("clip", ident.get("clip")),
+        ("rounding", ident.get("rounding")), ("grid (values are multiples of 1/grid)", m.get("grid")),
+        ("held-out PSNR / noise floor (dB)", f"{m.get('heldout_psnr_db')} / {m.get('noise_floor_psnr_db')}"),
+        ("held-out exact share", m.get("heldout_exact_fraction")), ("equals named filter", m.get("nearest_named_filter")),
+        ("seconds", m.get("train_seconds"))],
+        tables=[("Border candidates: mean squared error on the outer ring", [
+            {"border": b, "ring_mse": e} for b, e in (m.get("border_errors") or {}).items()]),
+            ("Kind and size candidates: interior residual RMS", m.get("candidates") or [])],
+        images=[("Identified kernels", run / "plots" / "kernels.png"),
+                ("Held-out pairs: input / target / prediction / |error| (the ring included)",
+                 run / "plots" / "samples.png")])
+
+
 def _train_section(run: Path) -> Section:
     m, c = read_json_or_empty(run / "metrics.json"), read_json_or_empty(run / "config.json")
+    if c.get("targets"):
+        return _pairs_section(run)
     kind = f"{c.get('model')}{' (abs)' if c.get('normalize') else ''} {c.get('kernel_size')}x{c.get('kernel_size')}"
     return Section("1. Training", facts=[
         ("target filter", c.get("filter")), ("model", kind), ("border", c.get("padding")), ("data", c.get("data")),
@@ -26,6 +50,17 @@ def _train_section(run: Path) -> Section:
 
 def _prune_section(run: Path) -> Section:
     m = read_json_or_empty(run / "metrics.json")
+    if "sparsity" not in m:
+        return Section("2. Pruning", notes=["Not pruned: no weight could go without changing the results "
+                                            "(the trained model went on as it is)."])
+    if "score_before" in m:  # a pairs run, scored on its held-out pairs
+        return Section("2. Pruning", facts=[
+            ("method", m.get("method")), ("sparsity", m.get("sparsity")),
+            ("pruned positions [c, i, j]", json.dumps(m.get("pruned_positions"))),
+            ("held-out score before / after (exact share, or PSNR dB for float targets)",
+             f"{m.get('score_before')} / {m.get('score_after')}"),
+            ("lossless (held-out pairs unchanged)", bool(m.get("lossless")))],
+            images=[("Pruned kernel (crosses: removed weights)", run / "plots" / "pruned_kernels.png")])
     return Section("2. Pruning", facts=[
         ("method", m.get("method")), ("amount", m.get("amount")), ("sparsity", m.get("sparsity")),
         ("pruned positions [c, i, j]", json.dumps(m.get("pruned_positions"))),
@@ -52,10 +87,12 @@ def _export_section(run: Path) -> Section:
 def _verify_section(doc: dict[str, Any]) -> Section:
     rows = [{k: r.get(k) for k in ("check", "cases", "max_abs_error", "worst_case", "tolerance", "ok")}
             for r in doc.get("summary", [])]
+    tables = [("Backends vs each other, the model's own weights and the true filter (numpy float64)", rows)]
+    if doc.get("pairs"):
+        tables.append(("Backends vs the black box's held-out files (at the target's bit depth)", doc["pairs"]))
     return Section("4. Parity (kernelnet verify)", facts=[
         ("all checks pass", bool(doc.get("ok"))), ("cases", ", ".join(doc.get("cases", []))),
-        ("kernel gap bound", doc.get("kernel_gap")), ("seconds", doc.get("seconds"))],
-        tables=[("Backends vs each other, the model's own weights and the true filter (numpy float64)", rows)])
+        ("kernel gap bound", doc.get("kernel_gap")), ("seconds", doc.get("seconds"))], tables=tables)
 
 
 def _bench_section(doc: dict[str, Any], chart: Path) -> Section:

@@ -292,6 +292,12 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
     shape = _conv_shape(run, weights)
     count = None if opts.amount == "auto" else resolve_count(opts.amount, shape, method, scope)
     _check_out(run, out)
+    if config.is_pairs:
+        from kernelnet.prune_pairs import prune_pairs_run, refuse_pairs_options
+
+        refuse_pairs_options(finetune_epochs, max_psnr_drop)
+        return prune_pairs_run(run, out, amount=opts.amount, method=method, scope=scope, structure=structure,
+                               seed=seed, plots=plots)
 
     import torch
 

@@ -159,6 +159,10 @@ class PairSet:
     train: list[Pair]
     test: list[Pair]
 
+    def held_out(self) -> PairSet:
+        """The test pairs as a set of their own (all pairs when nothing is held out)."""
+        return PairSet(self.test or self.pairs, self.encoding, self.train, self.test)
+
     def iter_planes(self, pairs: list[Pair]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """(name, x, y) per pair and channel, one file pair in memory at a time."""
         for pair in pairs:

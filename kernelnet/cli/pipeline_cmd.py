@@ -14,8 +14,12 @@ from kernelnet.cli.common import build_run_config
 @click.option("--filter", "filter_", default="sobel", show_default=True, help="Target filter (as for train).")
 @click.option("--model", type=click.Choice(["single", "double"]), default="single", show_default=True)
 @click.option("--normalize/--no-normalize", default=False, show_default=True, help="single only: abs model.")
-@click.option("--padding", type=click.Choice(["zeros", "reflect", "replicate"]), default="zeros", show_default=True)
+@click.option("--padding", type=click.Choice(["zeros", "reflect", "symmetric", "replicate", "copy"]), default="zeros",
+              show_default=True)
 @click.option("--data", default="builtin", show_default=True, help="'builtin' or a folder of images.")
+@click.option("--targets", type=click.Path(file_okay=False), default=None,
+              help="The black box's outputs for --data: identify and learn that filter (kind, size, border, clip "
+                   "and rounding are identified).")
 @click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default="adam", show_default=True)
 @click.option("--epochs", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -23,8 +27,8 @@ from kernelnet.cli.common import build_run_config
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Pipeline directory [default: artifacts/pipeline/<filter>-<model>].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str, solver: str, epochs: int, seed: int,
-             bench_sizes: str, out: str | None, quiet: bool) -> None:
+def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str, targets: str | None, solver: str,
+             epochs: int, seed: int, bench_sizes: str, out: str | None, quiet: bool) -> None:
     """Train, prune (auto, lossless), export ONNX, quantize int8, verify and bench; write report.html/.md.
 
     \b
@@ -32,11 +36,21 @@ def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str,
     bench.json, bench.png, report.html (self-contained) and report.md. Exit 1 if verification fails.
     Example:
       kernelnet pipeline                        # Sobel, built-in photos -> artifacts/pipeline/sobel-single
+      kernelnet pipeline --data photos/ --targets edited/   # learn the black box behind edited/
     """
-    config = build_run_config(filter_, model, normalize, None, seed, padding=padding, data=data, solver=solver,
-                              epochs=epochs)
     from kernelnet.pipeline import run_pipeline
 
+    if targets is not None:
+        from kernelnet.config import RunConfig
+        from kernelnet.runtime.errors import KernelnetError
+
+        if data == "builtin":
+            raise KernelnetError("--targets needs --data: the folder of the images the targets were made from")
+        config = RunConfig(filter="pairs", data=data, targets=targets, solver="exact", seed=seed,
+                           name=f"pairs-{Path(targets).resolve().name}")
+    else:
+        config = build_run_config(filter_, model, normalize, None, seed, padding=padding, data=data, solver=solver,
+                                  epochs=epochs)
     out_dir = Path(out) if out else Path("artifacts/pipeline") / config.run_name
     t0 = time.perf_counter()
     result = run_pipeline(config, out_dir, bench_sizes=bench_sizes, progress=not quiet,

@@ -57,6 +57,15 @@ def prune(run: str, amount: str, method: str, global_: bool, structure: str, ali
                        finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
                        device=device, progress=not quiet, plots=not no_plots)
     m = result.metrics
+    if "score_before" in m:  # learned from pairs: scored on its held-out pairs
+        if m["auto_search"]:
+            print_table(m["auto_search"], ["count", "sparsity", "score", "ok"])
+            click.echo()
+        print_pairs([("run", str(result.run_dir)), ("pruned", f"{m['pruned_count']}/{m['weight_count']} weights"),
+                     ("sparsity", m["sparsity"]),
+                     ("held-out before", m["score_before"]), ("held-out after", m["score_after"]),
+                     ("lossless", f"{m['lossless']} (held-out pairs unchanged)")])
+        return
     if m["auto_search"]:
         print_table(m["auto_search"], ["count", "sparsity", "psnr_db", "drop_db", "ok"])
         click.echo()

@@ -94,7 +94,7 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
 
         doc = {**report.to_dict(), "pairs": pair_rows}
         write_text(json_path, json.dumps(doc, indent=2, default=str) + "\n")
-    bad_pairs = [r for r in pair_rows if not r["ok"]]
+    bad_pairs = [r for r in pair_rows if r["ok"] is False]
     if bad_pairs:
         worst = bad_pairs[0]
         raise CheckFailed(f"{worst['check']}: PSNR {worst['psnr_db']:.2f} dB below the floor {worst['floor_db']:.2f} dB "

@@ -135,3 +135,32 @@ def test_float_targets_keep_their_sign(tmp_path):
     signed = np.linspace(-3, 2, 40 * 40, dtype=np.float32).reshape(40, 40)
     Image.fromarray(signed).save(tmp_path / "t.tif")
     assert np.array_equal(read_raw(tmp_path / "t.tif"), signed)
+
+
+@pytest.mark.slow
+def test_prune_quantize_and_pipeline_take_pair_runs(tmp_path):
+    from kernelnet.export.quantize import quantize_run
+    from kernelnet.pipeline import run_pipeline
+    from kernelnet.config import RunConfig
+    from kernelnet.prune import prune_run
+
+    box = BOXES["opencv-abs-sobel-8bit"][0]
+    data, targets = make_pairs(tmp_path / "p", box, count=6, side=48)
+    train_pairs(data, targets, tmp_path / "run", plots=False)
+    pruned = prune_run(tmp_path / "run", tmp_path / "pruned").metrics
+    assert pruned["pruned_count"] == 3 and pruned["lossless"] and pruned["score_after"] == pruned["score_before"] == 1
+    assert kn("export", tmp_path / "pruned").exit_code == 0
+    res = kn("verify", tmp_path / "pruned" / "model.onnx", "--data", data, "--targets", targets, "--sizes", "9x11")
+    assert res.exit_code == 0, res.output
+    report = quantize_run(tmp_path / "pruned", samples=4, latency_runs=0).report
+    assert report["calibration"] == str(data)  # calibrated on the run's own photos
+    res = kn("verify", tmp_path / "pruned" / "model.onnx", "--data", data, "--targets", targets, "--sizes", "9x11",
+             "--json", tmp_path / "v.json")
+    rows = {r["check"]: r["ok"] for r in __import__("json").loads((tmp_path / "v.json").read_text())["pairs"]}
+    assert rows == {"onnxruntime ~ targets": True, "onnxruntime-int8 ~ targets": "info"}  # int8: reported only
+    config = RunConfig(filter="pairs", data=str(data), targets=str(targets), solver="exact")
+    result = run_pipeline(config, tmp_path / "pipe", bench_sizes="32x32", bench_min_time=0.01, verify_sizes="9x11",
+                          progress=False, say=lambda s: None)
+    assert result.verified
+    text = result.report_md.read_text()
+    assert "Identification from pairs" in text and "| border | reflect |" in text and "~ targets" in text
