@@ -92,9 +92,23 @@ def _config(pairs: PairSet, found: Identified, data: str, targets: str, seed: in
                      target_channels=pairs.encoding.channels)
 
 
+def _train_mse(pairs: PairSet, spec: FilterSpec, planes: int = 8) -> float:
+    sq = count = 0.0
+    for index, (_, x, y) in enumerate(pairs.iter_planes(pairs.train)):
+        if index >= planes:
+            break
+        sq += float(np.sum((apply_spec(x, spec) - y) ** 2))
+        count += y.size
+    return sq / max(count, 1)
+
+
 def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], out: str | os.PathLike[str],
-                fixed: Fixed | None = None, *, seed: int = 0, plots: bool = True) -> Any:
-    """Identify the filter behind the pairs and write the run directory ``out``; returns a ``TrainResult``."""
+                fixed: Fixed | None = None, *, seed: int = 0, plots: bool = True, solver: str = "exact",
+                epochs: int = 60, lr: float = 0.01) -> Any:
+    """Identify the filter behind the pairs and write the run directory ``out``; returns a ``TrainResult``.
+
+    ``solver`` ``adam`` / ``sgd`` then refines the identified kernels by gradient descent on random crops of the
+    training pairs (:mod:`kernelnet.pairs_gradient`), kept when it lowers the training error."""
     import torch
 
     from kernelnet.models import build_model, set_kernels
@@ -107,8 +121,17 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     first = read_raw(pairs.pairs[0].source)
     in_levels = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(first.dtype)
     found = identify(pairs, fixed, in_levels)
+    history: list[dict[str, Any]] = []
+    gradient_kept = None
+    if solver != "exact":
+        from kernelnet.pairs_gradient import refine
+
+        refined, history = refine(found.spec, pairs, solver=solver, epochs=epochs, lr=lr, seed=seed)
+        gradient_kept = _train_mse(pairs, refined) < _train_mse(pairs, found.spec)
+        if gradient_kept:
+            found.spec = refined
     run_dir = Path(out)
-    config = _config(pairs, found, str(data), str(targets), seed, run_dir.name)
+    config = _config(pairs, found, str(data), str(targets), seed, run_dir.name).replace(solver=solver)
     figures = heldout(pairs, found.spec)
     floor = noise_floor_db(pairs)
     reproduced = (figures["heldout_exact_fraction"] >= EXACT_REPRODUCED if pairs.encoding.levels is not None
@@ -126,7 +149,8 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
         "candidates": found.candidates, "border_errors": found.border_errors,
         "pairs": len(pairs.pairs), "split": {"train": [p.name for p in pairs.train], "test": [p.name for p in pairs.test]},
         "target_encoding": pairs.encoding.to_dict(),
-        "train_seconds": round(time.perf_counter() - t0, 3), "epochs_run": 0, "solver": "exact",
+        "train_seconds": round(time.perf_counter() - t0, 3), "epochs_run": len(history), "solver": solver,
+        "gradient_kept": gradient_kept,
         "kernels": spec.kernels.tolist(), "bias": spec.bias.tolist(),
     }
     model = build_model(spec.model, spec.kernel_size, True, spec.normalize, spec.border)
@@ -134,7 +158,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     with created_or_removed(run_dir):
         save_model(run_dir, model, config)
         save_metrics(run_dir, metrics)
-        save_history(run_dir, [])
+        save_history(run_dir, history)
         if plots:
             _plot(run_dir, spec, pairs)
     torch.set_grad_enabled(True)

@@ -43,8 +43,9 @@ from kernelnet.cli.common import build_run_config, print_pairs
               help="Epochs without validation improvement before stopping.")
 @click.option("--restarts", type=int, default=0, show_default=True,
               help="Random starts warmed up for one epoch each, best kept (0: 1 for raw single, 6 for abs/double).")
-@click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default="adam", show_default=True,
-              help="adam/sgd: gradient descent; exact: closed-form least-squares fit in one pass.")
+@click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default=None,
+              help="adam/sgd: gradient descent; exact: closed-form least-squares fit in one pass [default: adam; "
+                   "with --targets: exact, and adam/sgd refine it on random crops of the pairs].")
 @click.option("--init", type=click.Choice(["random", "exact"]), default="random", show_default=True,
               help="Starting point of the gradient solvers.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model init, crops and random kernels.")
@@ -68,12 +69,13 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
       kernelnet train --data photos/ --targets edited/   # learn the black box that made edited/ from photos/
     """
     if targets is not None:
-        _train_pairs(data, targets, out, model, normalize, kernel_size, padding, clip_, rounding, seed, no_plots)
+        _train_pairs(data, targets, out, model, normalize, kernel_size, padding, clip_, rounding, seed, no_plots,
+                     solver or "exact", epochs, lr)
         return
     config = build_run_config(filter_, model or "single", bool(normalize), kernel_size, seed, bias=bias,
                               padding=padding or "zeros", data=data,
                               crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
-                              patience=patience, restarts=restarts, solver=solver, init=init, device=device)
+                              patience=patience, restarts=restarts, solver=solver or "adam", init=init, device=device)
     from kernelnet.training import train as run_training
 
     result = run_training(config, out, resume=resume, progress=not quiet, plots=not no_plots)
@@ -94,7 +96,7 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
 
 def _train_pairs(data: str, targets: str, out: str | None, model: str | None, normalize: bool | None,
                  kernel_size: int | None, padding: str | None, clip_: str, rounding: str, seed: int,
-                 no_plots: bool) -> None:
+                 no_plots: bool, solver: str, epochs: int, lr: float) -> None:
     from pathlib import Path
 
     from kernelnet.identify import Fixed
@@ -119,6 +121,7 @@ def _train_pairs(data: str, targets: str, out: str | None, model: str | None, no
         clip = (lo, hi)
     fixed = Fixed(combine, kernel_size, padding, clip, None if rounding == "none" else rounding)  # type: ignore[arg-type]
     run_dir = Path(out) if out else Path("artifacts/runs") / f"pairs-{Path(targets).resolve().name}"
-    result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots)
+    result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots, solver=solver,
+                         epochs=min(epochs, 200), lr=lr if lr != 0.05 else 0.01)
     click.echo()
     print_pairs([("run", str(result.run_dir)), *summary_lines(result.metrics)])

@@ -164,3 +164,17 @@ def test_prune_quantize_and_pipeline_take_pair_runs(tmp_path):
     assert result.verified
     text = result.report_md.read_text()
     assert "Identification from pairs" in text and "| border | reflect |" in text and "~ targets" in text
+
+
+@pytest.mark.slow
+def test_gradient_solver_trains_from_crops_of_pairs(tmp_path):
+    data, targets = make_pairs(tmp_path, lambda c: ndimage.median_filter(c, 3), count=6, side=56)
+    res = kn("train", "--data", data, "--targets", targets, "--solver", "adam", "--epochs", "40",
+             "--out", tmp_path / "run", "--no-plots")
+    assert res.exit_code == 0, res.output
+    m = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["solver"] == "adam" and m["epochs_run"] == 40 and isinstance(m["gradient_kept"], bool)
+    assert m["verdict"] == "approximated"
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 41  # header + one row per epoch
+    exact = train_pairs(data, targets, tmp_path / "exact", plots=False).metrics
+    assert m["test_mse"] <= exact["test_mse"] * 1.05 or not m["gradient_kept"]
