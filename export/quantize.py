@@ -176,7 +176,8 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     side = calibration_side(split.train)
     reader = _reader(split.train, samples, side, seed)
 
-    proto, ranges = _build_quantized(source_path, reader, method, uint8_input, config.output_stage.clip)
+    stage = config.output_stage
+    proto, ranges = _build_quantized(source_path, reader, method, uint8_input, stage.clip, stage.grid)
     if uint8_input:
         _fold_uint8_input(proto)
     info = {"format": "QDQ", "activations": "uint8" if uint8_input else "int8-symmetric",

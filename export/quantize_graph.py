@@ -45,10 +45,12 @@ def best_weight_scale(weights: np.ndarray, qmax: int = 127, qmin_search: int = 6
     return best
 
 
-def _overrides(pre: Any, clip: tuple[float, float] | None = None) -> dict[str, list[dict[str, Any]]]:
+def _overrides(pre: Any, clip: tuple[float, float] | None = None, grid: int | None = None
+               ) -> dict[str, list[dict[str, Any]]]:
     """TensorQuantOverrides: conv inputs known to lie in [0, 1] get that range; conv weights the best scale; with
     an output clip, the last convs' outputs get ±max|clip| (beyond it the clip decides; within it every value
-    must be representable, whatever the calibration photos happened to reach)."""
+    must be representable, whatever the calibration photos happened to reach; the pre-process may fold the
+    output stage's grid multiplication into the Conv, so the bound is taken × grid)."""
     from onnx import numpy_helper
 
     inits = {i.name: numpy_helper.to_array(i) for i in pre.graph.initializer}
@@ -80,7 +82,7 @@ def _overrides(pre: Any, clip: tuple[float, float] | None = None) -> dict[str, l
             reach = np.float32(max(float(np.clip(w, 0, None).sum()), float(-np.clip(w, None, 0).sum())))
             overrides[node.output[0]] = [{"rmin": -reach, "rmax": reach}]
     if clip is not None:
-        bound = np.float32(max(abs(clip[0]), abs(clip[1])))
+        bound = np.float32(max(abs(clip[0]), abs(clip[1])) * (grid or 1))
         for node in pre.graph.node:
             if node.op_type == "Conv" and node.output[0] not in conv_inputs:
                 overrides[node.output[0]] = [{"rmin": -bound, "rmax": bound}]
@@ -88,7 +90,7 @@ def _overrides(pre: Any, clip: tuple[float, float] | None = None) -> dict[str, l
 
 
 def _quantize(pre_path: Path, out_path: Path, cache: Path, method: str, uint8: bool,
-              clip: tuple[float, float] | None = None) -> None:
+              clip: tuple[float, float] | None = None, grid: int | None = None) -> None:
     """``quantize_static`` (QDQ, per-channel) from the calibration cache; see :mod:`kernelnet.export.quantize`
     for the types."""
     import onnx
@@ -100,11 +102,12 @@ def _quantize(pre_path: Path, out_path: Path, cache: Path, method: str, uint8: b
                     calibrate_method=_calibration_method(method), calibration_cache_path=str(cache),
                     extra_options={"ActivationSymmetric": not uint8, "WeightSymmetric": True,
                                    "QuantizeBias": uint8,  # TensorRT rejects an int32 bias DequantizeLinear
-                                   "TensorQuantOverrides": _overrides(onnx.load(str(pre_path)), clip)})
+                                   "TensorQuantOverrides": _overrides(onnx.load(str(pre_path)), clip, grid)})
 
 
 def _build_quantized(source_path: Path, reader: Any, method: str, uint8: bool,
-                     clip: tuple[float, float] | None = None) -> tuple[Any, dict[str, list[float]]]:
+                     clip: tuple[float, float] | None = None, grid: int | None = None
+                     ) -> tuple[Any, dict[str, list[float]]]:
     """Pre-process, calibrate and quantize ``source_path`` in a temporary folder.
 
     Returns the quantized ``ModelProto`` (before :func:`_fold_uint8_input` / :func:`_finish`) and the calibrated
@@ -121,7 +124,7 @@ def _build_quantized(source_path: Path, reader: Any, method: str, uint8: bool,
 
                 quant_pre_process(str(source_path), str(pre_path))
                 cache, ranges = _calibrate(pre_path, reader, method, not uint8, workdir)
-                _quantize(pre_path, q_path, cache, method, uint8, clip)
+                _quantize(pre_path, q_path, cache, method, uint8, clip, grid)
         except (KernelnetError, CheckFailed):
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises many kinds

@@ -11,11 +11,37 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.spec import BORDERS, FilterSpec, InputEncoding, OutputStage
+from kernelnet.runtime.spec import BORDERS, MAX_KERNEL, FilterSpec, InputEncoding, OutputStage
 
 MODELS = ("single", "double")
 SOLVERS = ("adam", "sgd", "exact")
 PADDINGS = BORDERS
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """Refuse a config.json value of the wrong JSON type for its field (annotation as written in the class)."""
+    optional = "None" in annotation
+    if value is None:
+        if not optional:
+            raise KernelnetError(f"{name} must not be null")
+        return
+    base = annotation.replace(" | None", "")
+    if base == "bool":
+        ok = isinstance(value, bool)
+    elif base == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif base == "str":
+        ok = isinstance(value, str)
+    elif base.startswith("tuple"):
+        ok = isinstance(value, (list, tuple))
+    elif base.startswith("dict"):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:
+        raise KernelnetError(f"{name} must be of type {base}, got {type(value).__name__} {str(value)[:40]!r}")
 
 
 @dataclass(frozen=True)
@@ -67,8 +93,8 @@ class RunConfig:
             raise KernelnetError(f"unknown solver {self.solver!r}: use one of {', '.join(SOLVERS)}")
         if self.padding not in PADDINGS:
             raise KernelnetError(f"unknown padding {self.padding!r}: use one of {', '.join(PADDINGS)}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise KernelnetError(f"kernel size must be odd and >= 1, got {self.kernel_size}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0 or self.kernel_size > MAX_KERNEL:
+            raise KernelnetError(f"kernel size must be odd and between 1 and {MAX_KERNEL}, got {self.kernel_size}")
         for name in ("crop", "batch_size", "steps_per_epoch", "epochs"):
             if getattr(self, name) < 1:
                 raise KernelnetError(f"{name.replace('_', ' ')} must be >= 1, got {getattr(self, name)}")
@@ -122,8 +148,11 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
+        """Every field type-checked (``"normalize": "false"`` is a string, not a boolean: refused)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
+        for name, value in values.items():
+            _check_type(name, value, str(known[name].type))
         values["target_kernel"] = tuple(tuple(float(v) for v in row) for row in values.get("target_kernel", ()))
         if values.get("clip") is not None:
             values["clip"] = tuple(float(v) for v in values["clip"])
@@ -144,5 +173,5 @@ class RunConfig:
             raise KernelnetError(f"invalid run config {path}: expected a JSON object, got {type(d).__name__}")
         try:
             return cls.from_dict(d)
-        except (TypeError, ValueError) as exc:
-            raise KernelnetError(f"invalid run config {path}: {exc}") from None
+        except (TypeError, ValueError, KernelnetError) as exc:
+            raise KernelnetError(f"invalid run config {path}: {exc}") from exc

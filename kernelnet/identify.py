@@ -2,11 +2,11 @@
 
 The search, cheapest first, each step on what the previous one fixed:
 
-1. **Kernel and kind, from interior pixels.** Pixels whose 11×11 window lies inside the image do not depend on
+1. **Kernel and kind, from interior pixels.** Pixels whose 15×15 window lies inside the image do not depend on
    the border, so kind and size are fitted there, on a fixed-seed sample. Saturated targets (at the clip bounds:
    the integer format's range, or a float value shared by ≥ 0.5% of the pixels) are censored: they only say the
    value lies beyond the bound, so they are left out of the fit. ``raw`` is a linear least-squares fit per size
-   k = 1, 3, …, 11; ``abs`` and ``magnitude`` (k ≤ 7) a lifted least squares on y² (its top eigenpairs give the
+   k = 1, 3, …, 15; ``abs`` and ``magnitude`` (k ≤ 7) a lifted least squares on y² (its top eigenpairs give the
    kernels) refined by Gauss-Newton on y itself. The smallest k whose residual reaches the data's noise floor wins
    (integer targets: the rounding floor, 1/√12 level RMS; float: float32 resolution), raw before abs before
    magnitude; nothing at the floor → the best residual, and the verdict says "approximated".
@@ -31,7 +31,7 @@ from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import BORDERS, ROUNDINGS, FilterSpec, OutputStage
 
 KINDS = ("raw", "abs", "magnitude")
-MAX_RAW, MAX_QUADRATIC = 11, 7
+MAX_RAW, MAX_QUADRATIC = 15, 7
 RAW_ROWS, QUADRATIC_ROWS = 80_000, 24_000
 FLOOR_MARGIN = 1.25
 """A residual within 25% of the noise floor reaches it (the floor of rounded levels is 1/√12 ≈ 0.289)."""
@@ -66,8 +66,8 @@ def clip_bounds(pairs: PairSet, fixed: Fixed) -> tuple[float, float] | None:
     """The clip: the integer format's range, a float bound shared by ≥ 0.5% of the pixels, or the user's."""
     if fixed.clip != "auto":
         return fixed.clip  # type: ignore[return-value]
-    if pairs.encoding.levels is not None:
-        return 0.0, pairs.encoding.levels
+    if pairs.encoding.int_range is not None:
+        return pairs.encoding.int_range
     lo = hi = None
     lo_n = hi_n = total = 0
     for _, _, y in pairs.iter_planes(pairs.train):
@@ -185,6 +185,13 @@ def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
     best: tuple[float, str, np.ndarray] | None = None
     for combine in [fixed.combine] if fixed.combine else KINDS:
         top = MAX_RAW if combine == "raw" else MAX_QUADRATIC
+        if fixed.kernel_size is not None and (fixed.kernel_size % 2 == 0 or not 1 <= fixed.kernel_size <= top):
+            if fixed.combine:
+                from kernelnet.runtime.errors import KernelnetError
+
+                raise KernelnetError(f"kernel size {fixed.kernel_size}: a {combine} filter is identified from odd "
+                                     f"sizes 1 to {top}")
+            continue
         sizes = [fixed.kernel_size] if fixed.kernel_size else range(1, top + 1, 2)
         for k in sizes:
             d = _design(patches if combine == "raw" else patches[:QUADRATIC_ROWS], k)
@@ -196,7 +203,11 @@ def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
                 best = (rms, combine, w)
             if rms <= FLOOR_MARGIN * floor:
                 return combine, w, rms, floor, candidates
-    assert best is not None
+    if best is None:
+        from kernelnet.runtime.errors import KernelnetError
+
+        raise KernelnetError(f"kernel size {fixed.kernel_size}: sizes are odd, 1 to {MAX_RAW} (raw) or "
+                             f"{MAX_QUADRATIC} (abs, magnitude)")
     return best[1], best[2], best[0], floor, candidates
 
 

@@ -350,6 +350,10 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "invalid stencil arguments");
         return NULL;
     }
+    if (n > PY_SSIZE_T_MAX / h / w / (Py_ssize_t)sizeof(float)) { /* n·h·w floats must be addressable */
+        PyErr_SetString(PyExc_ValueError, "stencil image size overflows");
+        return NULL;
+    }
     Py_buffer src, dst, kern, bias;
     if (get_buffer(src_obj, &src, n * h * w, 0, "src") < 0) return NULL;
     const Py_ssize_t rows = row1 - row0;

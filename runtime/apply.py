@@ -39,7 +39,16 @@ class Job:
     @property
     def staged(self) -> Path:
         """Where the result is written first; renamed to ``target`` once every job has succeeded."""
-        return self.target.with_name(PARTIAL_PREFIX + self.target.name)
+        from kernelnet.runtime.atomic import owner_tag
+
+        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{owner_tag()}part{self.target.suffix}")
+
+    @property
+    def parked(self) -> Path:
+        """Where an existing ``target`` waits while the new results are renamed in (put back on failure)."""
+        from kernelnet.runtime.atomic import owner_tag
+
+        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{owner_tag()}old{self.target.suffix}")
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
@@ -58,8 +67,7 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
         elif path.is_file():
             found.append((path, Path(path.name)))
         elif glob.has_magic(pattern):
-            files = sorted(Path(p) for p in glob.glob(pattern, recursive=True)
-                           if Path(p).is_file() and Path(p).suffix.lower() in suffixes)
+            files = sorted(p for p in _glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
             if not files:
                 raise KernelnetError(f"no images or .npy files match {pattern!r}")
             found.extend((f, Path(f.name)) for f in files)
@@ -72,8 +80,17 @@ def target_encoding(model: Model) -> dict[str, Any] | None:
     """How the targets of a pair-trained model were stored (``format``, ``dtype``, ``channels``), else ``None``."""
     doc = model.info.fields.get("target_encoding")
     ok = isinstance(doc, dict) and doc.get("format") in ("png", "tiff", "npy") and doc.get("dtype") in (
-        "uint8", "uint16", "float32", "float64") and doc.get("channels") in (1, 3)
+        "uint8", "uint16", "int16", "float32", "float64") and doc.get("channels") in (1, 3)
     return doc if ok else None
+
+
+def _glob(pattern: str) -> list[Path]:
+    """``pattern`` expanded with pathlib, whose ``**`` does not descend into symbolic links (a link loop ends)."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:first]) if first else Path(".")
+    rest = "/".join(parts[first:])
+    return sorted(root.glob(rest)) if rest else []
 
 
 def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
@@ -114,6 +131,8 @@ def png_mapping(y: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
             factor = float(scale)
         except ValueError:
             raise KernelnetError(f"invalid PNG scale {scale!r}: use auto or a number") from None
+        if not np.isfinite(factor):
+            raise KernelnetError(f"invalid PNG scale {scale!r}: it must be a finite number")
         return y * np.float32(factor), f"clip(y x {factor:g}, 0, 1)"
     if lo >= 0:
         factor = 1.0 / hi if hi > 1 else 1.0
@@ -188,29 +207,65 @@ def run_job(model: Model, job: Job, bits: int | None, scale: str | None,
     return f"{bits}-bit PNG, pixel = round({text} x {2**bits - 1})"
 
 
+def check_targets(jobs: list[Job]) -> None:
+    """Refuse, before anything is read or written, a target that is one of the inputs (or the same file under
+    another name) and a target that exists as something other than a file."""
+    sources = {os.path.realpath(job.source) for job in jobs}
+    for job in jobs:
+        real = os.path.realpath(job.target)
+        if real in sources or (job.target.exists() and any(
+                os.path.samefile(job.target, other.source) for other in jobs if other.source.exists())):
+            raise KernelnetError(f"output {job.target} is an input: choose another output (nothing was written)")
+        if job.target.exists() and not job.target.is_file():
+            raise KernelnetError(f"output {job.target} exists and is not a file")
+        if job.target.is_symlink():
+            raise KernelnetError(f"output {job.target} is a symbolic link: refusing to write through it")
+
+
 @contextlib.contextmanager
 def staged_outputs(jobs: list[Job]) -> Iterator[None]:
-    """All or nothing: create the output folders, and on success rename every staged result into place; on any
-    error delete the staged results and the folders this created."""
-    from kernelnet.runtime.atomic import ensure_writable_dir
+    """All or nothing: create the output folders, and once every result is staged rename them into place, the
+    files they replace parked beside them until the last rename succeeded (then removed; on failure put back).
+    On any error the staged results, the parked files' absence and the folders this created are undone. Leftovers
+    of a killed run in these folders are removed first (:func:`~kernelnet.runtime.atomic.sweep_dead`)."""
+    from kernelnet.runtime.atomic import ensure_writable_dir, sweep_dead
 
+    check_targets(jobs)
     created: list[Path] = []
     for folder in sorted({job.target.parent for job in jobs}):
         missing = [p for p in (folder, *folder.parents) if not p.exists()]
         ensure_writable_dir(folder)
         created.extend(missing)
+        sweep_dead(folder)
+    parked: list[Job] = []
+    placed: list[Job] = []
     try:
         yield
         for job in jobs:
+            if job.target.exists():
+                os.replace(job.target, job.parked)
+                parked.append(job)
             os.replace(job.staged, job.target)
-    except BaseException:
+            placed.append(job)
+    except BaseException as exc:
         for job in jobs:
             with contextlib.suppress(OSError):
                 job.staged.unlink()
+        for job in placed:
+            with contextlib.suppress(OSError):
+                job.target.unlink()
+        for job in parked:
+            with contextlib.suppress(OSError):
+                os.replace(job.parked, job.target)
         for folder in created:  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if isinstance(exc, OSError):
+            raise KernelnetError(f"cannot write the outputs: {exc.strerror or exc} (nothing was replaced)") from exc
         raise
+    for job in parked:
+        with contextlib.suppress(OSError):
+            job.parked.unlink()
 
 
 def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None) -> list[tuple[Job, str]]:

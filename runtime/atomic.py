@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
 A reader never sees a half-written artifact: a crash (even SIGKILL) leaves the old file intact and at most a stray
-``.tmp-*`` file beside it, which :func:`remove_stale_temps` clears (``kernelnet train --resume`` does). A folder
+``.tmp-*`` file beside it. Temporary names carry the writer's process id (``.tmp-NAME.pPID.RANDOM``), so the
+next write into that folder removes the leftovers of writers that no longer run (:func:`sweep_dead`), and
+:func:`remove_stale_temps` clears a folder nobody else writes to (``kernelnet train --resume`` does). A folder
 replaced whole (:func:`atomic_dir`) is parked as ``.old-*`` for the instant between two renames; a kill right then
 leaves it there, and :func:`remove_stale_temps` puts it back. A write that fails (unwritable folder, disk full)
 raises :class:`KernelnetError` with one line, leaves the old target intact and nothing behind.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +29,44 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_OWNER = re.compile(r"\.p(\d+)\.")
+
+
+def owner_tag() -> str:
+    """The part of a temporary name that says which process writes it."""
+    return f".p{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process (or not a pid): leave its files alone
+    return True
+
+
+def sweep_dead(folder: str | os.PathLike[str], prefixes: tuple[str, ...] = (".tmp-", ".kernelnet-partial-")) -> int:
+    """Remove the temporary files in ``folder`` whose writer process is gone (killed mid-write); returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _OWNER.search(entry.name)
+        if not entry.name.startswith(prefixes) or match is None or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+    return removed
 
 
 def _cannot_write(target: Path, exc: OSError) -> KernelnetError:
@@ -47,7 +88,7 @@ def ensure_writable_dir(path: str | os.PathLike[str], probe: bool = True) -> Pat
         raise KernelnetError(f"output directory {path} is not writable")
     if probe:
         try:
-            fd, name = tempfile.mkstemp(prefix=".tmp-probe.", dir=path)
+            fd, name = tempfile.mkstemp(prefix=f".tmp-probe{owner_tag()}", dir=path)
         except OSError as exc:
             raise KernelnetError(f"output directory {path} is not writable: {exc.strerror or exc}") from None
         os.close(fd)
@@ -92,8 +133,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     folder = ensure_writable_dir(target.parent if str(target.parent) else ".", probe=False)
+    sweep_dead(folder)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}{owner_tag()}", dir=folder)
     except OSError as exc:
         raise _cannot_write(target, exc) from None
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the artifact the usual permissions
@@ -152,7 +194,8 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     parent = ensure_writable_dir(target.parent, probe=False)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=parent))
+        sweep_dead(parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}{owner_tag()}", dir=parent))
     except OSError as exc:
         raise _cannot_write(target, exc) from None
     try:

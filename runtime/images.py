@@ -8,10 +8,48 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
+
+MAX_PIXELS_DEFAULT = 100_000_000
+"""Decoded-pixel budget per image file (a 140 KB PNG can claim 12000 × 12000): raise it with the environment
+variable ``KERNELNET_MAX_PIXELS`` or ``kernelnet apply --max-pixels``."""
+
+
+def max_pixels() -> int:
+    text = os.environ.get("KERNELNET_MAX_PIXELS", "")
+    try:
+        return int(text) if text else MAX_PIXELS_DEFAULT
+    except ValueError:
+        raise KernelnetError(f"KERNELNET_MAX_PIXELS must be a whole number of pixels, got {text!r}") from None
+
+
+def open_image(path: str | os.PathLike[str]) -> Any:
+    """A decoded Pillow image, upright (EXIF orientation applied), within the pixel budget; one-line errors."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    budget = max_pixels()
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own budget, below, with a clear error instead of Pillow's warning
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > budget:
+                raise KernelnetError(f"image {path} is {img.width}x{img.height} = {img.width * img.height:,} pixels, "
+                                     f"over the budget of {budget:,} (raise it with KERNELNET_MAX_PIXELS or "
+                                     "--max-pixels)")
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return upright if upright is not img else img.copy()
+    except KernelnetError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise KernelnetError(f"cannot read image {path}: {exc}") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -26,8 +64,11 @@ def to_gray(array: np.ndarray) -> np.ndarray:
         scaled = a / 255.0
     elif a.dtype == np.uint16:
         scaled = a / 65535.0
-    elif np.issubdtype(a.dtype, np.integer):
-        scaled = a / (65535.0 if a.max(initial=0) <= 65535 else float(np.iinfo(a.dtype).max))
+    elif np.issubdtype(a.dtype, np.integer):  # 32-bit integer pixels: 16-bit levels when they fit, else refused
+        if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
+            raise KernelnetError(f"integer pixels from {int(a.min(initial=0))} to {int(a.max(initial=0))} do not fit "
+                                 "16 bits: save the image as 8/16-bit or float")
+        scaled = a / 65535.0
     else:
         scaled = np.clip(a.astype(np.float64), 0.0, 1.0)
     if scaled.ndim == 3:
@@ -46,23 +87,22 @@ def to_gray(array: np.ndarray) -> np.ndarray:
 
 def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to (H, W) float32 in [0, 1]. Raises :class:`KernelnetError` if unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
+    img = open_image(path)
+    mode = img.mode
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in ("P", "PA"):
-                img = img.convert("RGBA")
-            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                img = img.convert("RGB")
-            elif mode.startswith("I;16"):
-                return to_gray(np.asarray(img).astype(np.uint16))
-            elif mode == "I":
-                return to_gray(np.asarray(img).astype(np.int64))
-            return to_gray(np.asarray(img))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise KernelnetError(f"cannot read image {path}: {exc}") from None
+        if mode in ("P", "PA"):
+            img = img.convert("RGBA")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            img = img.convert("RGB")
+        elif mode.startswith("I;16"):
+            return to_gray(np.asarray(img).astype(np.uint16))
+        elif mode == "I":
+            return to_gray(np.asarray(img).astype(np.int64))
+        return to_gray(np.asarray(img))
+    except KernelnetError as exc:
+        raise KernelnetError(f"cannot read image {path}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise KernelnetError(f"cannot read image {path}: {exc}") from exc
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -115,17 +155,14 @@ def read_planes(path: str | os.PathLike[str], channels: int) -> np.ndarray:
     :func:`read_gray`."""
     if channels == 1:
         return read_gray(path)[None]
-    from PIL import Image, UnidentifiedImageError
-
+    img = open_image(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = np.asarray(img.convert("RGB")) if img.mode not in ("I;16", "I;16B", "I;16L") else None
-            if rgb is None:
-                gray = np.asarray(img).astype(np.float32) / 65535.0
-                return np.repeat(gray[None], 3, axis=0)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        rgb = np.asarray(img.convert("RGB")) if img.mode not in ("I;16", "I;16B", "I;16L") else None
+    except (OSError, ValueError) as exc:
         raise KernelnetError(f"cannot read image {path}: {exc}") from exc
+    if rgb is None:
+        gray = np.asarray(img).astype(np.float32) / 65535.0
+        return np.repeat(gray[None], 3, axis=0)
     return np.ascontiguousarray(np.moveaxis(rgb, 2, 0), dtype=np.float32) / np.float32(255.0)
 
 
@@ -136,9 +173,9 @@ def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str) 
 
     path = Path(path)
     suffix = path.suffix.lower()
-    if dtype in ("uint8", "uint16"):
-        top = 255 if dtype == "uint8" else 65535
-        data = np.clip(np.rint(values), 0, top).astype(dtype)  # already levels: the graph clips and rounds
+    if dtype in ("uint8", "uint16", "int16"):
+        info = np.iinfo(dtype)
+        data = np.clip(np.rint(values), info.min, info.max).astype(dtype)  # levels: the graph clips and rounds
     else:
         data = np.asarray(values, dtype=np.float32 if dtype == "float32" or suffix != ".npy" else dtype)
     if suffix == ".npy":

@@ -123,6 +123,8 @@ class NativeRunner(Runner):
     def _checked_input(self, batch: np.ndarray) -> np.ndarray:
         if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 1:
             raise KernelnetError(f"{self.name} expects (N, 1, H, W) float32, got {batch.dtype} {batch.shape}")
+        if not batch.flags.aligned:  # e.g. an .npy whose header length leaves the data off a 4-byte boundary
+            return np.array(batch, order="C")
         return np.ascontiguousarray(batch)
 
     def _correlate(self, src: np.ndarray, out: np.ndarray, row0: int, row1: int) -> bool:
@@ -138,14 +140,33 @@ class NativeRunner(Runner):
         return {**super().describe(), "threads": self.threads, "kernel": f"direct {self.k}x{self.k} stencil"}
 
 
-def probe_difference(native: Runner, graph: Runner) -> float:
-    """Largest difference between two runners on a fixed random probe batch, relative to the output bound."""
-    x = np.random.default_rng(12345).random(PROBE_SHAPE, dtype=np.float32)
-    want, got = graph.run(x), native.run(x)
+def probe_shapes(spec: Any, seed: int) -> list[tuple[int, int, int, int]]:
+    """Three probe batches of sizes drawn at load time (a graph cannot be written for them in advance), the
+    fixed one kept: every side at least the border's minimum."""
+    rng = np.random.default_rng(seed)
+    low = max(1, spec.min_side)
+    shapes = [PROBE_SHAPE]
+    for _ in range(2):
+        shapes.append((int(rng.integers(1, 4)), 1, int(rng.integers(low, low + 90)), int(rng.integers(low, low + 90))))
+    return shapes
+
+
+def probe_difference(native: Runner, graph: Runner, seed: int | None = None) -> float:
+    """Largest difference between two runners on random probe batches — values in [−3, 4], beyond the [0, 1] of
+    images, so that a graph that clips its input shows — relative to the output bound."""
+    seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
+    rng = np.random.default_rng(seed)
     bound = max(1.0, float(np.abs(native.info.kernels).sum())) if native.info.spec is not None else 1.0
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(got.astype(np.float64) - want)
-    return float(np.nanmax(diff) / bound) if np.isfinite(diff).all() else float("inf")
+    worst = 0.0
+    for shape in probe_shapes(native.info.spec, seed):
+        x = (rng.random(shape, dtype=np.float32) * 7 - 3).astype(np.float32)
+        want, got = graph.run(x), native.run(x)
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(got.astype(np.float64) - want)
+        if not np.isfinite(diff).all():
+            return float("inf")
+        worst = max(worst, float(diff.max()) / (bound * 4.0))  # inputs up to 4: outputs up to 4× the bound
+    return worst
 
 
 PROBE_TOLERANCE = 1e-5
@@ -153,14 +174,20 @@ PROBE_TOLERANCE = 1e-5
 
 
 def try_native(graph: Runner, threads: int | None = None, name: str = "native") -> tuple[NativeRunner | None, str]:
-    """A :class:`NativeRunner` for the model ``graph`` runs (an onnxruntime runner) once a probe batch shows it
-    computes what the graph computes; else ``None`` and why not."""
+    """A :class:`NativeRunner` for the model ``graph`` runs (an onnxruntime runner) once the graph's structure is
+    proven to be the metadata's stencil (:func:`kernelnet.runtime.graph_check.stencil_problem`) and random probe
+    batches agree; else ``None`` and why not."""
     reason = unsupported(graph.info, graph.input_dtype)
     if reason:
         return None, reason
+    from kernelnet.runtime.graph_check import stencil_problem
+
+    assert graph.info.spec is not None and graph.path is not None
+    problem = stencil_problem(graph.path, graph.info.spec)
+    if problem:
+        return None, f"its metadata does not describe the graph: {problem}"
     native = NativeRunner(graph.info, threads, graph.path, name)
     diff = probe_difference(native, graph)
     if not diff <= PROBE_TOLERANCE:
         return None, f"its metadata does not describe the graph (probe difference {diff:.2e} of the output bound)"
     return native, ""
-

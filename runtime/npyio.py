@@ -30,13 +30,19 @@ class MappedNpy:
                 offset = fh.tell()
                 if dtype.hasobject:
                     raise ValueError("object arrays cannot be mapped")
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if not all(isinstance(d, int) and d >= 0 for d in shape) or len(shape) > 8:
+                    raise ValueError(f"invalid shape {shape} in its header")
+                count = 1
+                for d in shape:  # Python ints: a crafted header cannot overflow the size
+                    count *= d
+                nbytes = count * dtype.itemsize
                 if os.fstat(fh.fileno()).st_size < offset + nbytes:
-                    raise ValueError("file is shorter than its header says (truncated?)")
+                    raise ValueError(f"file is shorter than its header's {shape} {dtype} says (truncated or crafted?)")
                 self._mmap = (mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
                               if nbytes else None)
-        except (OSError, ValueError) as exc:
-            raise KernelnetError(f"cannot read {path} as .npy: {exc}") from None
+        except (OSError, ValueError, SyntaxError, TypeError, OverflowError, MemoryError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise KernelnetError(f"cannot read {path} as .npy: {text}") from exc
         if self._mmap is None:
             self.array = np.empty(shape, dtype=dtype)
         else:

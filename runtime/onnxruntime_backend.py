@@ -97,6 +97,9 @@ class OnnxRuntimeRunner(Runner):
         except Exception as exc:
             raise KernelnetError(f"onnxruntime failed on input {'x'.join(map(str, batch.shape))}: "
                                  f"{_first_line(exc)}") from None
+        if out.shape != batch.shape:  # a graph that crops, pads or transposes is no same-size filter
+            raise KernelnetError(f"{self.path}: the graph returns {'x'.join(map(str, out.shape))} for input "
+                                 f"{'x'.join(map(str, batch.shape))}: not a same-size kernelnet filter")
         return out if out.dtype == np.float32 else out.astype(np.float32)
 
     def describe(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ FORMATS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 @dataclass(frozen=True)
 class TargetEncoding:
     """How the black box's files hold their values: ``format`` (png / tiff / npy), ``dtype`` (uint8 / uint16 /
-    float32 / float64), ``channels`` (1 or 3); ``bits`` is 8 or 16 for integer levels, ``None`` for floats."""
+    float32 / float64, or int16 in ``.npy``), ``channels`` (1 or 3); ``bits`` is 8 or 16 for unsigned levels."""
 
     format: str
     dtype: str
@@ -39,9 +39,14 @@ class TargetEncoding:
         return {"uint8": 8, "uint16": 16}.get(self.dtype)
 
     @property
+    def int_range(self) -> tuple[float, float] | None:
+        """The range of an integer target's levels (uint8, uint16, int16), ``None`` for floats."""
+        return {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}.get(self.dtype)
+
+    @property
     def levels(self) -> float | None:
-        """The largest level of an integer target (255, 65535)."""
-        return None if self.bits is None else float(2 ** self.bits - 1)
+        """The span of an integer target's levels (255, 65535), ``None`` for floats."""
+        return None if self.int_range is None else self.int_range[1] - self.int_range[0]
 
     def to_dict(self) -> dict[str, object]:
         return {"format": self.format, "dtype": self.dtype, "channels": self.channels, "bits": self.bits}
@@ -78,6 +83,8 @@ def match_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str]) -
         if not root.is_dir():
             raise KernelnetError(f"{what} folder {root} does not exist or is not a folder")
     inputs, outputs = _files(roots[0]), _files(roots[1])
+    if not inputs:
+        raise KernelnetError(f"no images or .npy files in data folder {roots[0]}")
     lonely_in = sorted(set(inputs) - set(outputs))
     lonely_out = sorted(set(outputs) - set(inputs))
     if lonely_in:
@@ -97,27 +104,26 @@ def read_raw(path: Path) -> np.ndarray:
         except (OSError, ValueError) as exc:
             raise KernelnetError(f"cannot read {path}: {exc}") from exc
     else:
-        from PIL import Image, UnidentifiedImageError
+        from kernelnet.runtime.images import open_image
 
+        img = open_image(path)
         try:
-            with Image.open(path) as img:
-                img.load()
-                if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBA", "LA"):
-                    img = img.convert("RGB" if img.mode not in ("LA",) else "L")
-                arr = np.asarray(img)
-                if img.mode.startswith("I;16"):
-                    arr = arr.astype(np.uint16)
-                elif img.mode == "I":
-                    if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
-                        raise KernelnetError(f"{path}: 32-bit integer pixels beyond 16 bits are not supported")
-                    arr = arr.astype(np.uint16)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBA", "LA"):
+                img = img.convert("RGB" if img.mode not in ("LA",) else "L")
+            arr = np.asarray(img)
+        except (OSError, ValueError) as exc:
             raise KernelnetError(f"cannot read image {path}: {exc}") from exc
+        if img.mode.startswith("I;16"):
+            arr = arr.astype(np.uint16)
+        elif img.mode == "I":
+            if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+                raise KernelnetError(f"{path}: 32-bit integer pixels beyond 16 bits are not supported")
+            arr = arr.astype(np.uint16)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
-    if arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64) or not (
+    if arr.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64) or not (
             arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise KernelnetError(f"{path}: expected an HxW or HxWx3 image of uint8, uint16 or float, got "
+        raise KernelnetError(f"{path}: expected an HxW or HxWx3 image of uint8, uint16, int16 or float, got "
                              f"{arr.dtype} {arr.shape}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise KernelnetError(f"{path} holds NaN or Inf")
@@ -182,7 +188,7 @@ def load_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str],
                test_fraction: float = 0.15) -> PairSet:
     """Match, check the targets share one encoding, and split by source file (at least one pair held out when
     there are two or more)."""
-    pairs = match_pairs(data, targets)
+    pairs = match_pairs(data, targets)  # (an empty data folder is reported as such by match_pairs)
     encodings = {}
     for pair in pairs:  # headers only where Pillow allows; .npy are memory-light to open
         arr = read_raw(pair.target)

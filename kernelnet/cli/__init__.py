@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -58,6 +61,32 @@ def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
         click.echo(line, err=True)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: unwinds like an exception, so that every atomic write cleans up behind it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Any:
+    """While a command runs, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only); restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands live in separate modules, imported on first use.
 
@@ -84,12 +113,16 @@ class LazyGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
         caught: list[warnings.WarningMessage] = []
         try:
-            with warnings.catch_warnings(record=True) as caught:  # the usual filters: what Python would show
+            with warnings.catch_warnings(record=True) as caught, _signals_unwind():  # the usual warning filters
                 try:
                     rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **kwargs)
                 except (KernelnetError, click.ClickException):
                     caught.clear()  # bad input: the error line is all there is to say
                     raise
+        except Interrupted as exc:
+            name = "SIGINT" if exc.signum == signal.SIGINT else "SIGTERM"
+            click.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+            sys.exit(130 if exc.signum == signal.SIGINT else 143)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:

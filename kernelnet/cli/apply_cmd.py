@@ -22,12 +22,14 @@ from kernelnet.cli.common import parse_tile
                    "a model trained on pairs writes its values as they are].")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads (native stencil or onnxruntime intra-op).")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None, help="Threads (native stencil or onnxruntime intra-op).")
 @click.option("--tile", default=None, help="auto (default: tile above the memory budget), off, N or RxC.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Decoded-pixel budget per image [default: 100000000, or KERNELNET_MAX_PIXELS].")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: str | None, scale: str | None,
           backend: str,
-          threads: int | None, tile: str | None, quiet: bool) -> None:
+          threads: int | None, tile: str | None, max_pixels: int | None, quiet: bool) -> None:
     """Filter images or .npy arrays with MODEL (.onnx/.engine file or run directory).
 
     \b
@@ -44,6 +46,16 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
     from kernelnet.runtime import load
     from kernelnet.runtime.apply import expand_inputs, plan_jobs, run_all, staged_outputs, target_encoding
 
+    import os
+
+    import numpy as np
+
+    from kernelnet.runtime.apply import png_mapping
+
+    if max_pixels is not None:
+        os.environ["KERNELNET_MAX_PIXELS"] = str(max_pixels)
+    if scale not in (None, "auto"):
+        png_mapping(np.zeros(1, np.float32), scale)  # a bad --scale is refused before any work
     net = load(model, backend=backend, threads=threads, tile=parse_tile(tile))
     encoding = target_encoding(net)
     jobs = plan_jobs(expand_inputs(inputs), Path(out), fmt, encoding["format"] if encoding else None)

@@ -15,7 +15,7 @@ from kernelnet.runtime.errors import KernelnetError
 @click.argument("model", type=click.Path())
 @click.option("--sizes", default="256x256,1080x1920,2160x3840", show_default=True, help="HxW list.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=2, show_default=True,
               help="Threads for every contender (onnxruntime intra-op, OpenCV, PyTorch).")
 @click.option("--run", type=click.Path(file_okay=False), default=None,
               help="Time PyTorch eager on this run's checkpoint [default: rebuilt from the model's metadata].")

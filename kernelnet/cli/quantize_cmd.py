@@ -10,8 +10,8 @@ from kernelnet.cli.common import fmt, print_pairs, print_table
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--calibration", default="builtin", show_default=True, metavar="builtin|DIR",
-              help="Calibration photos: the built-in set or an image folder (its train split calibrates, its test "
-                   "split evaluates).")
+              help="Calibration photos: the built-in set (for a run learned from pairs: its own input photos) or "
+                   "an image folder (its train split calibrates, its test split evaluates).")
 @click.option("--calibration-method", "method", type=click.Choice(["minmax", "entropy", "percentile"]),
               default="minmax", show_default=True, help="onnxruntime calibrator for the activation ranges.")
 @click.option("--samples", type=int, default=64, show_default=True, help="Calibration crops (128x128).")

@@ -8,9 +8,10 @@ from kernelnet.cli.common import build_run_config, print_pairs
 
 
 @click.command()
-@click.option("--filter", "filter_", default="sobel", show_default=True,
+@click.option("--filter", "filter_", default=None,
               help="Target filter: sobel, sobel-y, scharr, prewitt, laplacian, gaussian, gaussian5, box, box5, "
-                   "sharpen, emboss, random[:SEED], a kernel string '1,0,-1;2,0,-2;1,0,-1', or a .npy/.txt file.")
+                   "sharpen, emboss, random[:SEED], a kernel string '1,0,-1;2,0,-2;1,0,-1', or a .npy/.txt file "
+                   "[default: sobel; not with --targets, whose filter is what is learned].")
 @click.option("--model", type=click.Choice(["single", "double"]), default=None,
               help="single: one kernel; double: magnitude of two kernels [default: single; with --targets: "
                    "identified].")
@@ -69,10 +70,14 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
       kernelnet train --data photos/ --targets edited/   # learn the black box that made edited/ from photos/
     """
     if targets is not None:
+        if filter_ is not None:
+            from kernelnet.runtime.errors import KernelnetError
+
+            raise KernelnetError("--filter and --targets are alternatives: the targets' filter is what is learned")
         _train_pairs(data, targets, out, model, normalize, kernel_size, padding, clip_, rounding, seed, no_plots,
                      solver or "exact", epochs, lr)
         return
-    config = build_run_config(filter_, model or "single", bool(normalize), kernel_size, seed, bias=bias,
+    config = build_run_config(filter_ or "sobel", model or "single", bool(normalize), kernel_size, seed, bias=bias,
                               padding=padding or "zeros", data=data,
                               crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
                               patience=patience, restarts=restarts, solver=solver or "adam", init=init, device=device)

@@ -29,7 +29,7 @@ from kernelnet.runtime.errors import CheckFailed, KernelnetError
 @click.option("--truth-tol", type=float, default=1e-3, show_default=True,
               help="Learned-vs-target allowance, as a fraction of G.")
 @click.option("--int8-tol", type=float, default=2e-2, show_default=True, help="int8 tolerance, fraction of G.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime/PyTorch threads.")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None, help="onnxruntime/PyTorch threads.")
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="Folder of inputs whose black-box outputs are in --targets: check every backend against them.")
 @click.option("--targets", type=click.Path(file_okay=False), default=None,
@@ -70,7 +70,7 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
 
         backends.append(pytorch_backend(run, threads))
     info = backends[0].model.info
-    min_side = info.halo + 1 if info.padding == "reflect" and info.halo else 1
+    min_side = info.spec.min_side if info.spec is not None else 1
     cases = build_cases(size_list, batch_list, not no_tiled, n_random, seed, min_side)
     report = run_verify(backends, cases, Tolerances(atol, rtol, truth_tol, int8_tol=int8_tol), seed, skipped)
     print_table(report.summary, ["check", "cases", "max_abs_error", "worst_case", "mismatches", "tolerance", "ok"])

@@ -1,0 +1,300 @@
+"""Files that lie and runs that die: no data loss, no lying model taken at its word, one line instead of a
+traceback, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from kernelnet.runtime import load
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.images import read_gray
+from tests.helpers import SOBEL, copy_run, kn, make_onnx
+
+
+def one_line_exit_2(res) -> None:
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "Traceback" not in res.output, res.output
+
+
+def test_apply_never_writes_onto_its_input(tmp_path, rng):
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    img = tmp_path / "a.png"
+    Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(img)
+    np.save(tmp_path / "b.npy", rng.random((20, 24), dtype=np.float32))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for args in ([img, "--out", img], [tmp_path / "b.npy", "--out", tmp_path / "b.npy"], [tmp_path, "--out", tmp_path],
+                 [img, "--out", tmp_path / "." / "a.png"]):
+        res = kn("apply", model, *args)
+        one_line_exit_2(res)
+        assert "is an input" in res.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_apply_checks_every_target_first_and_restores_what_it_replaced(tmp_path, rng, monkeypatch):
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(src / f"{name}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"old a")
+    (out / "b.png").mkdir()  # a folder where a file must go: refused before anything is replaced
+    one_line_exit_2(kn("apply", model, src, "--out", out))
+    assert (out / "a.png").read_bytes() == b"old a"
+    (out / "b.png").rmdir()
+    (out / "b.png").write_bytes(b"old b")
+    from kernelnet.runtime import apply as apply_module
+
+    real = os.replace
+    calls = []
+
+    def flaky(a, b):  # the second result's rename fails: the first must be put back as it was
+        calls.append(b)
+        if str(b).endswith("b.png") and ".part." in str(a):
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(apply_module.os, "replace", flaky)
+    res = kn("apply", model, src, "--out", out)
+    one_line_exit_2(res)
+    assert "nothing was replaced" in res.output
+    assert (out / "a.png").read_bytes() == b"old a" and (out / "b.png").read_bytes() == b"old b"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_leftovers_of_a_killed_writer_are_swept_by_the_next_write(tmp_path, rng):
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    stale = [out / f".kernelnet-partial-x.p{dead.pid}.part.npy", out / f".tmp-model.onnx.p{dead.pid}.abc"]
+    alive = out / f".kernelnet-partial-y.p{os.getpid()}.part.npy"  # a live writer's file is not touched
+    for path in (*stale, alive):
+        path.write_bytes(b"half")
+    np.save(tmp_path / "x.npy", rng.random((8, 9), dtype=np.float32))
+    assert kn("apply", model, tmp_path / "x.npy", "--out", out / "x.npy").exit_code == 0
+    assert not any(p.exists() for p in stale) and alive.exists()
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_are_one_line(tmp_path):
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        out = tmp_path / f"run{code}"
+        proc = subprocess.Popen([sys.executable, "-m", "kernelnet", "train", "--out", str(out), "-q", "--no-plots"],
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        time.sleep(6)  # past torch's import, inside the training loop
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err
+        assert err.strip().count("\n") == 0 and err.startswith("error: interrupted"), err
+        # an interrupted training run stays resumable (kernelnet train --resume), with no half-written file
+        assert not out.exists() or not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_an_interrupted_apply_leaves_nothing_and_replaces_nothing(tmp_path, rng, monkeypatch):
+    from kernelnet.cli import Interrupted
+    from kernelnet.runtime import apply as apply_module
+
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for name in ("a", "b", "c"):
+        np.save(src / f"{name}.npy", rng.random((12, 10), dtype=np.float32))
+    (out / "a.npy").write_bytes(b"old a")
+    real, seen = apply_module.run_job, []
+
+    def interrupted(model, job, *args):
+        seen.append(job)
+        if len(seen) == 2:
+            raise Interrupted(signal.SIGINT)
+        return real(model, job, *args)
+
+    monkeypatch.setattr(apply_module, "run_job", interrupted)
+    res = kn("apply", model, src, "--out", out)
+    assert res.exit_code == 130 and res.output.startswith("error: interrupted by SIGINT") and res.output.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy"] and (out / "a.npy").read_bytes() == b"old a"
+
+
+def crafted_npy(path, shape: str) -> None:
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % shape
+    header += " " * (118 - len(header)) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 64)
+
+
+@pytest.mark.parametrize("shape", ["(4294967296, 4294967296)", "(3, 4611686018427387904)", "(-1, 16)",
+                                   "(1, 2, 3, 4, 5, 6, 7, 8, 9)", "'abc'"])
+def test_crafted_npy_headers_are_one_line(tmp_path, shape):
+    crafted_npy(tmp_path / "x.npy", shape)
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    res = kn("apply", model, tmp_path / "x.npy", "--out", tmp_path / "y.npy")
+    one_line_exit_2(res)
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_unaligned_npy_runs_natively_and_correctly(tmp_path, rng):
+    from tests.helpers import exported
+
+    x = rng.random((12, 14), dtype=np.float32)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 14), }"
+    header += " " * (121 - len(header)) + "\n"  # 10 + 122 = 132 bytes of header: data off a 8-byte boundary
+    (tmp_path / "u.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+                                     + x.tobytes())
+    assert np.array_equal(np.load(tmp_path / "u.npy"), x)
+    res = kn("apply", exported("single"), tmp_path / "u.npy", "--out", tmp_path / "o.npy")
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(np.load(tmp_path / "o.npy"), load(exported("single"))(x))
+
+
+def png_claiming(path, width: int, height: int) -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_decompression_bombs_meet_a_pixel_budget(tmp_path, monkeypatch):
+    png_claiming(tmp_path / "bomb.png", 30000, 30000)
+    with pytest.raises(KernelnetError, match="over the budget"):
+        read_gray(tmp_path / "bomb.png")
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    one_line_exit_2(kn("apply", model, tmp_path / "bomb.png", "--out", tmp_path / "o.png"))
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "small.png")
+    monkeypatch.setenv("KERNELNET_MAX_PIXELS", "100")
+    with pytest.raises(KernelnetError, match="KERNELNET_MAX_PIXELS or --max-pixels"):
+        read_gray(tmp_path / "small.png")
+    monkeypatch.delenv("KERNELNET_MAX_PIXELS")
+    assert kn("apply", model, tmp_path / "small.png", "--out", tmp_path / "o.png", "--max-pixels", "1200").exit_code == 0
+    one_line_exit_2(kn("apply", model, tmp_path / "small.png", "--out", tmp_path / "o.png", "--max-pixels", "1199"))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.fromarray(np.tile(np.arange(160, dtype=np.uint8), (120, 1)))  # 160 wide, 120 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert read_gray(tmp_path / "r.jpg").shape == (160, 120)
+
+
+def test_32_bit_integer_tiffs_are_16_bit_levels_or_refused(tmp_path):
+    Image.fromarray(np.full((4, 5), 65535, np.int32), mode="I").save(tmp_path / "ok.tif")
+    assert np.allclose(read_gray(tmp_path / "ok.tif"), 1.0)
+    Image.fromarray(np.full((4, 5), 70000, np.int32), mode="I").save(tmp_path / "big.tif")
+    with pytest.raises(KernelnetError, match="do not fit 16 bits"):
+        read_gray(tmp_path / "big.tif")
+
+
+def test_string_booleans_and_oversized_kernels_in_config_are_refused(tmp_path):
+    run = copy_run("single", tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    for field, value, needle in (("normalize", "false", "normalize must be of type bool"),
+                                 ("kernel_size", 99999, "between 1 and 31"), ("epochs", "10", "epochs must be")):
+        (run / "config.json").write_text(json.dumps({**config, field: value}))
+        res = kn("export", run, "--out", tmp_path / "x.onnx")
+        one_line_exit_2(res)
+        assert needle in res.output
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def _graph(path, nodes, inits, out_dims=("batch", 1, "height", "width"), props=None):
+    dims = ["batch", 1, "height", "width"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(out_dims))], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 8
+    meta = {"model": "single", "normalize": "false", "padding": "zeros", "kernel_size": "3",
+            "kernels": json.dumps(SOBEL[None].tolist()), "bias": "[]", "precision": "fp32", **(props or {})}
+    helper.set_model_props(proto, {f"kernelnet.{k}": v for k, v in meta.items()})
+    onnx.save(proto, str(path))
+    return path
+
+
+def _weight():
+    return helper.make_tensor("w", TensorProto.FLOAT, (1, 1, 3, 3), SOBEL.astype(np.float32).ravel())
+
+
+def test_a_graph_that_dodges_the_probe_height_is_run_as_itself(tmp_path, rng):
+    """Equal to its metadata at H = 37 only (the old probe's height), negated elsewhere: the structure check
+    refuses the native stencil, and onnxruntime computes what the graph says."""
+    inits = [_weight(), helper.make_tensor("two", TensorProto.INT64, (1,), [2]),
+             helper.make_tensor("h37", TensorProto.INT64, (1,), [37]),
+             helper.make_tensor("minus", TensorProto.FLOAT, (), [-1.0])]
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Shape", ["input"], ["s"]), helper.make_node("Gather", ["s", "two"], ["h"]),
+             helper.make_node("Equal", ["h", "h37"], ["is37"]), helper.make_node("Mul", ["c", "minus"], ["neg"]),
+             helper.make_node("Where", ["is37", "c", "neg"], ["output"])]
+    path = _graph(tmp_path / "dodge.onnx", nodes, inits)
+    with pytest.warns(UserWarning, match="Shape node"):
+        model = load(path)
+    assert model.runner.name == "onnxruntime"
+    x = rng.random((20, 30), dtype=np.float32)
+    graph = load(path, backend="onnxruntime")
+    assert np.array_equal(model(x), graph(x))
+    with pytest.raises(KernelnetError, match="native backend cannot run"):
+        load(path, backend="native")
+
+
+def test_a_graph_that_clips_its_input_is_not_replaced(tmp_path):
+    inits = [_weight(), helper.make_tensor("lo", TensorProto.FLOAT, (), [0.0]),
+             helper.make_tensor("hi", TensorProto.FLOAT, (), [1.0])]
+    nodes = [helper.make_node("Clip", ["input", "lo", "hi"], ["x"]),
+             helper.make_node("Conv", ["x", "w"], ["output"], pads=[1, 1, 1, 1])]
+    with pytest.warns(UserWarning, match="Clip node"):
+        assert load(_graph(tmp_path / "clip.onnx", nodes, inits)).runner.name == "onnxruntime"
+
+
+@pytest.mark.parametrize("out_dims", [("batch", 1, "width", "height"), ("batch", 1, "h2", "w2")])
+def test_graphs_whose_output_shape_differs_are_refused(tmp_path, out_dims):
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["c"], ["output"], perm=[0, 1, 3, 2])]
+    path = _graph(tmp_path / "t.onnx", nodes, [_weight()], out_dims)
+    with pytest.warns(UserWarning):
+        model = load(path)
+    with pytest.raises(KernelnetError, match="not a same-size kernelnet filter"):
+        model(np.zeros((10, 14), np.float32))
+
+
+def test_absurd_thread_counts_and_scales_are_one_line(tmp_path):
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    one_line_exit_2(kn("apply", model, tmp_path / "a.png", "--out", tmp_path / "o.png", "--threads", "99999999999"))
+    for scale in ("nan", "inf"):
+        one_line_exit_2(kn("apply", model, tmp_path / "a.png", "--out", tmp_path / "o.png", "--scale", scale))
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_glob_over_a_symlink_loop_ends(tmp_path):
+    from kernelnet.runtime.apply import expand_inputs
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.png").write_bytes(b"")
+    os.symlink(tmp_path, tmp_path / "d" / "loop")
+    os.symlink(tmp_path / "d", tmp_path / "d" / "loop2")
+    assert [rel.name for _, rel in expand_inputs((str(tmp_path / "**" / "*.png"),))] == ["x.png"]
+
+
+def test_the_private_stencil_refuses_sizes_that_overflow():
+    from kernelnet.runtime import native_backend
+
+    if not native_backend.available():
+        pytest.skip("the C stencil extension is not built")
+    buf = np.zeros(16, np.float32)
+    with pytest.raises(ValueError, match="overflow"):
+        native_backend._stencil.correlate(buf, buf, 1 << 40, 1 << 20, 1 << 20, np.ones(1, np.float32),
+                                          np.zeros(1, np.float32), 1, 1, 0, 0, 1, 0, 1)
