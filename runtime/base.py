@@ -47,6 +47,12 @@ class Runner(abc.ABC):
         Raises :class:`kernelnet.runtime.errors.KernelnetError` if the backend refuses the input.
         """
 
+    @property
+    def halo(self) -> int | None:
+        """Pixels an output depends on beyond its own position, as far as tiling may trust it (default: the
+        metadata's k // 2; the onnxruntime runner checks it against the graph)."""
+        return self.info.halo
+
     def run_checked(self, batch: np.ndarray) -> tuple[np.ndarray, bool]:
         """``run`` plus whether the input is known to hold no NaN/Inf without looking at it (default: not known,
         so the caller checks the input; a backend whose finite output proves a finite input says so for free)."""

@@ -93,9 +93,14 @@ def _tensor(buf: bytes) -> tuple[str, np.ndarray]:
     dims = _ints(entries, 1)
     dtype = next((v for f, _, v in entries if f == 2), 0)
     raw = next((v for f, _, v in entries if f == 9), None)
-    kinds = {1: np.float32, 7: np.int64, 10: np.float16}
+    kinds = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64}
     if dtype not in kinds:
         return name, np.zeros(0)
+    if dtype in (2, 3, 6) and raw is None:  # int32_data (field 5) holds the 8/32-bit integer types
+        values = _ints(entries, 5)
+        arr = np.array(values, dtype=kinds[dtype])
+        count = int(np.prod(dims)) if dims else 1
+        return name, arr.reshape(dims) if arr.size == count else arr
     if raw is not None:
         arr = np.frombuffer(raw, dtype=np.dtype(kinds[dtype]).newbyteorder("<")).copy()
     elif dtype == 1:
@@ -219,3 +224,36 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
             not all(any(same(k, b, w, wb) for k, b in pairs) for w, wb in wanted):
         return "its graph's weights are not the metadata's"
     return ""
+
+
+TILE_SAFE_OPS = NATIVE_OPS | frozenset({
+    "Cast", "Div", "Sub", "Clip", "Round", "Floor", "Sign", "Where", "Shape", "Gather", "Range", "GreaterOrEqual",
+    "Less", "And", "Reshape", "QuantizeLinear", "DequantizeLinear"})
+"""Ops whose outputs depend on a bounded neighbourhood of their inputs (pointwise, Conv, borders, the copy border's
+edge mask, QDQ): a graph made of them has a receptive field that :func:`receptive_radius` bounds."""
+
+
+def receptive_radius(path: str | Path) -> int | None:
+    """How far (pixels) an output of the graph at ``path`` can see: per axis, the longest chain of Conv half-sizes
+    from the input to the output (a separable k×1, 1×k pair reaches k//2 each way); ``None`` when the graph holds an op outside :data:`TILE_SAFE_OPS` or cannot be read."""
+    try:
+        nodes, inits = read_graph(Path(path))
+    except (OSError, ValueError, UnicodeDecodeError, struct.error):
+        return None
+    radius: dict[str, tuple[int, int]] = {}  # (rows, columns) each tensor's values reach
+    for node in nodes:  # ONNX nodes are topologically sorted
+        if node["domain"] not in ("", "ai.onnx") or node["op"] not in TILE_SAFE_OPS:
+            return None
+        seen = [radius.get(name, (0, 0)) for name in node["inputs"]]
+        reach = (max((r for r, _ in seen), default=0), max((c for _, c in seen), default=0))
+        if node["op"] == "Conv":
+            weight = inits.get(node["inputs"][1]) if len(node["inputs"]) > 1 else None
+            if weight is None and node["inputs"][1] in radius:  # a QDQ weight: its DequantizeLinear's source
+                weight = next((inits[n["inputs"][0]] for n in nodes if node["inputs"][1] in n["outputs"]
+                               and n["inputs"][0] in inits), None)
+            if weight is None or weight.ndim != 4:
+                return None
+            reach = (reach[0] + weight.shape[2] // 2, reach[1] + weight.shape[3] // 2)
+        for out in node["outputs"]:
+            radius[out] = reach
+    return max((max(r) for r in radius.values()), default=0)

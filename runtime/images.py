@@ -29,7 +29,7 @@ def max_pixels() -> int:
 
 def open_image(path: str | os.PathLike[str]) -> Any:
     """A decoded Pillow image, upright (EXIF orientation applied), within the pixel budget; one-line errors."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     budget = max_pixels()
     old = Image.MAX_IMAGE_PIXELS
@@ -45,8 +45,9 @@ def open_image(path: str | os.PathLike[str]) -> Any:
             return upright if upright is not img else img.copy()
     except KernelnetError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise KernelnetError(f"cannot read image {path}: {exc}") from exc
+    except Exception as exc:  # decoders of crafted files raise more than OSError (struct.error, EOFError, ...)
+        raise KernelnetError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                             ) from exc
     finally:
         Image.MAX_IMAGE_PIXELS = old
 

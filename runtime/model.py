@@ -93,7 +93,7 @@ class Model:
         """The core shape an ``height`` × ``width`` image is tiled with, ``None`` for one piece; raises
         KernelnetError for sizes the model or backend cannot run. ``stream``: the pieces' input and output pages
         count too (:data:`~kernelnet.runtime.tiling.STREAM_BUDGET_BYTES`)."""
-        halo = self.info.halo
+        halo = self.runner.halo
         if self.info.spec is not None and min(height, width) < self.info.spec.min_side:
             need = f"> {halo}" if self.padding == "reflect" else f">= {self.info.spec.min_side}"
             raise KernelnetError(f"{self.padding} border needs H and W {need}, got {height}x{width}")
@@ -101,12 +101,12 @@ class Model:
         if lo is not None and (height < lo[1] or width < lo[2]):
             raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
         shape: TileShape | None
-        if self.tile == "auto" and self.kernel_size:
+        if self.tile == "auto" and self.kernel_size and halo is not None:
             per_pixel = self.runner.scratch_bytes_per_pixel(self.kernel_size) + (8 if stream else 0)
             budget = min(self.budget_bytes, STREAM_BUDGET_BYTES) if stream else self.budget_bytes
             shape = auto_tile(height, width, self.kernel_size, budget, per_pixel)
         elif self.tile == "auto":
-            shape = None  # no kernel size: nothing to size pieces by
+            shape = None  # no (trusted) kernel size: nothing to size pieces by, run whole
         else:
             shape = self.tile  # type: ignore[assignment]
         if min(height, width) == 1:
@@ -122,13 +122,14 @@ class Model:
         if shape is not None and (shape[0] or height) >= height and (shape[1] or width) >= width:
             shape = None  # one tile covers the image
         if shape is not None and halo is None:
-            raise KernelnetError(f"{self.runner.path} has no kernelnet metadata (kernel_size): cannot tile it")
+            raise KernelnetError(f"{self.runner.path} has no kernelnet metadata whose kernel size its graph "
+                                 "confirms: cannot tile it")
         return shape
 
     def _tiles(self, height: int, width: int, shape: TileShape | None) -> list[Tile]:
         if shape is None:
             return plan_tiles(height, width, 0, (0, 0))
-        return plan_tiles(height, width, self.info.halo or 0, shape)
+        return plan_tiles(height, width, self.runner.halo or 0, shape)
 
     def apply_to(self, src: np.ndarray, dst: np.ndarray, after_tile: Callable[[int], None] | None = None) -> None:
         """Filter ``src`` (N, 1, H, W) into ``dst`` (N, 1, H, W) float32 tile by tile (memory maps welcome).

@@ -40,7 +40,7 @@ class MappedNpy:
                     raise ValueError(f"file is shorter than its header's {shape} {dtype} says (truncated or crafted?)")
                 self._mmap = (mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
                               if nbytes else None)
-        except (OSError, ValueError, SyntaxError, TypeError, OverflowError, MemoryError) as exc:
+        except Exception as exc:  # numpy's header parser can raise almost anything on a crafted header
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise KernelnetError(f"cannot read {path} as .npy: {text}") from exc
         if self._mmap is None:

@@ -8,6 +8,7 @@ default the model's tune file (``model.onnx.tune.json``, written by ``kernelnet 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,23 @@ class OnnxRuntimeRunner(Runner):
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_dtype = _ORT_TYPES[inputs[0].type]
         self.info = _model_info(self.session, self.path)
+        self._halo = self.info.halo
+        if self.info.spec is not None:
+            from kernelnet.runtime.graph_check import receptive_radius
+
+            reach = receptive_radius(self.path)
+            if reach is None or reach > self.info.spec.halo:
+                warnings.warn(f"{self.path}: the graph sees "
+                              + ("an unknown distance" if reach is None else f"{reach} pixels") +
+                              f" beyond each output, its metadata says {self.info.spec.halo}: images run whole, "
+                              "never in tiles", stacklevel=2)
+                self._halo = None
         self.name = name or ("onnxruntime" if device == "cpu" else f"onnxruntime-{device}")
         self._np_dtype = np.dtype(self.input_dtype)
+
+    @property
+    def halo(self) -> int | None:
+        return self._halo
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, 1, H, W) ``input_dtype`` → (N, 1, H, W) float32."""

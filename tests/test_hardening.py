@@ -298,3 +298,106 @@ def test_the_private_stencil_refuses_sizes_that_overflow():
     with pytest.raises(ValueError, match="overflow"):
         native_backend._stencil.correlate(buf, buf, 1 << 40, 1 << 20, 1 << 20, np.ones(1, np.float32),
                                           np.zeros(1, np.float32), 1, 1, 0, 0, 1, 0, 1)
+
+
+def _checkpoint(tmp_path, **changes):
+    import torch
+
+    from kernelnet.checkpoint import save_state
+    from kernelnet.config import RunConfig
+    from kernelnet.models import build_model
+    from kernelnet.training import _checkpoint_state, _make_optimizer, _make_scheduler
+
+    config = RunConfig(epochs=5, steps_per_epoch=2, target_kernel=tuple(map(tuple, SOBEL)))
+    model = build_model("single")
+    opt = _make_optimizer(model, config)
+    sched = _make_scheduler(opt)
+    history = [{"epoch": 1, "train_loss": 0.1, "val_loss": 0.1, "lr": 0.05, "seconds": 0.1}]
+    best = {"val_loss": 0.1, "epoch": 1, "state": {k: v.clone() for k, v in model.state_dict().items()}}
+    state = _checkpoint_state(model, opt, sched, history, best, 1, 0, config)
+    state.update(changes)
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    save_state(run / "checkpoint.safetensors", state)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    return run, torch
+
+
+@pytest.mark.parametrize("tamper", ["weights-shape", "weights-nan", "epoch-string", "epoch-negative", "history-dict",
+                                    "history-strings", "best-missing-state", "optimizer-list", "scheduler-junk"])
+def test_tampered_checkpoints_are_one_line(tmp_path, tamper):
+    import torch
+
+    changes = {
+        "weights-shape": {"model": {"conv.weight": torch.zeros(1, 1, 5, 5), "conv.bias": torch.zeros(1)}},
+        "weights-nan": {"model": {"conv.weight": torch.full((1, 1, 3, 3), float("nan")), "conv.bias": torch.zeros(1)}},
+        "epoch-string": {"epoch": "3"}, "epoch-negative": {"epoch": -4},
+        "history-dict": {"history": {"a": 1}}, "history-strings": {"history": [{"epoch": "1", "val_loss": "x"}]},
+        "best-missing-state": {"best": {"val_loss": 0.1}}, "optimizer-list": {"optimizer": [1, 2]},
+        "scheduler-junk": {"scheduler": {"_last_lr": "junk", "best": [1], "mode": 7}},
+    }[tamper]
+    run, _ = _checkpoint(tmp_path, **changes)
+    res = kn("train", "--out", run, "--resume", "--no-plots", "-q")
+    one_line_exit_2(res)
+
+
+def test_nan_weights_in_a_run_are_one_line_through_export(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    run = copy_run("single", tmp_path)
+    weights = load_file(str(run / "model.safetensors"))
+    weights["conv.weight"] = np.full_like(weights["conv.weight"], np.nan)
+    save_file(weights, str(run / "model.safetensors"))
+    res = kn("export", run, "--out", tmp_path / "x.onnx")
+    one_line_exit_2(res)
+    assert "NaN" in res.output and not (tmp_path / "x.onnx").exists()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_npy_and_png_headers_are_arrays_or_one_line(tmp_path_factory, data):
+    from kernelnet.runtime.npyio import open_npy
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(folder / "a.npy", arr)
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).save(folder / "a.png")
+    for name, opener in (("a.npy", open_npy), ("a.png", read_gray)):
+        raw = bytearray((folder / name).read_bytes())
+        for _ in range(data.draw(st.integers(1, 6))):
+            raw[data.draw(st.integers(0, min(len(raw), 140) - 1))] = data.draw(st.integers(0, 255))
+        (folder / name).write_bytes(bytes(raw))
+        try:
+            result = opener(folder / name)
+        except KernelnetError as exc:
+            assert "\n" not in str(exc)
+        else:
+            got = result.array if hasattr(result, "array") else result
+            assert isinstance(got, np.ndarray)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(["kernels", "bias", "kernel_size", "padding", "model", "normalize", "input_dtype",
+                            "input_scale", "channels", "output_stage", "target_kernel", "precision"]),
+       value=st.one_of(st.text(max_size=30), st.integers(-10 ** 12, 10 ** 12).map(str),
+                       st.recursive(st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True), st.integers(),
+                                              st.text(max_size=5)),
+                                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5),
+                                                                                              inner, max_size=3),
+                                    max_leaves=20).map(json.dumps)))
+def test_fuzzed_metadata_decodes_or_is_one_line(key, value):
+    from kernelnet.runtime.spec_codec import decode_info, encode_spec
+    from kernelnet.runtime.spec import FilterSpec
+
+    props = encode_spec(FilterSpec.from_kind(SOBEL), target=FilterSpec.from_kind(SOBEL))
+    props[f"kernelnet.{key}"] = value
+    try:
+        info = decode_info(props)
+    except KernelnetError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert info.spec is not None and info.spec.kernel_size in (1, 3, 5) and np.isfinite(info.spec.kernels).all()
