@@ -9,8 +9,8 @@
  * buffer, and writes each output row once. Kernel sizes 1, 3, 5 and 7 are specialised (fully unrolled, vectorised
  * over columns); other sizes use the same code with a run-time k.
  *
- * Python: correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h) -> bool
- *   src: float32 buffer of n·h·w (C order); dst: float32 n·(row1 − row0)·w, output rows [row0, row1) of each
+ * Python: correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h, u8=0)
+ *   src: float32 buffer of n·h·w (C order), or with u8 a uint8 one (each row converted to v / 255 as it is read); dst: float32 n·(row1 − row0)·w, output rows [row0, row1) of each
  *   image; kernels: float32 channels·k·k; bias: float32 channels. Returns True when every output value is finite
  *   (every source row within k // 2 of an output row is read). Releases the GIL while it runs.
  */
@@ -39,6 +39,7 @@ enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMET
 
 typedef struct {
     const float *src;
+    const uint8_t *src8; /* 8-bit frames (NULL for float32): each row is converted as it is read, v / 255 */
     float *dst;
     Py_ssize_t h, w;
     int k, channels, combine, border;
@@ -61,15 +62,28 @@ static Py_ssize_t map_index(Py_ssize_t v, Py_ssize_t len, int border) {
     return v;
 }
 
-/* Row `v` (virtual, may lie outside the image) of image `img`, padded by `half` on both sides, into `out`. */
-static void padded_row(const Job *job, const float *img, Py_ssize_t v, int half, float *out) {
+/* An 8-bit row as float32, v / 255 exactly as numpy's float32 division rounds it (so 8-bit frames give the very
+ * results of the same frame converted first). */
+MULTIVERSION static void convert_u8(const uint8_t *restrict row, float *restrict out, Py_ssize_t w) {
+    for (Py_ssize_t j = 0; j < w; j++) out[j] = (float)row[j] / 255.0f;
+}
+
+/* Row `v` (virtual, may lie outside the image) of image `img` (or `img8`), padded by `half` on both sides, into
+ * `out`. */
+static void padded_row(const Job *job, const float *img, const uint8_t *img8, Py_ssize_t v, int half, float *out) {
     Py_ssize_t w = job->w, src_row = map_index(v, job->h, job->border);
     if (src_row < 0) {
         memset(out, 0, (size_t)(w + 2 * half) * sizeof(float));
         return;
     }
-    const float *row = img + src_row * w;
-    memcpy(out + half, row, (size_t)w * sizeof(float));
+    const float *row;
+    if (img8 != NULL) {
+        convert_u8(img8 + src_row * w, out + half, w);
+        row = out + half;
+    } else {
+        row = img + src_row * w;
+        memcpy(out + half, row, (size_t)w * sizeof(float));
+    }
     for (int j = 0; j < half; j++) {
         Py_ssize_t left = map_index(j - half, w, job->border), right = map_index(w + j, w, job->border);
         out[j] = left < 0 ? 0.0f : row[left];
@@ -199,9 +213,10 @@ static void *run_job(void *arg) {
     job->finite = 1;
     for (Py_ssize_t g = job->row0; g < job->row1; g++) {
         Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
-        const float *img = job->src + n * h * w;
+        const float *img = job->src8 ? NULL : job->src + n * h * w;
+        const uint8_t *img8 = job->src8 ? job->src8 + n * h * w : NULL;
         float *out = job->dst + g * w;
-        if (y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
+        if (!img8 && y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
             for (int i = 0; i < k; i++) rows[i] = img + (y - half + i) * w;
             bad |= run_row(rows, out + half, w - 2 * half, job);
             if (half > 0) bad |= edge_columns(job, rows, cols, out);
@@ -222,7 +237,7 @@ static void *run_job(void *arg) {
             Py_ssize_t v = y + i - half;
             int slot = (int)(((v % k) + k) % k);
             if (held[slot] != v) {
-                padded_row(job, img, v, half, ring + slot * stride);
+                padded_row(job, img, img8, v, half, ring + slot * stride);
                 held[slot] = v;
             }
             rows[i] = ring + slot * stride;
@@ -324,15 +339,22 @@ static void run_parallel(Job *jobs, int count) {
     pthread_mutex_unlock(&pool.user);
 }
 
-static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t count, int writable, const char *what) {
+static int get_buffer_as(PyObject *obj, Py_buffer *view, Py_ssize_t count, int writable, const char *what,
+                         const char *format, Py_ssize_t itemsize) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
-    if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, "f") != 0 || view->len != count * 4) {
-        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous float32 buffer of %zd values", what, count);
+    if (view->itemsize != itemsize || view->format == NULL || strcmp(view->format, format) != 0 ||
+        view->len != count * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous %s buffer of %zd values", what,
+                     itemsize == 1 ? "uint8" : "float32", count);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t count, int writable, const char *what) {
+    return get_buffer_as(obj, view, count, writable, what, "f", 4);
 }
 
 static PyObject *correlate(PyObject *self, PyObject *args) {
@@ -340,8 +362,9 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     Py_ssize_t n, h, w;
     int k, channels, combine, border, threads;
     Py_ssize_t row0 = 0, row1 = -1;
-    if (!PyArg_ParseTuple(args, "OOnnnOOiiiii|nn", &src_obj, &dst_obj, &n, &h, &w, &kern_obj, &bias_obj, &k,
-                          &channels, &combine, &border, &threads, &row0, &row1))
+    int u8 = 0;
+    if (!PyArg_ParseTuple(args, "OOnnnOOiiiii|nnp", &src_obj, &dst_obj, &n, &h, &w, &kern_obj, &bias_obj, &k,
+                          &channels, &combine, &border, &threads, &row0, &row1, &u8))
         return NULL;
     if (row1 < 0) row1 = h;
     if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 || (channels != 1 && channels != 2) ||
@@ -355,7 +378,9 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_buffer src, dst, kern, bias;
-    if (get_buffer(src_obj, &src, n * h * w, 0, "src") < 0) return NULL;
+    if ((u8 ? get_buffer_as(src_obj, &src, n * h * w, 0, "src", "B", 1) : get_buffer(src_obj, &src, n * h * w, 0, "src"))
+        < 0)
+        return NULL;
     const Py_ssize_t rows = row1 - row0;
     if (get_buffer(dst_obj, &dst, n * rows * w, 1, "dst") < 0) { PyBuffer_Release(&src); return NULL; }
     if (get_buffer(kern_obj, &kern, (Py_ssize_t)channels * k * k, 0, "kernels") < 0) {
@@ -369,7 +394,8 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     if (threads > total) threads = (int)total;
     Job jobs[MAX_THREADS];
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (Job){(const float *)src.buf, (float *)dst.buf, h, w, k, channels, combine, border,
+        jobs[t] = (Job){u8 ? NULL : (const float *)src.buf, u8 ? (const uint8_t *)src.buf : NULL, (float *)dst.buf,
+                        h, w, k, channels, combine, border,
                         (const float *)kern.buf, (const float *)bias.buf, row0, rows, total * t / threads,
                         total * (t + 1) / threads, 1, 0};
     }
@@ -385,8 +411,10 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
-     "correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h) -> bool\n\n"
-     "Direct k x k cross-correlation of n h x w float32 images into dst (output rows [row0, row1) of each image);\n"
+     "correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h, u8=False)"
+     " -> bool\n\n"
+     "Direct k x k cross-correlation of n h x w float32 (or, with u8, uint8 read as v / 255) images into dst\n"
+     "(output rows [row0, row1) of each image);\n"
      "True when every output is finite."},
     {NULL, NULL, 0, NULL},
 };

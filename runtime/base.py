@@ -38,6 +38,8 @@ class Runner(abc.ABC):
     min_shape: tuple[int, int, int] | None = None
     max_shape: tuple[int, int, int] | None = None
     writes_rows: bool = False
+    accepts_uint8: bool = False
+    """True when :meth:`run` takes uint8 batches as they are (values v / 255) for a float32 graph."""
     """True when :meth:`run_rows_into` writes output rows straight into the caller's buffer (tiles need no copy)."""
 
     @abc.abstractmethod

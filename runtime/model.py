@@ -158,12 +158,18 @@ class Model:
         if not (self.runner.writes_rows and target.flags.c_contiguous and target.flags.writeable
                 and cols.start == 0 and cols.stop == region.shape[3]):
             return False
-        x = np.ascontiguousarray(to_dtype(region, self.runner.input_dtype))
+        x = np.ascontiguousarray(self._feed(region))
         self._refuse_nonfinite(region, self.runner.run_rows_into(x, target, rows.start, rows.stop), whole)
         return True
 
+    def _feed(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as the runner takes it: 8-bit frames as they are where the runner converts them itself."""
+        if x.dtype == np.uint8 and self.runner.accepts_uint8:
+            return np.ascontiguousarray(x)
+        return to_dtype(x, self.runner.input_dtype)
+
     def _guarded(self, x: np.ndarray, whole: np.ndarray) -> np.ndarray:
-        out, input_finite = self.runner.run_checked(to_dtype(x, self.runner.input_dtype))
+        out, input_finite = self.runner.run_checked(self._feed(x))
         self._refuse_nonfinite(x, input_finite, whole)
         return out
 

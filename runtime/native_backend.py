@@ -82,6 +82,9 @@ class NativeRunner(Runner):
     """
 
     writes_rows = True
+    accepts_uint8 = True
+    """8-bit frames go in as they are: each row is converted to v / 255 as the stencil reads it (bit-equal to
+    converting the frame first, without the float32 copy)."""
 
     def __init__(self, info: ModelInfo, threads: int | None = None, path: Path | None = None,
                  name: str = "native") -> None:
@@ -108,7 +111,7 @@ class NativeRunner(Runner):
         """Run and report whether every output is finite, which proves the input finite: every input pixel
         meets every tap's multiplication (zero taps included), so a NaN/Inf always reaches the output."""
         src = self._checked_input(batch)
-        out = np.empty_like(src)
+        out = np.empty(src.shape, dtype=np.float32)
         return out, self._correlate(src, out, 0, src.shape[2])
 
     def run_rows_into(self, batch: np.ndarray, out: np.ndarray, row0: int, row1: int) -> bool:
@@ -121,8 +124,8 @@ class NativeRunner(Runner):
         return self._correlate(src, out, row0, row1)
 
     def _checked_input(self, batch: np.ndarray) -> np.ndarray:
-        if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1] != 1:
-            raise KernelnetError(f"{self.name} expects (N, 1, H, W) float32, got {batch.dtype} {batch.shape}")
+        if batch.dtype not in (np.float32, np.uint8) or batch.ndim != 4 or batch.shape[1] != 1:
+            raise KernelnetError(f"{self.name} expects (N, 1, H, W) float32 or uint8, got {batch.dtype} {batch.shape}")
         if not batch.flags.aligned:  # e.g. an .npy whose header length leaves the data off a 4-byte boundary
             return np.array(batch, order="C")
         return np.ascontiguousarray(batch)
@@ -131,7 +134,7 @@ class NativeRunner(Runner):
         n, _, h, w = src.shape
         threads = self.threads if n * (row1 - row0) * w >= PARALLEL_MIN_PIXELS else 1
         return bool(_stencil.correlate(src, out, n, h, w, self.kernels, self.bias, self.k, self.channels,
-                                       self.combine, self.border, threads, row0, row1))
+                                       self.combine, self.border, threads, row0, row1, src.dtype == np.uint8))
 
     def scratch_bytes_per_pixel(self, kernel_size: int) -> int:
         return 0  # reads the image in place and writes rows straight into the caller's output
