@@ -131,8 +131,8 @@ def png_mapping(y: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
             factor = float(scale)
         except ValueError:
             raise KernelnetError(f"invalid PNG scale {scale!r}: use auto or a number") from None
-        if not np.isfinite(factor):
-            raise KernelnetError(f"invalid PNG scale {scale!r}: it must be a finite number")
+        if not (np.isfinite(factor) and 0 < factor <= 1e30):
+            raise KernelnetError(f"invalid PNG scale {scale!r}: use a number above 0 (at most 1e30)")
         return y * np.float32(factor), f"clip(y x {factor:g}, 0, 1)"
     if lo >= 0:
         factor = 1.0 / hi if hi > 1 else 1.0

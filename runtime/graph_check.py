@@ -145,16 +145,123 @@ def read_graph(path: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]
     return nodes, inits
 
 
-def _conv_problem(node: dict[str, Any], r: int, padded: bool, shape: tuple[int, int]) -> str:
+def _topological(nodes: list[dict[str, Any]], inits: dict[str, np.ndarray]) -> str:
+    """Empty when every node's inputs are the graph input, initializers or outputs of earlier nodes."""
+    known = set(inits) | {"input", ""}
+    for node in nodes:
+        if any(name not in known for name in node["inputs"]):
+            return "its graph's nodes are not in order (or read a tensor no node makes)"
+        for out in node["outputs"]:
+            if out in known:
+                return f"its graph writes the tensor {out!r} twice"
+            known.add(out)
+    return ""
+
+
+def _conv_ok(node: dict[str, Any], weight: np.ndarray, padded: bool) -> bool:
     a = node["attrs"]
     if a.get("group", 1) != 1 or any(v != 1 for v in a.get("strides", [1, 1])) or \
             any(v != 1 for v in a.get("dilations", [1, 1])) or a.get("auto_pad", "NOTSET") != "NOTSET":
-        return "a Conv with stride, dilation, group or auto_pad"
-    kh, kw = shape
+        return False
+    kh, kw = weight.shape[2:]
     want = [0, 0, 0, 0] if padded else [kh // 2, kw // 2, kh // 2, kw // 2]
-    if list(a.get("pads", [0, 0, 0, 0])) != want:
-        return f"a Conv padding {a.get('pads')} that is not the border's"
-    return ""
+    return list(a.get("pads", [0, 0, 0, 0])) == want
+
+
+class _Matcher:
+    """Reads the graph backwards from ``output`` and names what each tensor is, refusing anything else."""
+
+    def __init__(self, nodes: list[dict[str, Any]], inits: dict[str, np.ndarray], spec: FilterSpec) -> None:
+        self.made = {out: n for n in nodes for out in n["outputs"]}
+        self.inits, self.spec, self.r = inits, spec, spec.halo
+
+    def node(self, name: str, op: str, arity: int | None = None) -> dict[str, Any]:
+        node = self.made.get(name)
+        if node is None or node["op"] != op or (arity is not None and len(node["inputs"]) != arity):
+            raise ValueError(f"expected a {op} at {name!r}")
+        return node
+
+    def const(self, name: str) -> np.ndarray:
+        if name not in self.inits or name in self.made:
+            raise ValueError(f"{name!r} is not a constant")
+        return self.inits[name]
+
+    def source(self, name: str) -> None:
+        """``name`` is the input with the spec's border applied (Pad, or the symmetric mirror), or the input."""
+        spec, r = self.spec, self.r
+        if spec.border in ("zeros",) or r == 0:
+            if name != "input":
+                raise ValueError("the Conv does not read the input")
+            return
+        if spec.border in ("reflect", "replicate"):
+            pad = self.node(name, "Pad")
+            mode = {"reflect": "reflect", "replicate": "edge"}[spec.border]
+            if pad["inputs"][0] != "input" or len(pad["inputs"]) != 2 or pad["attrs"].get("mode") != mode or \
+                    self.const(pad["inputs"][1]).tolist() != [0, 0, r, r, 0, 0, r, r]:
+                raise ValueError("the Pad is not the border's")
+            return
+        x = name  # symmetric: Concat(mirror head, x, mirror tail) on axis 3 of the same on axis 2
+        for axis in (3, 2):
+            cat = self.node(x, "Concat", 3)
+            head, mid, tail = cat["inputs"]
+            if cat["attrs"].get("axis") != axis:
+                raise ValueError("a Concat on the wrong axis")
+            for part, (start, end) in ((head, ([r - 1], [np.iinfo(np.int64).min])), (tail, ([-1], [-r - 1]))):
+                sl = self.node(part, "Slice", 5)
+                args = [self.const(n).tolist() for n in sl["inputs"][1:]]
+                if sl["inputs"][0] != mid or args != [start, end, [axis], [-1]]:
+                    raise ValueError("a Slice that is not the symmetric mirror")
+            x = mid
+        if x != "input":
+            raise ValueError("the mirror is not of the input")
+
+    def response(self, name: str) -> tuple[np.ndarray, float]:
+        """A correlation of the (bordered) input: one k×k Conv, or a k×1 Conv then a 1×k Conv."""
+        conv = self.node(name, "Conv")
+        if len(conv["inputs"]) not in (2, 3):
+            raise ValueError("a Conv with other inputs")
+        weight = self.const(conv["inputs"][1])
+        bias = self.const(conv["inputs"][2]) if len(conv["inputs"]) == 3 else np.zeros(1, np.float32)
+        padded = self.spec.border != "zeros" and self.r > 0
+        k = self.spec.kernel_size
+        if weight.ndim != 4 or weight.shape[:2] != (1, 1) or bias.size != 1 or not _conv_ok(conv, weight, padded):
+            raise ValueError("a Conv that is not a one-kernel stencil step")
+        inner = self.made.get(conv["inputs"][0])
+        if inner is not None and inner["op"] == "Conv":  # separable: (k×1 on the input) then 1×k
+            first = self.node(conv["inputs"][0], "Conv", 2)
+            v = self.const(first["inputs"][1])
+            if v.shape != (1, 1, k, 1) or weight.shape != (1, 1, 1, k) or not _conv_ok(first, v, padded):
+                raise ValueError("a Conv pair that is not a k×1, 1×k separable pair")
+            self.source(first["inputs"][0])
+            return v[0, 0].astype(np.float64) @ weight[0, 0].astype(np.float64), float(bias.ravel()[0])
+        if weight.shape != (1, 1, k, k):
+            raise ValueError("a Conv kernel of another size")
+        self.source(conv["inputs"][0])
+        return weight[0, 0].astype(np.float64), float(bias.ravel()[0])
+
+    def filter(self) -> list[tuple[np.ndarray, float]]:
+        """The responses the output combines, refusing any other combination."""
+        name = "output"
+        while self.made.get(name, {}).get("op") == "Identity":
+            name = self.made[name]["inputs"][0]
+        if self.spec.combine == "abs":
+            return [self.response(self.node(name, "Abs", 1)["inputs"][0])]
+        if self.spec.combine == "raw":
+            return [self.response(name)]
+        total = self.node(self.node(name, "Sqrt", 1)["inputs"][0], "Add", 2)
+        squares = []
+        for part in total["inputs"]:
+            mul = self.node(part, "Mul", 2)
+            if mul["inputs"][0] != mul["inputs"][1]:
+                raise ValueError("a Mul that is not a square")
+            squares.append(self.response(mul["inputs"][0]))
+        return squares
+
+
+def _close(got: np.ndarray, want: np.ndarray) -> bool:
+    """float32 weights equal the metadata's (float32) up to the rounding of a separable product, per tap."""
+    scale = np.abs(want) + np.float64(np.finfo(np.float32).eps) * np.abs(got)
+    return bool(np.all(np.abs(got - want) <= 4 * np.finfo(np.float32).eps * scale + 1e-30))
 
 
 def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
@@ -163,97 +270,122 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"its graph cannot be read ({exc})"
-    r, padded = spec.halo, spec.border not in ("zeros",) and spec.halo > 0
     for node in nodes:
         if node["domain"] not in ("", "ai.onnx") or node["op"] not in NATIVE_OPS:
             return f"its graph holds a {node['op'] or '?'} node, which no native stencil form has"
-    ops = [n["op"] for n in nodes]
-    if ("Abs" in ops) != (spec.combine == "abs") or ("Sqrt" in ops) != (spec.combine == "magnitude"):
-        return "its graph's combine step is not the metadata's"
-    if ("Pad" in ops) != (padded and spec.border in ("reflect", "replicate")) or \
-            ("Slice" in ops) != (padded and spec.border == "symmetric"):
-        return "its graph's border is not the metadata's"
-    for node in nodes:
-        if node["op"] == "Pad":
-            pads = inits.get(node["inputs"][1]) if len(node["inputs"]) > 1 else None
-            mode = node["attrs"].get("mode", "constant")
-            if pads is None or pads.tolist() != [0, 0, r, r, 0, 0, r, r] or \
-                    mode != {"reflect": "reflect", "replicate": "edge"}[spec.border] or len(node["inputs"]) > 2:
-                return "its graph pads differently from the metadata's border"
-        if node["op"] == "Slice":
-            args = [inits.get(name) for name in node["inputs"][1:]]
-            if len(args) != 4 or any(a is None for a in args) or args[3].tolist() != [-1] or \
-                    args[2].tolist() not in ([2], [3]) or (args[0].tolist(), args[1].tolist()) not in (
-                        ([r - 1], [np.iinfo(np.int64).min]), ([-1], [-r - 1])):
-                return "its graph slices other than the symmetric border's mirror"
-        if node["op"] == "Concat" and (node["attrs"].get("axis") not in (2, 3) or len(node["inputs"]) != 3):
-            return "its graph concatenates other than the symmetric border's mirror"
-    convs = [n for n in nodes if n["op"] == "Conv"]
-    producer = {out: n for n in nodes for out in n["outputs"]}
-    kernels, biases = [], []
-    for conv in convs:
-        weight = inits.get(conv["inputs"][1]) if len(conv["inputs"]) > 1 else None
-        if weight is None or weight.ndim != 4 or weight.shape[:2] != (1, 1):
-            return "its graph has a Conv whose weights are not one constant kernel"
-        bias = inits.get(conv["inputs"][2]) if len(conv["inputs"]) > 2 else np.zeros(1)
-        if bias is None or bias.size != 1:
-            return "its graph has a Conv whose bias is not a constant"
-        first = producer.get(conv["inputs"][0])
-        if first is not None and first["op"] == "Conv":  # the second half of a separable pair: v · uᵀ
-            v = inits[first["inputs"][1]][0, 0].astype(np.float64)
-            kernels[-1] = v @ weight[0, 0].astype(np.float64)
-            biases[-1] = float(bias.ravel()[0])
-            problem = _conv_problem(conv, r, padded, (1, spec.kernel_size))
-        else:
-            kernels.append(weight[0, 0].astype(np.float64))
-            biases.append(float(bias.ravel()[0]))
-            problem = _conv_problem(conv, r, padded, weight.shape[2:])
-        if problem:
-            return f"its graph has {problem}"
-    if not kernels or any(k.shape != spec.kernels[0].shape for k in kernels):
-        return "its graph's kernels are not the metadata's in size"
-    tolerance = 1e-5 * max(1.0, float(np.abs(spec.kernels).max()))
-
-    def same(k: np.ndarray, b: float, want: np.ndarray, want_b: float) -> bool:
-        return float(np.abs(k - want).max()) <= tolerance and abs(b - want_b) <= tolerance
-
-    # as sets: a simplifier may merge two equal Convs (a 1×1 magnitude pair is K and Kᵀ = K)
-    pairs = list(zip(kernels, biases))
-    wanted = list(zip(spec.kernels, spec.bias))
-    if not all(any(same(k, b, w, wb) for w, wb in wanted) for k, b in pairs) or \
-            not all(any(same(k, b, w, wb) for k, b in pairs) for w, wb in wanted):
+    problem = _topological(nodes, inits)
+    if problem:
+        return problem
+    try:
+        found = _Matcher(nodes, inits, spec).filter()
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return f"its graph is not the metadata's stencil ({exc})"
+    want = [(spec.kernels[c].astype(np.float32).astype(np.float64), float(np.float32(spec.bias[c])))
+            for c in range(len(spec.kernels))]
+    if len(found) != len(want) and not (len(found) == 2 and len(want) == 2):
+        return "its graph combines another number of responses"
+    # the magnitude is symmetric in its two responses, and a simplifier may merge two equal Convs into one
+    matched = [any(_close(k, w) and _close(np.array([b]), np.array([wb])) for w, wb in want) for k, b in found]
+    covered = [any(_close(k, w) and _close(np.array([b]), np.array([wb])) for k, b in found) for w, wb in want]
+    if not all(matched) or not all(covered):
         return "its graph's weights are not the metadata's"
     return ""
 
 
-TILE_SAFE_OPS = NATIVE_OPS | frozenset({
-    "Cast", "Div", "Sub", "Clip", "Round", "Floor", "Sign", "Where", "Shape", "Gather", "Range", "GreaterOrEqual",
-    "Less", "And", "Reshape", "QuantizeLinear", "DequantizeLinear"})
-"""Ops whose outputs depend on a bounded neighbourhood of their inputs (pointwise, Conv, borders, the copy border's
-edge mask, QDQ): a graph made of them has a receptive field that :func:`receptive_radius` bounds."""
+
+POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Sqrt", "Clip", "Round", "Floor", "Sign", "Cast",
+                           "Identity", "QuantizeLinear", "DequantizeLinear"})
+"""Ops that combine values at the same position (with other such values or scalar constants)."""
 
 
-def receptive_radius(path: str | Path) -> int | None:
-    """How far (pixels) an output of the graph at ``path`` can see: per axis, the longest chain of Conv half-sizes
-    from the input to the output (a separable k×1, 1×k pair reaches k//2 each way); ``None`` when the graph holds an op outside :data:`TILE_SAFE_OPS` or cannot be read."""
+def receptive_radius(path: str | Path, halo: int) -> int | None:
+    """How far (pixels, the larger axis) an output of the graph at ``path`` can see, when the graph is made of
+    position-local steps only — pointwise ops on same-position values or scalar constants, Conv (stride 1,
+    dilation 1, group 1, constant weights), a Pad or the symmetric mirror of at most ``halo`` pixels, and the copy
+    border's edge mask of exactly ``halo`` — so that tiles with a ``halo``-pixel margin give the whole-image
+    result. ``None`` for any other graph (no tiling, then)."""
     try:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error):
         return None
-    radius: dict[str, tuple[int, int]] = {}  # (rows, columns) each tensor's values reach
-    for node in nodes:  # ONNX nodes are topologically sorted
-        if node["domain"] not in ("", "ai.onnx") or node["op"] not in TILE_SAFE_OPS:
+    if _topological(nodes, inits):
+        return None
+    reach: dict[str, tuple[int, int]] = {"input": (0, 0)}  # data tensors: how far they see per axis
+    kind: dict[str, str] = {}  # non-data tensors made from the shape: "shape", "dim", "index", "mask"
+    made_by = {out: n for n in nodes for out in n["outputs"]}
+
+    def scalar(name: str, value: float | None = None) -> bool:
+        if name not in inits or inits[name].size > 2:
+            return False
+        return value is None or (inits[name].size == 1 and float(inits[name].ravel()[0]) == value)
+
+    for node in nodes:
+        op, ins = node["op"], node["inputs"]
+        if node["domain"] not in ("", "ai.onnx"):
             return None
-        seen = [radius.get(name, (0, 0)) for name in node["inputs"]]
-        reach = (max((r for r, _ in seen), default=0), max((c for _, c in seen), default=0))
-        if node["op"] == "Conv":
-            weight = inits.get(node["inputs"][1]) if len(node["inputs"]) > 1 else None
-            if weight is None and node["inputs"][1] in radius:  # a QDQ weight: its DequantizeLinear's source
-                weight = next((inits[n["inputs"][0]] for n in nodes if node["inputs"][1] in n["outputs"]
-                               and n["inputs"][0] in inits), None)
-            if weight is None or weight.ndim != 4:
+        data = [reach[n] for n in ins if n in reach]
+        seen = (max((r for r, _ in data), default=0), max((c for _, c in data), default=0))
+        if op in POINTWISE_OPS:
+            if not data or any(n not in reach and n and not scalar(n) for n in ins):
+                if op == "Sub" and kind.get(ins[0]) == "dim" and scalar(ins[1], halo):
+                    kind[node["outputs"][0]] = "dim"
+                    continue
+                if op == "DequantizeLinear" and ins[0] in inits:  # a quantized weight
+                    continue
                 return None
-            reach = (reach[0] + weight.shape[2] // 2, reach[1] + weight.shape[3] // 2)
-        for out in node["outputs"]:
-            radius[out] = reach
-    return max((max(r) for r in radius.values()), default=0)
+            out = seen
+        elif op == "Conv":
+            weight = inits.get(ins[1]) if len(ins) > 1 else None
+            if weight is None and len(ins) > 1 and ins[1] in made_by:
+                src = made_by[ins[1]]
+                weight = inits.get(src["inputs"][0]) if src["op"] == "DequantizeLinear" else None
+            if ins[0] not in reach or weight is None or weight.ndim != 4 or \
+                    not _conv_ok(node, weight, list(node["attrs"].get("pads", [0, 0, 0, 0])) == [0, 0, 0, 0]):
+                return None
+            out = (reach[ins[0]][0] + weight.shape[2] // 2, reach[ins[0]][1] + weight.shape[3] // 2)
+        elif op == "Pad":
+            pads = inits.get(ins[1]) if len(ins) > 1 else None
+            if ins[0] not in reach or pads is None or pads.size != 8 or any(pads[[0, 1, 4, 5]]) or \
+                    pads[[2, 3, 6, 7]].max() > halo or len(ins) > 2:
+                return None
+            out = reach[ins[0]]
+        elif op == "Slice" and len(ins) >= 4 and ins[0] in reach and ins[3] in inits and \
+                inits[ins[3]].tolist() == [1] and all(n in inits for n in ins[1:]) and \
+                (len(ins) == 4 or inits[ins[4]].tolist() == [1]):
+            out = reach[ins[0]]  # a channel of a multi-output Conv: positions untouched
+        elif op == "Slice":
+            args = [inits[n].tolist() if n in inits else None for n in ins[1:]]
+            if ins[0] not in reach or len(args) != 4 or args[2] not in ([2], [3]) or args[3] != [-1] or \
+                    (args[0], args[1]) not in [([r - 1], [np.iinfo(np.int64).min]) for r in range(1, halo + 1)] + \
+                    [([-1], [-r - 1]) for r in range(1, halo + 1)]:
+                return None
+            out = reach[ins[0]]
+        elif op == "Concat":
+            if len(data) != len(ins) or node["attrs"].get("axis") not in (2, 3):
+                return None
+            out = seen
+        elif op == "Shape" and ins[0] in reach:
+            kind[node["outputs"][0]] = "shape"
+            continue
+        elif op == "Gather" and kind.get(ins[0]) == "shape" and scalar(ins[1]) and \
+                float(inits[ins[1]].ravel()[0]) in (2.0, 3.0):
+            kind[node["outputs"][0]] = "dim"
+            continue
+        elif op == "Range" and scalar(ins[0], 0) and kind.get(ins[1]) == "dim" and scalar(ins[2], 1):
+            kind[node["outputs"][0]] = "index"
+            continue
+        elif op in ("GreaterOrEqual", "Less") and kind.get(ins[0]) == "index" and (
+                (op == "GreaterOrEqual" and scalar(ins[1], halo)) or (op == "Less" and kind.get(ins[1]) == "dim")):
+            kind[node["outputs"][0]] = "mask"
+            continue
+        elif op in ("And", "Reshape") and kind.get(ins[0]) == "mask" and (
+                (op == "And" and kind.get(ins[1]) == "mask") or (op == "Reshape" and ins[1] in inits)):
+            kind[node["outputs"][0]] = "mask"
+            continue
+        elif op == "Where" and kind.get(ins[0]) == "mask" and ins[1] in reach and ins[2] in reach:
+            out = (max(reach[ins[1]][0], reach[ins[2]][0]), max(reach[ins[1]][1], reach[ins[2]][1]))
+        else:
+            return None
+        for name in node["outputs"]:
+            reach[name] = out
+    return max(reach["output"]) if "output" in reach else None

@@ -90,7 +90,7 @@ class OnnxRuntimeRunner(Runner):
         if self.info.spec is not None:
             from kernelnet.runtime.graph_check import receptive_radius
 
-            reach = receptive_radius(self.path)
+            reach = receptive_radius(self.path, self.info.spec.halo)
             if reach is None or reach > self.info.spec.halo:
                 warnings.warn(f"{self.path}: the graph sees "
                               + ("an unknown distance" if reach is None else f"{reach} pixels") +

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from kernelnet.runtime.errors import KernelnetError
 
+MAX_CASE_PIXELS = 8192 * 8192
+"""Largest synthetic case (its float64 references alone take 0.5 GB)."""
+
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     """``"1x1,224x224,1080x1920"`` → ((1, 1), (224, 224), (1080, 1920))."""
@@ -15,6 +18,9 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
             raise KernelnetError(f"invalid size {part!r}: use HxW[,HxW...]") from None
         if not (1 <= h <= 1 << 20 and 1 <= w <= 1 << 20):
             raise KernelnetError(f"invalid size {part!r}: sides must be between 1 and {1 << 20}")
+        if h * w > MAX_CASE_PIXELS:
+            raise KernelnetError(f"size {part!r} is {h * w:,} pixels: verify and bench cases stop at "
+                                 f"{MAX_CASE_PIXELS:,} (8192x8192)")
         sizes.append((h, w))
     return tuple(sizes)
 

@@ -401,3 +401,71 @@ def test_fuzzed_metadata_decodes_or_is_one_line(key, value):
         assert "\n" not in str(exc)
     else:
         assert info.spec is not None and info.spec.kernel_size in (1, 3, 5) and np.isfinite(info.spec.kernels).all()
+
+
+def _sobel_conv(src="input", out="c0", name="w"):
+    return helper.make_node("Conv", [src, name], [out], pads=[1, 1, 1, 1])
+
+
+ATTACKS = {
+    # a tiny x⁴ term: invisible on a probe in [−3, 4], large for bright inputs
+    "extra-pointwise-term": ([_sobel_conv(), helper.make_node("Mul", ["input", "input"], ["x2"]),
+                              helper.make_node("Mul", ["x2", "x2"], ["x4"]),
+                              helper.make_node("Mul", ["x4", "tiny"], ["t"]),
+                              helper.make_node("Add", ["c0", "t"], ["output"])],
+                             {"tiny": np.array(1e-9, np.float32)}),
+    # adds row 0 to every row: reads far away, so tiles differ
+    "far-slice": ([_sobel_conv(), helper.make_node("Slice", ["input", "s0", "s1", "ax"], ["row0"]),
+                   helper.make_node("Add", ["c0", "row0"], ["output"])],
+                  {"s0": np.array([0], np.int64), "s1": np.array([1], np.int64), "ax": np.array([2], np.int64)}),
+    # nodes out of order: the second Conv is listed first
+    "out-of-order": ([helper.make_node("Conv", ["c0", "w"], ["output"], pads=[1, 1, 1, 1]), _sobel_conv()], {}),
+    # a 3×3 Conv then a 1×1 Conv is no separable pair
+    "conv-then-1x1": ([_sobel_conv(), helper.make_node("Conv", ["c0", "one"], ["output"])],
+                      {"one": np.ones((1, 1, 1, 1), np.float32)}),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_graphs_that_only_look_like_stencils_run_as_themselves(tmp_path, attack, rng):
+    nodes, extra = ATTACKS[attack]
+    inits = [_weight()] + [onnx.numpy_helper.from_array(v, k) for k, v in extra.items()]
+    path = _graph(tmp_path / "a.onnx", nodes, inits)
+    with pytest.warns(UserWarning):
+        model = load(path)
+    assert model.runner.name == "onnxruntime"  # no native stand-in
+    graph = load(path, backend="onnxruntime")
+    x = (rng.random((1, 1, 300, 200), dtype=np.float32) * 1000).astype(np.float32)
+    assert np.array_equal(model(x), graph(x))
+    if attack in ("far-slice", "out-of-order"):  # not position-local: never tiled
+        assert model.runner.halo is None
+        with pytest.raises(KernelnetError, match="cannot tile it"):
+            load(path, tile=64)(x)
+    else:  # local (reach ≤ k//2 = 1): tiles are the whole image's result
+        assert model.runner.halo == 1 and np.array_equal(load(path, tile=64)(x), graph(x))
+    np.save(tmp_path / "x.npy", x[0, 0])
+    assert kn("apply", path, tmp_path / "x.npy", "--out", tmp_path / "y.npy").exit_code == 0  # streamed whole
+    assert np.array_equal(np.load(tmp_path / "y.npy"), graph(x[0, 0]))
+
+
+def test_a_dominated_kernel_of_a_pair_is_still_checked(tmp_path):
+    big = np.zeros((3, 3), np.float32)
+    big[1, 1] = 1e6
+    meta = {"model": "double", "kernels": json.dumps([big.tolist(), SOBEL.tolist()])}
+    inits = [helper.make_tensor("wa", TensorProto.FLOAT, (1, 1, 3, 3), big.ravel()),
+             helper.make_tensor("wb", TensorProto.FLOAT, (1, 1, 3, 3), np.zeros(9, np.float32))]
+    nodes = [helper.make_node("Conv", ["input", "wa"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["input", "wb"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Mul", ["a", "a"], ["aa"]), helper.make_node("Mul", ["b", "b"], ["bb"]),
+             helper.make_node("Add", ["aa", "bb"], ["s"]), helper.make_node("Sqrt", ["s"], ["output"])]
+    with pytest.warns(UserWarning, match="weights are not the metadata's"):
+        assert load(_graph(tmp_path / "d.onnx", nodes, inits, props=meta)).runner.name == "onnxruntime"
+
+
+def test_huge_verify_sizes_and_nonpositive_scales_are_one_line(tmp_path):
+    model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    one_line_exit_2(kn("verify", model, "--sizes", "100000x100000"))
+    one_line_exit_2(kn("bench", model, "--sizes", "100000x100000"))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    for scale in ("0", "-1", "1e308"):
+        one_line_exit_2(kn("apply", model, tmp_path / "a.png", "--out", tmp_path / "o.png", "--scale", scale))

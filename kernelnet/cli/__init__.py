@@ -142,7 +142,14 @@ class LazyGroup(click.Group):
             _echo_warnings(caught)
             click.echo(f"check failed: {exc}", err=True)
             sys.exit(1)
-        except BaseException:
+        except BaseException as exc:
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, Interrupted):  # e.g. an import interrupted midway
+                cause = cause.__cause__ or cause.__context__
+            if isinstance(cause, Interrupted):
+                name = "SIGINT" if cause.signum == signal.SIGINT else "SIGTERM"
+                click.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+                sys.exit(130 if cause.signum == signal.SIGINT else 143)
             _echo_warnings(caught)
             raise
         _echo_warnings(caught)
