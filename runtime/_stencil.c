@@ -64,8 +64,32 @@ static Py_ssize_t map_index(Py_ssize_t v, Py_ssize_t len, int border) {
 
 /* An 8-bit row as float32, v / 255 exactly as numpy's float32 division rounds it (so 8-bit frames give the very
  * results of the same frame converted first). */
+/* v / 255 without a division: q = v·(1/255) corrected by one Newton step, q + (v − 255·q)·(1/255) with fused
+ * multiply-adds, is the correctly rounded quotient for every v in 0..255. The module checks that on import (for
+ * the code this compiler made) and keeps the plain division if any value differed. */
+static int u8_fast = 0;
+
+static inline float u8_quotient(float f) {
+    const float r = 1.0f / 255.0f;
+    const float q = f * r;
+    return fmaf(fmaf(-q, 255.0f, f), r, q);
+}
+
+static void check_u8_fast(void) {
+    int ok = 1;
+    for (int v = 0; v < 256; v++) {
+        volatile float f = (float)v;
+        ok &= u8_quotient(f) == f / 255.0f;
+    }
+    u8_fast = ok;
+}
+
 MULTIVERSION static void convert_u8(const uint8_t *restrict row, float *restrict out, Py_ssize_t w) {
-    for (Py_ssize_t j = 0; j < w; j++) out[j] = (float)row[j] / 255.0f;
+    if (u8_fast) {
+        for (Py_ssize_t j = 0; j < w; j++) out[j] = u8_quotient((float)row[j]);
+    } else {
+        for (Py_ssize_t j = 0; j < w; j++) out[j] = (float)row[j] / 255.0f;
+    }
 }
 
 /* Row `v` (virtual, may lie outside the image) of image `img` (or `img8`), padded by `half` on both sides, into
@@ -479,6 +503,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stencil", "Direct s
 
 PyMODINIT_FUNC PyInit__stencil(void) {
     static int registered = 0;
+    check_u8_fast();
     if (!registered && pthread_atfork(NULL, NULL, pool_after_fork) == 0) registered = 1;
     return PyModule_Create(&module);
 }
