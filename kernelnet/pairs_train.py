@@ -41,21 +41,12 @@ def noise_floor_db(pairs: PairSet) -> float:
 
 def heldout(pairs: PairSet, spec: FilterSpec) -> dict[str, Any]:
     """Held-out figures of ``spec`` (float64 reference; the exported graph is checked by ``kernelnet verify``)."""
-    test = pairs.test or pairs.train
-    sq = hits = count = 0.0
-    lo, hi, worst = math.inf, -math.inf, 0.0
-    for _, x, y in pairs.iter_planes(test):
-        pred = apply_spec(x, spec)
-        sq += float(np.sum((pred - y) ** 2))
-        hits += float(np.count_nonzero(pred == y))
-        count += y.size
-        lo, hi, worst = min(lo, float(y.min())), max(hi, float(y.max())), max(worst, float(np.abs(pred - y).max()))
-    mse = sq / max(count, 1)
-    peak = pairs.encoding.levels or (hi - lo) or 1.0
-    psnr = math.inf if mse == 0 else 10.0 * math.log10(peak ** 2 / mse)
-    exact = hits / max(count, 1) if pairs.encoding.levels is not None else None
-    return {"heldout_pairs": len(test), "heldout_psnr_db": psnr, "heldout_exact_fraction": exact,
-            "heldout_max_error": worst, "test_mse": mse, "test_psnr_db": psnr, "peak": peak}
+    from kernelnet.runtime.verify_pairs import score_pairs
+
+    score = score_pairs(pairs, pairs.test or pairs.train, lambda x: apply_spec(x, spec))
+    return {"heldout_pairs": score.pairs, "heldout_psnr_db": score.psnr_db,
+            "heldout_exact_fraction": score.exact_fraction, "heldout_max_error": score.max_error,
+            "test_mse": score.mse, "test_psnr_db": score.psnr_db, "peak": score.peak}
 
 
 def nearest_named_filter(spec: FilterSpec) -> str | None:

@@ -10,6 +10,7 @@ rounding floor by construction, so their rows are reported, not required. Torch-
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,25 +48,45 @@ class PairCheck:
                 "ok": self.ok if self.required else "info"}
 
 
+@dataclass
+class PairScore:
+    """How predictions compare with the targets of some pairs: MSE, PSNR (peak: the integer span or the targets'
+    range), exact share (integer targets; ``None`` for floats) and the largest error."""
+
+    pairs: int
+    mse: float
+    psnr_db: float
+    exact_fraction: float | None
+    max_error: float
+    peak: float
+
+
+def score_pairs(pairs: PairSet, which: list[Any], predict: Callable[[np.ndarray], np.ndarray]) -> PairScore:
+    """Score ``predict`` (x (H, W) float64 in [0, 1] → (H, W)) on the pairs ``which`` of ``pairs``, one plane at a
+    time."""
+    sq = hits = count = 0.0
+    worst, lo, hi = 0.0, math.inf, -math.inf
+    for _, x, y in pairs.iter_planes(which):
+        diff = np.abs(np.asarray(predict(x), dtype=np.float64) - y)
+        sq += float(np.sum(diff ** 2))
+        hits += float(np.count_nonzero(diff == 0))
+        count += y.size
+        worst = max(worst, float(diff.max()))
+        lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+    mse = sq / max(count, 1)
+    peak = pairs.encoding.levels or (hi - lo) or 1.0
+    psnr = math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+    exact = hits / max(count, 1) if pairs.encoding.levels is not None else None
+    return PairScore(len(which), mse, psnr, exact, worst, peak)
+
+
 def verify_pairs(backends: list[Any], pairs: PairSet) -> list[PairCheck]:
     """Compare every backend (``name``, ``model``) with the targets of ``pairs`` (all of them)."""
     floor = floor_db(pairs)
     rows = []
     for backend in backends:
-        sq = hits = count = 0.0
-        worst, lo, hi = 0.0, math.inf, -math.inf
-        for _, x, y in pairs.iter_planes(pairs.pairs):
-            got = backend.model(x.astype(np.float32)[None, None])[0, 0].astype(np.float64)
-            diff = np.abs(got - y)
-            sq += float(np.sum(diff ** 2))
-            hits += float(np.count_nonzero(diff == 0))
-            count += y.size
-            worst = max(worst, float(diff.max()))
-            lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
-        mse = sq / max(count, 1)
-        peak = pairs.encoding.levels or (hi - lo) or 1.0
-        psnr = math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
-        exact = hits / max(count, 1) if pairs.encoding.levels is not None else None
+        score = score_pairs(pairs, pairs.pairs, lambda x: backend.model(x.astype(np.float32)[None, None])[0, 0])
         required = getattr(backend, "precision", "fp32") in ("fp32", "tf32")
-        rows.append(PairCheck(backend.name, len(pairs.pairs), exact, worst, psnr, floor, required))
+        rows.append(PairCheck(backend.name, score.pairs, score.exact_fraction, score.max_error, score.psnr_db, floor,
+                              required))
     return rows

@@ -87,6 +87,12 @@ def _signals_unwind() -> Any:
             signal.signal(sig, handler)
 
 
+def _exit_interrupted(exc: Interrupted) -> None:
+    name = "SIGINT" if exc.signum == signal.SIGINT else "SIGTERM"
+    click.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+    sys.exit(130 if exc.signum == signal.SIGINT else 143)
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands live in separate modules, imported on first use.
 
@@ -120,9 +126,7 @@ class LazyGroup(click.Group):
                     caught.clear()  # bad input: the error line is all there is to say
                     raise
         except Interrupted as exc:
-            name = "SIGINT" if exc.signum == signal.SIGINT else "SIGTERM"
-            click.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
-            sys.exit(130 if exc.signum == signal.SIGINT else 143)
+            _exit_interrupted(exc)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
@@ -147,9 +151,7 @@ class LazyGroup(click.Group):
             while cause is not None and not isinstance(cause, Interrupted):  # e.g. an import interrupted midway
                 cause = cause.__cause__ or cause.__context__
             if isinstance(cause, Interrupted):
-                name = "SIGINT" if cause.signum == signal.SIGINT else "SIGTERM"
-                click.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
-                sys.exit(130 if cause.signum == signal.SIGINT else 143)
+                _exit_interrupted(cause)
             _echo_warnings(caught)
             raise
         _echo_warnings(caught)
