@@ -131,47 +131,6 @@ def _checkpoint_state(model, optimizer, scheduler, history, best, epoch, bad_epo
             "config": config.to_dict()}
 
 
-def check_resume_state(state: dict[str, Any], model: torch.nn.Module, config: RunConfig, path: Path) -> None:
-    """Type-check every field of a checkpoint against the run it resumes: one KernelnetError line naming what does
-    not fit (a tampered or foreign checkpoint), never a traceback from deep inside torch."""
-    def bad(what: str) -> KernelnetError:
-        return KernelnetError(f"{path} cannot resume this run: {what}")
-
-    want = model.state_dict()
-    got = state.get("model")
-    if not isinstance(got, dict) or set(got) != set(want) or any(
-            not isinstance(got[k], torch.Tensor) or got[k].shape != want[k].shape or got[k].dtype != want[k].dtype
-            or not torch.isfinite(got[k]).all() for k in want):
-        raise bad("its model weights are not this model's (names, shapes, dtypes) or not finite")
-    for key in ("optimizer", "scheduler"):
-        if not isinstance(state.get(key), dict):
-            raise bad(f"its {key} state is not a dict")
-    for key in ("epoch", "bad_epochs"):
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= config.epochs:
-            raise bad(f"{key} {value!r} is not a whole number between 0 and {config.epochs}")
-    history = state.get("history")
-    if not isinstance(history, list) or len(history) > config.epochs or not all(
-            isinstance(h, dict) and all(isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool)
-                                        for k in ("epoch", "val_loss", "seconds")) for h in history):
-        raise bad("its history is not a list of epochs with numbers")
-    best = state.get("best")
-    if not isinstance(best, dict) or not isinstance(best.get("val_loss"), (int, float)) or \
-            not isinstance(best.get("state"), dict) or set(best["state"]) != set(want):
-        raise bad("its best-so-far record is not a validation loss and this model's weights")
-
-
-def _apply_resume(model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
-    """Load a checked checkpoint's states; what torch still refuses becomes one line."""
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise KernelnetError(f"the checkpoint's optimizer or scheduler state does not fit this run: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-
-
 def restarts_for(config: RunConfig) -> int:
     """Random starts tried before training: ``config.restarts`` when set; otherwise 1 for the convex raw model and 6
     for the others (the abs and magnitude losses have spurious local minima that a short warm-up tells apart)."""
@@ -244,8 +203,10 @@ def _gradient_fit(model: torch.nn.Module, config: RunConfig, split: Split, devic
     best = {"val_loss": math.inf, "epoch": 0, "state": {k: v.clone() for k, v in model.state_dict().items()}}
     start, bad_epochs = 1, 0
     if resume_state is not None:
+        from kernelnet.resume import apply_resume, check_resume_state
+
         check_resume_state(resume_state, model, config, run_dir / CHECKPOINT_FILE)
-        _apply_resume(model, optimizer, scheduler, resume_state)
+        apply_resume(model, optimizer, scheduler, resume_state)
         history, best = list(resume_state["history"]), resume_state["best"]
         start, bad_epochs = int(resume_state["epoch"]) + 1, int(resume_state["bad_epochs"])
     loss_fn = torch.nn.MSELoss()

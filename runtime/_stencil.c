@@ -179,6 +179,17 @@ MULTIVERSION SPECIALISE(5)
 MULTIVERSION SPECIALISE(7)
 
 #define BLOCK 256
+/* Passes of COUNT taps each over the block: the taps' weights in registers, each pixel's sum in one register. */
+#define TAP_PASSES(COUNT)                                                                              \
+    for (; j + (COUNT) <= k; j += (COUNT)) {                                                          \
+        float kt[COUNT];                                                                               \
+        for (int t = 0; t < (COUNT); t++) kt[t] = kr[j + t];                                           \
+        for (Py_ssize_t x = 0; x < n; x++) {                                                           \
+            float v = a[x];                                                                            \
+            _Pragma("GCC unroll 8") for (int t = 0; t < (COUNT); t++) v += kt[t] * src[x + j + t];     \
+            a[x] = v;                                                                                  \
+        }                                                                                              \
+    }
 /* Any k: the row in blocks of BLOCK pixels, tap by tap (each tap one vectorised multiply-add over the block), so
  * every pixel still sums bias, then its taps in (channel, row, column) order: the arithmetic of stencil_row,
  * without a per-pixel loop over a run-time k that no compiler vectorises (9×9 went from 102 ms to a few). */
@@ -195,33 +206,8 @@ MULTIVERSION static int stencil_row_any(const float *const *rows, float *out, Py
                 const float *restrict kr = kern + (c * k + i) * k;
                 const float *restrict src = rows[i] + x0;
                 int j = 0;
-                for (; j + 8 <= k; j += 8) { /* eight taps per pass, added one by one */
-                    const float k0 = kr[j], k1 = kr[j + 1], k2 = kr[j + 2], k3 = kr[j + 3];
-                    const float k4 = kr[j + 4], k5 = kr[j + 5], k6 = kr[j + 6], k7 = kr[j + 7];
-                    for (Py_ssize_t x = 0; x < n; x++) {
-                        float v = a[x];
-                        v += k0 * src[x + j];
-                        v += k1 * src[x + j + 1];
-                        v += k2 * src[x + j + 2];
-                        v += k3 * src[x + j + 3];
-                        v += k4 * src[x + j + 4];
-                        v += k5 * src[x + j + 5];
-                        v += k6 * src[x + j + 6];
-                        v += k7 * src[x + j + 7];
-                        a[x] = v;
-                    }
-                }
-                for (; j + 4 <= k; j += 4) { /* four taps per pass over the block, still added one by one */
-                    const float k0 = kr[j], k1 = kr[j + 1], k2 = kr[j + 2], k3 = kr[j + 3];
-                    for (Py_ssize_t x = 0; x < n; x++) {
-                        float v = a[x];
-                        v += k0 * src[x + j];
-                        v += k1 * src[x + j + 1];
-                        v += k2 * src[x + j + 2];
-                        v += k3 * src[x + j + 3];
-                        a[x] = v;
-                    }
-                }
+                TAP_PASSES(8);  /* eight, then four taps per pass over the block, still added one by one */
+                TAP_PASSES(4);
                 for (; j < k; j++) {
                     const float kv = kr[j];
                     for (Py_ssize_t x = 0; x < n; x++) a[x] += kv * src[x + j];

@@ -180,3 +180,5 @@ def make_onnx(path: Path, kernels: np.ndarray, model: str = "single", normalize:
     return path
 
 
+def one_line_exit_2(res) -> None:
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "Traceback" not in res.output, res.output

@@ -69,8 +69,22 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+_received: list[int] = []
+"""Signals received while a command ran (an :class:`Interrupted` raised inside a finalizer is swallowed by Python:
+the command still ends as interrupted)."""
+
+
 def _interrupt(signum: int, _frame: Any) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def _quiet_unraisable(default: Any) -> Any:
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):  # ours is recorded in _received
+            default(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
@@ -79,10 +93,15 @@ def _signals_unwind() -> Any:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()
     old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
         yield
+        if _received:  # the Interrupted was swallowed (it hit a __del__): end the command as interrupted
+            raise Interrupted(_received[0])
     finally:
+        sys.unraisablehook = old_hook
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
