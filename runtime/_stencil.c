@@ -9,10 +9,13 @@
  * buffer, and writes each output row once. Kernel sizes 1, 3, 5 and 7 are specialised (fully unrolled, vectorised
  * over columns); other sizes use the same code with a run-time k.
  *
- * Python: correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h, u8=0)
- *   src: float32 buffer of n·h·w (C order), or with u8 a uint8 one (each row converted to v / 255 as it is read); dst: float32 n·(row1 − row0)·w, output rows [row0, row1) of each
- *   image; kernels: float32 channels·k·k; bias: float32 channels. Returns True when every output value is finite
- *   (every source row within k // 2 of an output row is read). Releases the GIL while it runs.
+ * Python: correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h,
+ *                   in_kind=0, out_kind=0, stage=None)
+ *   src: n·h·w values (C order): float32 (in_kind 0), uint8 read as v / 255 (1) or uint16 read as v / 65535 (2),
+ *   each row converted as it is read; dst: n·(row1 − row0)·w values, output rows [row0, row1) of each image, float32
+ *   (out_kind 0), uint8 (1) or uint16 (2); kernels: float32 channels·k·k; bias: float32 channels; stage: the output
+ *   stage (stencil_stage.h), None for none. Returns True when every combined value is finite (every source row
+ *   within k // 2 of an output row is read). Releases the GIL while it runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,10 +40,16 @@ enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMET
 #define MULTIVERSION
 #endif
 
+#include "stencil_convert.h"
+#include "stencil_stage.h"
+
 typedef struct {
     const float *src;
-    const uint8_t *src8; /* 8-bit frames (NULL for float32): each row is converted as it is read, v / 255 */
-    float *dst;
+    const void *srcint; /* integer frames (NULL for float32): each row is converted as it is read */
+    int in_kind;        /* KIND_F32 / KIND_U8 / KIND_U16 */
+    void *dst;          /* float32, or uint8 / uint16 levels (out_kind) */
+    int out_kind;
+    const Stage *stage; /* output stage, NULL for none */
     Py_ssize_t h, w;
     int k, channels, combine, border;
     const float *kernels, *bias;
@@ -62,47 +71,17 @@ static Py_ssize_t map_index(Py_ssize_t v, Py_ssize_t len, int border) {
     return v;
 }
 
-/* An 8-bit row as float32, v / 255 exactly as numpy's float32 division rounds it (so 8-bit frames give the very
- * results of the same frame converted first). */
-/* v / 255 without a division: q = v·(1/255) corrected by one Newton step, q + (v − 255·q)·(1/255) with fused
- * multiply-adds, is the correctly rounded quotient for every v in 0..255. The module checks that on import (for
- * the code this compiler made) and keeps the plain division if any value differed. */
-static int u8_fast = 0;
-
-static inline float u8_quotient(float f) {
-    const float r = 1.0f / 255.0f;
-    const float q = f * r;
-    return fmaf(fmaf(-q, 255.0f, f), r, q);
-}
-
-static void check_u8_fast(void) {
-    int ok = 1;
-    for (int v = 0; v < 256; v++) {
-        volatile float f = (float)v;
-        ok &= u8_quotient(f) == f / 255.0f;
-    }
-    u8_fast = ok;
-}
-
-MULTIVERSION static void convert_u8(const uint8_t *restrict row, float *restrict out, Py_ssize_t w) {
-    if (u8_fast) {
-        for (Py_ssize_t j = 0; j < w; j++) out[j] = u8_quotient((float)row[j]);
-    } else {
-        for (Py_ssize_t j = 0; j < w; j++) out[j] = (float)row[j] / 255.0f;
-    }
-}
-
-/* Row `v` (virtual, may lie outside the image) of image `img` (or `img8`), padded by `half` on both sides, into
- * `out`. */
-static void padded_row(const Job *job, const float *img, const uint8_t *img8, Py_ssize_t v, int half, float *out) {
+/* Row `v` (virtual, may lie outside the image) of image `img` (or the integer image `imgint`), padded by `half` on
+ * both sides, into `out`. */
+static void padded_row(const Job *job, const float *img, const void *imgint, Py_ssize_t v, int half, float *out) {
     Py_ssize_t w = job->w, src_row = map_index(v, job->h, job->border);
     if (src_row < 0) {
         memset(out, 0, (size_t)(w + 2 * half) * sizeof(float));
         return;
     }
     const float *row;
-    if (img8 != NULL) {
-        convert_u8(img8 + src_row * w, out + half, w);
+    if (imgint != NULL) {
+        convert_row(imgint, job->in_kind, src_row * w, out + half, w);
         row = out + half;
     } else {
         row = img + src_row * w;
@@ -269,47 +248,57 @@ static void *run_job(void *arg) {
     Job *job = (Job *)arg;
     const int k = job->k, half = k / 2;
     const Py_ssize_t h = job->h, w = job->w, stride = w + 2 * half;
-    float *ring = NULL;
+    const int direct = job->out_kind == KIND_F32; /* float32 rows are computed in place, levels via `scratch` */
+    float *ring = NULL, *scratch = direct ? NULL : (float *)malloc((size_t)w * sizeof(float));
     Py_ssize_t held[MAX_K]; /* virtual row held by each ring slot (per image) */
     const float *rows[MAX_K];
     Py_ssize_t image = -1, cols[6 * (MAX_K / 2)];
     int bad = 0;
+    if (!direct && scratch == NULL) {
+        job->failed = 1;
+        return NULL;
+    }
     if (w > 2 * half) edge_map(job, cols);
     job->finite = 1;
     for (Py_ssize_t g = job->row0; g < job->row1; g++) {
         Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
-        const float *img = job->src8 ? NULL : job->src + n * h * w;
-        const uint8_t *img8 = job->src8 ? job->src8 + n * h * w : NULL;
-        float *out = job->dst + g * w;
-        if (!img8 && y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
+        const float *img = job->srcint ? NULL : job->src + n * h * w, *center;
+        const void *imgint = job->srcint ? (const char *)job->srcint + n * h * w * kind_size(job->in_kind) : NULL;
+        float *out = direct ? (float *)job->dst + g * w : scratch;
+        if (!imgint && y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
             for (int i = 0; i < k; i++) rows[i] = img + (y - half + i) * w;
             bad |= run_row(rows, out + half, w - 2 * half, job);
             if (half > 0) bad |= edge_columns(job, rows, cols, out);
-            continue;
-        }
-        if (ring == NULL) { /* border rows: padded copies in a ring of k rows */
-            ring = (float *)malloc((size_t)k * (size_t)stride * sizeof(float));
-            if (ring == NULL) {
-                job->failed = 1;
-                return NULL;
+            center = rows[half];
+        } else {
+            if (ring == NULL) { /* border rows: padded copies in a ring of k rows */
+                ring = (float *)malloc((size_t)k * (size_t)stride * sizeof(float));
+                if (ring == NULL) {
+                    job->failed = 1;
+                    break;
+                }
             }
-        }
-        if (n != image) {
-            image = n;
-            for (int s = 0; s < k; s++) held[s] = PY_SSIZE_T_MIN;
-        }
-        for (int i = 0; i < k; i++) {
-            Py_ssize_t v = y + i - half;
-            int slot = (int)(((v % k) + k) % k);
-            if (held[slot] != v) {
-                padded_row(job, img, img8, v, half, ring + slot * stride);
-                held[slot] = v;
+            if (n != image) {
+                image = n;
+                for (int s = 0; s < k; s++) held[s] = PY_SSIZE_T_MIN;
             }
-            rows[i] = ring + slot * stride;
+            for (int i = 0; i < k; i++) {
+                Py_ssize_t v = y + i - half;
+                int slot = (int)(((v % k) + k) % k);
+                if (held[slot] != v) {
+                    padded_row(job, img, imgint, v, half, ring + slot * stride);
+                    held[slot] = v;
+                }
+                rows[i] = ring + slot * stride;
+            }
+            bad |= run_row(rows, out, w, job);
+            center = rows[half] + half;
         }
-        bad |= run_row(rows, out, w, job);
+        if (job->stage != NULL || !direct)
+            finish_row(job->stage, out, center, y, h, w, half, job->out_kind, (char *)job->dst + g * w * kind_size(job->out_kind));
     }
     free(ring);
+    free(scratch);
     job->finite = !bad;
     return NULL;
 }
@@ -404,54 +393,53 @@ static void run_parallel(Job *jobs, int count) {
     pthread_mutex_unlock(&pool.user);
 }
 
-static int get_buffer_as(PyObject *obj, Py_buffer *view, Py_ssize_t count, int writable, const char *what,
-                         const char *format, Py_ssize_t itemsize) {
+static const char *const KIND_FORMATS[] = {"f", "B", "H"};
+static const char *const KIND_NAMES[] = {"float32", "uint8", "uint16"};
+
+static int get_buffer_as(PyObject *obj, Py_buffer *view, Py_ssize_t count, int writable, const char *what, int kind) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
-    if (view->itemsize != itemsize || view->format == NULL || strcmp(view->format, format) != 0 ||
-        view->len != count * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous %s buffer of %zd values", what,
-                     itemsize == 1 ? "uint8" : "float32", count);
+    if (view->itemsize != kind_size(kind) || view->format == NULL || strcmp(view->format, KIND_FORMATS[kind]) != 0 ||
+        view->len != count * kind_size(kind)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous %s buffer of %zd values", what, KIND_NAMES[kind],
+                     count);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
 }
 
-static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t count, int writable, const char *what) {
-    return get_buffer_as(obj, view, count, writable, what, "f", 4);
-}
-
 static PyObject *correlate(PyObject *self, PyObject *args) {
-    PyObject *src_obj, *dst_obj, *kern_obj, *bias_obj;
+    PyObject *src_obj, *dst_obj, *kern_obj, *bias_obj, *stage_obj = Py_None;
     Py_ssize_t n, h, w;
     int k, channels, combine, border, threads;
     Py_ssize_t row0 = 0, row1 = -1;
-    int u8 = 0;
-    if (!PyArg_ParseTuple(args, "OOnnnOOiiiii|nnp", &src_obj, &dst_obj, &n, &h, &w, &kern_obj, &bias_obj, &k,
-                          &channels, &combine, &border, &threads, &row0, &row1, &u8))
+    int in_kind = KIND_F32, out_kind = KIND_F32;
+    Stage stage;
+    if (!PyArg_ParseTuple(args, "OOnnnOOiiiii|nniiO", &src_obj, &dst_obj, &n, &h, &w, &kern_obj, &bias_obj, &k,
+                          &channels, &combine, &border, &threads, &row0, &row1, &in_kind, &out_kind, &stage_obj))
         return NULL;
     if (row1 < 0) row1 = h;
-    if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 || (channels != 1 && channels != 2) ||
-        combine < COMBINE_RAW || combine > COMBINE_MAGNITUDE || (channels == 2) != (combine == COMBINE_MAGNITUDE) ||
-        border < BORDER_ZEROS || border > BORDER_SYMMETRIC || threads < 1) {
+    if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 ||
+        (channels != 1 && channels != 2) || combine < COMBINE_RAW || combine > COMBINE_MAGNITUDE ||
+        (channels == 2) != (combine == COMBINE_MAGNITUDE) || border < BORDER_ZEROS || border > BORDER_SYMMETRIC ||
+        threads < 1 || in_kind < KIND_F32 || in_kind > KIND_U16 || out_kind < KIND_F32 || out_kind > KIND_U16) {
         PyErr_SetString(PyExc_ValueError, "invalid stencil arguments");
         return NULL;
     }
+    if (stage_obj != Py_None && !parse_stage(stage_obj, &stage)) return NULL;
     if (n > PY_SSIZE_T_MAX / h / w / (Py_ssize_t)sizeof(float)) { /* n·h·w floats must be addressable */
         PyErr_SetString(PyExc_ValueError, "stencil image size overflows");
         return NULL;
     }
     Py_buffer src, dst, kern, bias;
-    if ((u8 ? get_buffer_as(src_obj, &src, n * h * w, 0, "src", "B", 1) : get_buffer(src_obj, &src, n * h * w, 0, "src"))
-        < 0)
-        return NULL;
+    if (get_buffer_as(src_obj, &src, n * h * w, 0, "src", in_kind) < 0) return NULL;
     const Py_ssize_t rows = row1 - row0;
-    if (get_buffer(dst_obj, &dst, n * rows * w, 1, "dst") < 0) { PyBuffer_Release(&src); return NULL; }
-    if (get_buffer(kern_obj, &kern, (Py_ssize_t)channels * k * k, 0, "kernels") < 0) {
+    if (get_buffer_as(dst_obj, &dst, n * rows * w, 1, "dst", out_kind) < 0) { PyBuffer_Release(&src); return NULL; }
+    if (get_buffer_as(kern_obj, &kern, (Py_ssize_t)channels * k * k, 0, "kernels", KIND_F32) < 0) {
         PyBuffer_Release(&src); PyBuffer_Release(&dst); return NULL;
     }
-    if (get_buffer(bias_obj, &bias, channels, 0, "bias") < 0) {
+    if (get_buffer_as(bias_obj, &bias, channels, 0, "bias", KIND_F32) < 0) {
         PyBuffer_Release(&src); PyBuffer_Release(&dst); PyBuffer_Release(&kern); return NULL;
     }
     Py_ssize_t total = n * rows;
@@ -459,7 +447,8 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     if (threads > total) threads = (int)total;
     Job jobs[MAX_THREADS];
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (Job){u8 ? NULL : (const float *)src.buf, u8 ? (const uint8_t *)src.buf : NULL, (float *)dst.buf,
+        jobs[t] = (Job){in_kind == KIND_F32 ? (const float *)src.buf : NULL, in_kind == KIND_F32 ? NULL : src.buf,
+                        in_kind, dst.buf, out_kind, stage_obj == Py_None ? NULL : &stage,
                         h, w, k, channels, combine, border,
                         (const float *)kern.buf, (const float *)bias.buf, row0, rows, total * t / threads,
                         total * (t + 1) / threads, 1, 0};
@@ -474,13 +463,19 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     return PyBool_FromLong(finite);
 }
 
+#include "stencil_levels.h"
+
 static PyMethodDef methods[] = {
+    {"extrema", extrema, METH_VARARGS, "extrema(src) -> (min, max) of a non-empty float32 buffer"},
+    {"unit_levels", unit_levels, METH_VARARGS,
+     "unit_levels(src, dst, factor, shift, bits): dst = rint(clip(src * factor + shift, 0, 1) * (2^bits - 1)),\n"
+     "float32 steps in numpy's order, into a uint8 (bits 8) or uint16 (bits 16) buffer of src's size"},
     {"correlate", correlate, METH_VARARGS,
-     "correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h, u8=False)"
-     " -> bool\n\n"
-     "Direct k x k cross-correlation of n h x w float32 (or, with u8, uint8 read as v / 255) images into dst\n"
-     "(output rows [row0, row1) of each image);\n"
-     "True when every output is finite."},
+     "correlate(src, dst, n, h, w, kernels, bias, k, channels, combine, border, threads, row0=0, row1=h,\n"
+     "          in_kind=0, out_kind=0, stage=None) -> bool\n\n"
+     "Direct k x k cross-correlation of n h x w images (float32, or uint8 / uint16 read as v / 255 / v / 65535)\n"
+     "into dst (output rows [row0, row1) of each image; float32, or uint8 / uint16 levels), then the output\n"
+     "stage; True when every combined value is finite."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -489,7 +484,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stencil", "Direct s
 
 PyMODINIT_FUNC PyInit__stencil(void) {
     static int registered = 0;
-    check_u8_fast();
+    check_fast_quotients();
     if (!registered && pthread_atfork(NULL, NULL, pool_after_fork) == 0) registered = 1;
     return PyModule_Create(&module);
 }

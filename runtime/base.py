@@ -38,9 +38,15 @@ class Runner(abc.ABC):
     min_shape: tuple[int, int, int] | None = None
     max_shape: tuple[int, int, int] | None = None
     writes_rows: bool = False
-    accepts_uint8: bool = False
-    """True when :meth:`run` takes uint8 batches as they are (values v / 255) for a float32 graph."""
     """True when :meth:`run_rows_into` writes output rows straight into the caller's buffer (tiles need no copy)."""
+    accepts_integer: bool = False
+    """True when :meth:`run` takes uint8 / uint16 batches as they are (values v / 255, v / 65535) for a float32
+    graph."""
+    concurrent: bool = False
+    """True when several threads may call :meth:`run` at once (``kernelnet apply`` then runs files in parallel)."""
+    levels_dtype: Any = None
+    """numpy dtype of :meth:`run_levels` (the integer output stage written directly), ``None`` where the runner
+    has none."""
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -69,6 +75,11 @@ class Runner(abc.ABC):
         """Write output rows ``[row0, row1)`` of ``batch`` (N, 1, H, W) C-contiguous into ``out`` (N, 1,
         row1 − row0, W) C-contiguous float32; returns what :meth:`run_checked` returns for finiteness."""
         raise NotImplementedError(f"{self.name} does not write rows in place")
+
+    def run_levels(self, batch: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(N, 1, H, W) → the integer output stage's levels in ``levels_dtype`` (runners that set it), and what
+        :meth:`run_checked` says of finiteness."""
+        raise NotImplementedError(f"{self.name} does not write integer levels")
 
     def describe(self) -> dict[str, Any]:
         """Backend settings worth reporting (session options, providers, precision)."""

@@ -4,10 +4,12 @@ The native stencil computes what a model's metadata says; it may stand in for th
 computes the same thing for *every* input, not just on a probe. A probe alone can be dodged (a graph that
 behaves at the probe's height only, or clips its input where the probe never goes), so :func:`stencil_problem`
 reads the graph itself — with :mod:`kernelnet.runtime.onnx_wire`, so the bare runtime needs no ``onnx``
-package — and accepts only the forms kernelnet exports for a gray float filter without output stage:
+package — and accepts only the forms kernelnet exports for a gray float filter:
 
 * ops from {Pad, Slice, Concat, Conv, Abs, Mul, Add, Sqrt, Identity}, default domain, no control flow and no
-  op that reads a shape (so nothing can depend on the image size);
+  op that reads a shape (so nothing can depend on the image size) — plus, where the spec has them, the output
+  stage's and the copy border's exact nodes (:mod:`kernelnet.runtime.graph_stage`; the border's edge mask is the
+  one shape-reading form allowed);
 * Conv with stride 1, dilation 1, group 1, its weights and bias initializers; Pad with the spec's mode and
   exactly k//2 on H and W; Slice only as the symmetric border's mirror of k//2 samples;
 * the effective kernels (a separable pair multiplied out) and biases equal to the metadata's in float32, the
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.graph_stage import allowed_ops, peel_output
 from kernelnet.runtime.onnx_wire import read_graph
 from kernelnet.runtime.spec import FilterSpec
 
@@ -76,7 +79,7 @@ class _Matcher:
     def source(self, name: str) -> None:
         """``name`` is the input with the spec's border applied (Pad, or the symmetric mirror), or the input."""
         spec, r = self.spec, self.r
-        if spec.border in ("zeros",) or r == 0:
+        if spec.border in ("zeros", "copy") or r == 0:
             if name != "input":
                 raise ValueError("the Conv does not read the input")
             return
@@ -109,7 +112,7 @@ class _Matcher:
             raise ValueError("a Conv with other inputs")
         weight = self.const(conv["inputs"][1])
         bias = self.const(conv["inputs"][2]) if len(conv["inputs"]) == 3 else np.zeros(1, np.float32)
-        padded = self.spec.border != "zeros" and self.r > 0
+        padded = self.spec.border not in ("zeros", "copy") and self.r > 0
         k = self.spec.kernel_size
         if weight.ndim != 4 or weight.shape[:2] != (1, 1) or bias.size != 1 or not _conv_ok(conv, weight, padded):
             raise ValueError("a Conv that is not a one-kernel stencil step")
@@ -131,6 +134,7 @@ class _Matcher:
         name = "output"
         while self.made.get(name, {}).get("op") == "Identity":
             name = self.made[name]["inputs"][0]
+        name = peel_output(self, name)
         if self.spec.combine == "abs":
             return [self.response(self.node(name, "Abs", 1)["inputs"][0])]
         if self.spec.combine == "raw":
@@ -157,8 +161,9 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"its graph cannot be read ({exc})"
+    ops = NATIVE_OPS | allowed_ops(spec)
     for node in nodes:
-        if node["domain"] not in ("", "ai.onnx") or node["op"] not in NATIVE_OPS:
+        if node["domain"] not in ("", "ai.onnx") or node["op"] not in ops:
             return f"its graph holds a {node['op'] or '?'} node, which no native stencil form has"
     problem = _topological(nodes, inits)
     if problem:

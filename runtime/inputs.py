@@ -1,6 +1,7 @@
 """Input contract of the runtime: layouts, dtypes and value checks (torch-free).
 
-Accepted: H×W, N×H×W or N×1×H×W arrays, float32 in [0, 1] or uint8 in [0, 255], not empty, finite. Example::
+Accepted: H×W, N×H×W or N×1×H×W arrays, float32 in [0, 1], uint8 (v / 255) or uint16 (v / 65535), not empty,
+finite. Example::
 
     >>> import numpy as np
     >>> batch, restore = as_batch(np.zeros((4, 5), np.float32))
@@ -16,7 +17,9 @@ import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
 
-DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
+DTYPES = (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.uint16))
+LEVELS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+"""Integer frames: the value 1.0 of a float32 frame."""
 
 
 def check_array(array: np.ndarray, what: str = "input") -> None:
@@ -24,7 +27,7 @@ def check_array(array: np.ndarray, what: str = "input") -> None:
     if not isinstance(array, np.ndarray) or isinstance(array, np.matrix):
         raise KernelnetError(f"{what} must be a numpy array, got {type(array).__name__}")
     if array.dtype not in DTYPES:
-        raise KernelnetError(f"{what} has dtype {array.dtype}: expected float32 in [0, 1] or uint8 "
+        raise KernelnetError(f"{what} has dtype {array.dtype}: expected float32 in [0, 1], uint8 or uint16 "
                              "(convert with .astype(np.float32))")
     if array.ndim not in (2, 3, 4):
         raise KernelnetError(f"{what} has shape {array.shape}: expected HxW, NxHxW or Nx1xHxW")
@@ -79,11 +82,13 @@ def nonfinite_error(count: int, what: str = "input") -> KernelnetError:
 
 
 def to_dtype(batch: np.ndarray, dtype: str) -> np.ndarray:
-    """Convert a batch to the graph's input dtype: uint8 → float32 is ``x / 255`` (as the uint8 graph does);
-    float32 → uint8 is ``round(clip(x, 0, 1) × 255)`` (exact for 8-bit sources, quantising otherwise)."""
+    """Convert a batch to the graph's input dtype: uint8 / uint16 → float32 is ``x / 255`` / ``x / 65535`` (as the
+    uint8 graph does); float32 → uint8 is ``round(clip(x, 0, 1) × 255)`` (exact for 8-bit sources, quantising
+    otherwise)."""
     if batch.dtype == dtype:
         return np.ascontiguousarray(batch)
-    if dtype == "float32":
-        return np.divide(batch, np.float32(255.0), dtype=np.float32)
+    if batch.dtype in LEVELS:
+        unit = np.divide(batch, np.float32(LEVELS[batch.dtype]), dtype=np.float32)
+        return unit if dtype == "float32" else to_dtype(unit, dtype)
     scaled = np.clip(batch, 0.0, 1.0) * np.float32(255.0)
     return np.rint(scaled, out=scaled).astype(np.uint8)

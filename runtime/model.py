@@ -84,6 +84,24 @@ class Model:
         self._run_into(batch, out, self._tiles(batch.shape[2], batch.shape[3], shape), max_n)
         return restore(out)
 
+    def levels(self, image: np.ndarray) -> np.ndarray:
+        """The integer output (a spec with ``output.bits``) as uint8 / uint16 levels, in ``image``'s layout: written
+        by the backend where it can (the native stencil), else the float32 result — whole numbers within the
+        clip bounds — stored as integers."""
+        spec = self.info.spec
+        bits = spec.output.bits if spec is not None else None
+        if bits is None:
+            raise KernelnetError("this model has no integer output stage: use model(x) for float32 values")
+        dtype = np.uint8 if bits == 8 else np.uint16
+        batch, restore = as_batch(image)
+        if self.runner.levels_dtype == dtype and self.tile_shape(batch.shape[2], batch.shape[3]) is None \
+                and batch.shape[0] <= self._max_batch(batch):
+            levels, input_finite = self.runner.run_levels(self._feed(batch))
+            self._refuse_nonfinite(batch, input_finite, batch)
+            return restore(levels)
+        top = float(2 ** bits - 1)
+        return np.clip(self(image), 0.0, top).astype(dtype)
+
     def plan(self, height: int, width: int, stream: bool = False) -> list[Tile]:
         """The tiles an ``height`` × ``width`` image is run in (one tile = the whole image); ``stream``: as
         :meth:`apply_to` runs it."""
@@ -163,8 +181,8 @@ class Model:
         return True
 
     def _feed(self, x: np.ndarray) -> np.ndarray:
-        """``x`` as the runner takes it: 8-bit frames as they are where the runner converts them itself."""
-        if x.dtype == np.uint8 and self.runner.accepts_uint8:
+        """``x`` as the runner takes it: 8/16-bit frames as they are where the runner converts them itself."""
+        if x.dtype in (np.uint8, np.uint16) and self.runner.accepts_integer and self.runner.input_dtype == "float32":
             return np.ascontiguousarray(x)
         return to_dtype(x, self.runner.input_dtype)
 

@@ -71,6 +71,8 @@ def _model_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
 class OnnxRuntimeRunner(Runner):
     """Runs an ONNX model with onnxruntime. ``run``: (N, 1, H, W) in the graph's input dtype → float32."""
 
+    concurrent = True  # InferenceSession.run may be called from several threads at once
+
     def __init__(self, path: str | os.PathLike[str], config: SessionConfig | None = None, device: str = "cpu",
                  name: str | None = None) -> None:
         self.path = Path(path)
