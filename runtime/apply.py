@@ -12,19 +12,18 @@ import contextlib
 import glob
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
+from kernelnet.runtime.apply_jobs import OUT_SUFFIXES
+from kernelnet.runtime.atomic import owner_tag
 from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
     from kernelnet.runtime.model import Model
-    from kernelnet.runtime.npyio import MappedNpy
 
-OUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "npy": ".npy"}
 PARTIAL_PREFIX = ".kernelnet-partial-"
 
@@ -35,20 +34,18 @@ class Job:
 
     source: Path
     target: Path
+    owner: str = field(default_factory=owner_tag)
+    """The planning process's tag in the temporary names (worker processes write them on its behalf)."""
 
     @property
     def staged(self) -> Path:
         """Where the result is written first; renamed to ``target`` once every job has succeeded."""
-        from kernelnet.runtime.atomic import owner_tag
-
-        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{owner_tag()}part{self.target.suffix}")
+        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{self.owner}part{self.target.suffix}")
 
     @property
     def parked(self) -> Path:
         """Where an existing ``target`` waits while the new results are renamed in (put back on failure)."""
-        from kernelnet.runtime.atomic import owner_tag
-
-        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{owner_tag()}old{self.target.suffix}")
+        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{self.owner}old{self.target.suffix}")
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
@@ -122,91 +119,6 @@ def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
     return jobs
 
 
-def png_mapping(y: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
-    """Values in [0, 1] for PNG and the stated mapping. ``auto``: y / max for non-negative outputs (× 1 if
-    max ≤ 1), 0.5 + y / (2 max|y|) for signed ones (zero = mid-grey); a number: clip(y × number)."""
-    lo, hi = (float(y.min()), float(y.max())) if y.size else (0.0, 0.0)
-    if scale != "auto":
-        try:
-            factor = float(scale)
-        except ValueError:
-            raise KernelnetError(f"invalid PNG scale {scale!r}: use auto or a number") from None
-        if not (np.isfinite(factor) and 0 < factor <= 1e30):
-            raise KernelnetError(f"invalid PNG scale {scale!r}: use a number above 0 (at most 1e30)")
-        return y * np.float32(factor), f"clip(y x {factor:g}, 0, 1)"
-    if lo >= 0:
-        factor = 1.0 / hi if hi > 1 else 1.0
-        return y * np.float32(factor), f"clip(y x {factor:.6g}, 0, 1)"
-    factor = 0.5 / max(abs(lo), abs(hi))
-    return np.float32(0.5) + y * np.float32(factor), f"clip(0.5 + y x {factor:.6g}, 0, 1)"
-
-
-def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
-    """After each tile: hand the mapped pages back so that RSS stays at a few tiles."""
-    def release(_index: int) -> None:
-        for mapped in maps:
-            mapped.release()
-
-    return release
-
-
-def run_encoded(model: Model, job: Job, encoding: dict[str, Any]) -> str:
-    """A pair-trained model's output written as its training targets were (levels, bit depth, channels)."""
-    from kernelnet.runtime.images import read_planes, write_encoded
-
-    if job.source.suffix.lower() == ".npy":
-        src = np.load(job.source, allow_pickle=False)
-        planes = np.moveaxis(src, -1, 0) if src.ndim == 3 and src.shape[-1] == encoding["channels"] == 3 else src
-        planes = planes.astype(np.float32) / 255.0 if planes.dtype == np.uint8 else planes
-    else:
-        planes = read_planes(job.source, encoding["channels"])
-    if planes.ndim == 2:
-        planes = planes[None]
-    y = model(np.ascontiguousarray(planes[:, None], dtype=np.float32))[:, 0]
-    return write_encoded(job.staged, np.moveaxis(y, 0, -1) if len(y) == 3 else y[0], encoding["dtype"])
-
-
-def run_job(model: Model, job: Job, bits: int | None, scale: str | None,
-            encoding: dict[str, Any] | None = None) -> str:
-    """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written. A
-    pair-trained model (``encoding``) writes its targets' encoding unless a PNG bit depth or scale is asked for."""
-    from kernelnet.runtime.images import read_gray, write_image
-    from kernelnet.runtime.inputs import as_batch
-    from kernelnet.runtime.npyio import create_npy, open_npy
-
-    kind = OUT_SUFFIXES[job.target.suffix.lower()]
-    if encoding is not None and bits is None and scale is None:
-        return run_encoded(model, job, encoding)
-    bits, scale = bits or 8, scale or "auto"
-    if job.source.suffix.lower() == ".npy":
-        src = open_npy(job.source)
-        try:
-            batch, _ = as_batch(src.array, str(job.source))  # checked here so that errors name the file
-            if kind == "npy":  # stream tile by tile between two memory maps: never resident whole
-                dst = create_npy(job.staged, src.array.shape, np.float32)
-                try:
-                    model.apply_to(batch, as_batch(dst.array)[0], after_tile=_release_pages(src, dst))
-                finally:
-                    dst.close()
-                return "float32 .npy (exact)"
-            y = model(src.array)
-        finally:
-            src.close()
-    else:
-        y = model(read_gray(job.source))
-    if kind == "npy":
-        write_image(job.staged, y)
-        return "float32 .npy (exact)"
-    if y.ndim != 2:
-        raise KernelnetError(f"{job.source} holds {y.shape[0]} images: write .npy for batches (PNG/TIFF take one)")
-    if kind == "tiff":
-        write_image(job.staged, y)
-        return "float32 TIFF (exact)"
-    mapped, text = png_mapping(y, scale)
-    write_image(job.staged, mapped, bits=bits, scale=1.0)
-    return f"{bits}-bit PNG, pixel = round({text} x {2**bits - 1})"
-
-
 def check_targets(jobs: list[Job]) -> None:
     """Refuse, before anything is read or written, a target that is one of the inputs (or the same file under
     another name) and a target that exists as something other than a file."""
@@ -268,18 +180,62 @@ def staged_outputs(jobs: list[Job]) -> Iterator[None]:
             job.parked.unlink()
 
 
-def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None) -> list[tuple[Job, str]]:
-    """Run every job (progress bar for several files); errors name the file they came from."""
-    from tqdm import tqdm
+def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None,
+            workers: int | None = None) -> list[tuple[Job, str]]:
+    """Run every job (progress bar for several files on a terminal); results in input order; errors name the file
+    they came from.
 
-    lines = []
+    Several files run at once on ``workers`` cores (default: the model's threads, or the CPUs) — forked processes
+    for the native stencil, threads for backends that take concurrent calls, else one file after the other (see
+    :mod:`kernelnet.runtime.apply_workers`); each file's filter then runs on one thread."""
+    from kernelnet.runtime import apply_workers
+    from kernelnet.runtime.apply_jobs import run_job
+
     encoding = target_encoding(model)
-    for job in tqdm(jobs, desc="apply", unit="file", disable=None if len(jobs) > 1 else True, leave=False):
+    workers = min(workers or _default_workers(model), len(jobs))
+
+    def one(job: Job) -> str:
         try:
-            lines.append((job, run_job(model, job, bits, scale, encoding)))
+            return run_job(model, job, bits, scale, encoding)
         except KernelnetError as exc:
             text = str(exc)
             raise KernelnetError(text if str(job.source) in text else f"{job.source}: {text}") from None
-    return lines
+
+    with _progress(len(jobs)) as step:
+        if workers > 1 and model.runner.name == "native" and apply_workers.fork_available():
+            lines = apply_workers.run_forked(one, jobs, workers, step, before=lambda: _one_thread(model))
+        elif workers > 1 and model.runner.concurrent:
+            lines = apply_workers.run_threaded(one, jobs, workers, step)
+        else:
+            lines = []
+            for job in jobs:
+                lines.append(one(job))
+                step()
+    return list(zip(jobs, lines))
 
 
+def _default_workers(model: Model) -> int:
+    from kernelnet.runtime.native_backend import default_threads
+
+    threads = getattr(model.runner, "threads", None)
+    return int(threads) if threads else default_threads()
+
+
+def _one_thread(model: Model) -> None:
+    """In a worker process: the stencil runs each file on the worker's own thread (the cores run files)."""
+    if hasattr(model.runner, "threads"):
+        model.runner.threads = 1
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[], Any]]:
+    """A step function for a tqdm bar over ``total`` files, shown on a terminal only (tqdm is imported then)."""
+    import sys
+
+    if total < 2 or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="apply", unit="file", leave=False) as bar:
+        yield bar.update

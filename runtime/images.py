@@ -7,12 +7,14 @@ Images become grayscale float32 in [0, 1]: 8-bit / 255, 16-bit / 65535, colour b
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.png_encode import write_png
 
 MAX_PIXELS_DEFAULT = 100_000_000
 """Decoded-pixel budget per image file (a 140 KB PNG can claim 12000 × 12000): raise it with the environment
@@ -27,29 +29,41 @@ def max_pixels() -> int:
         raise KernelnetError(f"KERNELNET_MAX_PIXELS must be a whole number of pixels, got {text!r}") from None
 
 
+_OPEN_LOCK = threading.Lock()
+ORIENTATION = 0x0112
+"""The EXIF orientation tag (1: upright)."""
+
+
 def open_image(path: str | os.PathLike[str]) -> Any:
-    """A decoded Pillow image, upright (EXIF orientation applied), within the pixel budget; one-line errors."""
+    """A decoded Pillow image, upright (EXIF orientation applied), within the pixel budget; one-line errors.
+    Thread-safe (``kernelnet apply`` decodes files on several threads)."""
     from PIL import Image, ImageOps
 
     budget = max_pixels()
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # our own budget, below, with a clear error instead of Pillow's warning
     try:
-        with Image.open(path) as img:
+        with _OPEN_LOCK:  # Pillow's own bomb check is off while the header is read: ours, below, says more
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        try:
             if img.width * img.height > budget:
                 raise KernelnetError(f"image {path} is {img.width}x{img.height} = {img.width * img.height:,} pixels, "
                                      f"over the budget of {budget:,} (raise it with KERNELNET_MAX_PIXELS or "
                                      "--max-pixels)")
             img.load()
-            upright = ImageOps.exif_transpose(img)
-            return upright if upright is not img else img.copy()
+            if img.getexif().get(ORIENTATION, 1) != 1:
+                return ImageOps.exif_transpose(img)  # a transposed copy
+            return img.copy() if getattr(img, "fp", None) is not None else img  # loaded: the file is closed
+        finally:
+            if getattr(img, "fp", None) is not None:
+                img.close()  # multi-frame formats keep the file open (the copy above holds the pixels)
     except KernelnetError:
         raise
     except Exception as exc:  # decoders of crafted files raise more than OSError (struct.error, EOFError, ...)
         raise KernelnetError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                              ) from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm")
@@ -88,7 +102,11 @@ def to_gray(array: np.ndarray) -> np.ndarray:
 
 def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to (H, W) float32 in [0, 1]. Raises :class:`KernelnetError` if unreadable."""
-    img = open_image(path)
+    return _gray(open_image(path), path)
+
+
+def _gray(img: Any, path: str | os.PathLike[str]) -> np.ndarray:
+    """A decoded Pillow image as (H, W) float32 in [0, 1]."""
     mode = img.mode
     try:
         if mode in ("P", "PA"):
@@ -106,21 +124,34 @@ def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
         raise KernelnetError(f"cannot read image {path}: {exc}") from exc
 
 
+def read_levels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file for a gray model: an 8-bit or 16-bit gray file as its (H, W) uint8 / uint16 levels
+    (models read them as v / 255, v / 65535: the values :func:`read_gray` gives), anything else as
+    :func:`read_gray` does."""
+    img = open_image(path)
+    if img.mode == "L":
+        return np.asarray(img)
+    if img.mode in ("I;16", "I;16L", "I;16B"):
+        return np.asarray(img).astype(np.uint16)
+    return _gray(img, path)
+
+
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """All files below ``folder`` (recursively) with an image suffix, sorted."""
     root = Path(folder)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, scale: float | None = None) -> float:
+def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, scale: float | None = None,
+                shift: float = 0.0, atomic: bool = True) -> float:
     """Write (H, W) float data: ``.npy`` exact float32, ``.tif/.tiff`` float32, ``.png`` 8/16-bit.
 
-    For PNG the values are multiplied by ``scale`` (default: 1/max, or 1 when max ≤ 1) and clipped to [0, 1]
-    before quantisation. Returns the scale used (1.0 for exact formats). Written atomically.
+    For PNG the values are multiplied by ``scale`` (default: 1/max, or 1 when max ≤ 1), ``shift`` is added and
+    the result clipped to [0, 1] before quantisation. Returns the scale used (1.0 for exact formats). Written atomically unless ``atomic`` is
+    false (the caller writes to a staging name of its own, as ``kernelnet apply`` does).
     """
-    from kernelnet.runtime.atomic import write_with
-
     path = Path(path)
+    write_with = _writer(atomic)
     suffix = path.suffix.lower()
     data = np.asarray(image, dtype=np.float32)
     if suffix == ".npy":
@@ -140,41 +171,82 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, 
     if scale is None:
         peak = float(np.max(data)) if data.size else 0.0
         scale = 1.0 / peak if peak > 1.0 else 1.0
-    scaled = np.clip(data * scale, 0.0, 1.0)
-    if bits == 16:
-        pil = Image.fromarray(np.round(scaled * 65535).astype(np.uint16))
-    elif bits == 8:
-        pil = Image.fromarray(np.round(scaled * 255).astype(np.uint8))
-    else:
+    if bits not in (8, 16):
         raise KernelnetError(f"PNG bit depth must be 8 or 16, got {bits}")
-    write_with(path, lambda tmp: pil.save(tmp, format="PNG"))
+    levels = quantize_unit(data, scale, bits, shift)
+    write_with(path, lambda tmp: write_png(tmp, levels))
     return float(scale)
 
 
-def read_planes(path: str | os.PathLike[str], channels: int) -> np.ndarray:
+def quantize_unit(data: np.ndarray, scale: float, bits: int, shift: float = 0.0) -> np.ndarray:
+    """round(clip(data × scale + shift, 0, 1) × (2^bits − 1)) as uint8 / uint16, float32 arithmetic: in one pass
+    by the C stencil module where it is built, else in numpy (the same levels, bit for bit)."""
+    dtype = np.uint16 if bits == 16 else np.uint8
+    try:
+        from kernelnet.runtime import _stencil
+    except ImportError:
+        _stencil = None
+    if _stencil is not None and data.dtype == np.float32 and data.flags.c_contiguous and data.size:
+        out = np.empty(data.shape, dtype)
+        _stencil.unit_levels(data, out, float(np.float32(scale)), float(np.float32(shift)), bits)
+        return out
+    top = np.float32(2**bits - 1)
+    scratch = np.multiply(data, np.float32(scale), dtype=np.float32)
+    if shift:
+        np.add(scratch, np.float32(shift), out=scratch)
+    np.clip(scratch, 0.0, 1.0, out=scratch)
+    np.multiply(scratch, top, out=scratch)
+    np.rint(scratch, out=scratch)
+    return scratch.astype(dtype)
+
+
+def value_range(data: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a non-empty array, in one pass for a contiguous float32 one."""
+    try:
+        from kernelnet.runtime import _stencil
+    except ImportError:
+        _stencil = None
+    if _stencil is not None and data.dtype == np.float32 and data.flags.c_contiguous and data.size:
+        return _stencil.extrema(data)
+    return float(data.min()), float(data.max())
+
+
+def _writer(atomic: bool):
+    """``write_with(path, fn)``: atomic (temporary file renamed into place) or straight to ``path``."""
+    if atomic:
+        from kernelnet.runtime.atomic import write_with
+
+        return write_with
+    return lambda path, fn: fn(Path(path))
+
+
+def read_planes(path: str | os.PathLike[str], channels: int, levels: bool = False) -> np.ndarray:
     """Decode an image file to (C, H, W) float32 in [0, 1]: C = 3 keeps R, G, B (gray files repeated), C = 1 is
-    :func:`read_gray`."""
+    :func:`read_gray`. ``levels``: 8-bit planes and 16-bit gray stay the integers they are (see
+    :func:`read_levels`)."""
     if channels == 1:
-        return read_gray(path)[None]
+        return (read_levels(path) if levels else read_gray(path))[None]
     img = open_image(path)
     try:
         rgb = np.asarray(img.convert("RGB")) if img.mode not in ("I;16", "I;16B", "I;16L") else None
     except (OSError, ValueError) as exc:
         raise KernelnetError(f"cannot read image {path}: {exc}") from exc
     if rgb is None:
-        gray = np.asarray(img).astype(np.float32) / 65535.0
-        return np.repeat(gray[None], 3, axis=0)
-    return np.ascontiguousarray(np.moveaxis(rgb, 2, 0), dtype=np.float32) / np.float32(255.0)
+        gray = np.asarray(img).astype(np.uint16)
+        return np.repeat((gray if levels else gray.astype(np.float32) / 65535.0)[None], 3, axis=0)
+    planes = np.ascontiguousarray(np.moveaxis(rgb, 2, 0))
+    return planes if levels else planes.astype(np.float32) / np.float32(255.0)
 
 
-def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str) -> str:
+def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str, atomic: bool = True) -> str:
     """Write (H, W) or (H, W, 3) output values as the training targets held them: integer levels as 8/16-bit
     PNG / TIFF or ``.npy`` of that dtype, floats as float32 TIFF / ``.npy``; returns a one-line description."""
-    from kernelnet.runtime.atomic import write_with
-
     path = Path(path)
+    write_with = _writer(atomic)
     suffix = path.suffix.lower()
-    if dtype in ("uint8", "uint16", "int16"):
+    if values.dtype == dtype:
+        data = values  # levels already (the native stencil writes them)
+    elif dtype in ("uint8", "uint16", "int16"):
         info = np.iinfo(dtype)
         data = np.clip(np.rint(values), info.min, info.max).astype(dtype)  # levels: the graph clips and rounds
     else:
@@ -190,7 +262,10 @@ def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str) 
 
     if data.dtype == np.float32 and data.ndim == 3:
         raise KernelnetError(f"{path}: float RGB images go to .npy (TIFF float is one channel)")
-    image = Image.fromarray(data)
     fmt = "TIFF" if suffix in (".tif", ".tiff") else "PNG"
-    write_with(path, lambda tmp: image.save(tmp, format=fmt))
+    if fmt == "PNG" and data.dtype in (np.uint8, np.uint16):
+        write_with(path, lambda tmp: write_png(tmp, data))
+    else:
+        image = Image.fromarray(data)
+        write_with(path, lambda tmp: image.save(tmp, format=fmt))
     return f"{data.dtype} {fmt}{' RGB' if data.ndim == 3 else ''}, levels as the training targets"

@@ -103,7 +103,7 @@ def test_sigint_and_sigterm_are_one_line(tmp_path):
 
 def test_an_interrupted_apply_leaves_nothing_and_replaces_nothing(tmp_path, rng, monkeypatch):
     from kernelnet.cli import Interrupted
-    from kernelnet.runtime import apply as apply_module
+    from kernelnet.runtime import apply_jobs as apply_module
 
     model = make_onnx(tmp_path / "m.onnx", SOBEL[None])
     src, out = tmp_path / "in", tmp_path / "out"
@@ -121,7 +121,7 @@ def test_an_interrupted_apply_leaves_nothing_and_replaces_nothing(tmp_path, rng,
         return real(model, job, *args)
 
     monkeypatch.setattr(apply_module, "run_job", interrupted)
-    res = kn("apply", model, src, "--out", out)
+    res = kn("apply", model, src, "--out", out, "--threads", "1")  # one file after the other, in this process
     assert res.exit_code == 130 and res.output.startswith("error: interrupted by SIGINT") and res.output.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == ["a.npy"] and (out / "a.npy").read_bytes() == b"old a"
 

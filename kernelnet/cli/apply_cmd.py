@@ -50,7 +50,7 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
 
     import numpy as np
 
-    from kernelnet.runtime.apply import png_mapping
+    from kernelnet.runtime.apply_jobs import png_mapping
 
     if max_pixels is not None:
         os.environ["KERNELNET_MAX_PIXELS"] = str(max_pixels)

@@ -1,0 +1,191 @@
+"""Running ``kernelnet apply``'s files on several cores: forked worker processes or threads (torch-free).
+
+Measured on 600 gray 256² PNGs (2 cores, a Sobel model on the native stencil): one file costs about 1.6 ms of CPU
+(Pillow's decode 0.6 ms, the PNG encode 0.35–0.55 ms, the filter 0.09 ms, the rest Python). Two threads took the
+600 files in 0.57–0.62 s against 0.82–0.97 s on one (the GIL serialises the Python parts); two forked workers took
+0.46–0.47 s. So:
+
+* :func:`run_forked` — POSIX, the native stencil (plain C and numpy after the fork: no thread pool in the child
+  waits for threads that did not survive it): each child takes the next file index from a shared counter,
+  filters it into its staging name and sends its one-line result back over its own pipe. The parent only waits,
+  counts progress and collects the results in job order.
+* :func:`run_threaded` — backends whose sessions take concurrent calls (onnxruntime).
+
+Both stop handing out files at the first error (the files running finish) and raise it in the caller; at most
+``workers`` files are in flight, so memory stays at that many images. An interrupt in the parent (SIGINT,
+SIGTERM) ends the children at once (they ignore SIGINT, so a terminal's Ctrl-C reaches the parent only) and
+is raised once they are reaped; their staged files are then removed with the rest by the caller.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from kernelnet.runtime.errors import KernelnetError
+
+J = TypeVar("J")
+SEND_EVERY = 8
+"""A child sends its results in batches of this many files (the parent wakes once per batch)."""
+
+
+def fork_available() -> bool:
+    """True where :func:`run_forked` can run (a POSIX ``fork``)."""
+    return hasattr(os, "fork") and hasattr(os, "waitpid")
+
+
+def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: Callable[[], Any],
+               before: Callable[[], None] | None = None) -> list[str]:
+    """``one(job)`` for every job in ``workers`` forked processes (``before()`` runs first in each); the
+    results in job order. :class:`KernelnetError` in a child is raised here with its message."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("fork")
+    counter = ctx.Value("q", 0)
+    readers, pids = [], []
+    gc.freeze()  # the inherited objects: out of the children's collections, so their pages stay shared
+    try:
+        for _ in range(workers):
+            reader, writer = ctx.Pipe(duplex=False)
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                reader.close()
+                _child(one, jobs, counter, writer, before)
+            writer.close()
+            readers.append(reader)
+            pids.append(pid)
+        results: list[str | None] = [None] * len(jobs)
+        failure: tuple[bool, str] | None = None
+        live = list(readers)
+        while live:
+            for conn in wait(live):
+                try:
+                    batch = conn.recv()
+                except (EOFError, OSError):
+                    live.remove(conn)
+                    continue
+                for index, ok, text in batch:
+                    if ok:
+                        results[index] = text
+                        done()
+                    elif failure is None:
+                        failure = (ok is None, text)
+    except BaseException:
+        for pid in pids:  # interrupted: end the children now
+            _signal(pid, signal.SIGKILL)
+        raise
+    finally:
+        for pid in pids:
+            _reap(pid)
+        for conn in readers:
+            conn.close()
+        gc.unfreeze()
+    if failure is not None:
+        unexpected, text = failure
+        raise (RuntimeError if unexpected else KernelnetError)(text)
+    if any(r is None for r in results):
+        raise KernelnetError("a worker process ended before its files were done (killed, or out of memory?)")
+    return [r for r in results if r is not None]
+
+
+def _child(one: Callable[[J], str], jobs: Sequence[J], counter: Any, conn: Any,
+           before: Callable[[], None] | None) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if before is not None:
+            before()
+        batch: list[tuple[int, bool | None, str]] = []  # results go back SEND_EVERY at a time
+        while True:
+            with counter.get_lock():
+                index = counter.value
+                if index >= len(jobs):
+                    break
+                counter.value = index + 1
+            try:
+                batch.append((index, True, one(jobs[index])))
+            except KernelnetError as exc:
+                batch.append((index, False, str(exc)))
+                with counter.get_lock():
+                    counter.value = len(jobs)  # the others stop after their current file
+                break
+            if len(batch) >= SEND_EVERY:
+                conn.send(batch)
+                batch = []
+        if batch:
+            conn.send(batch)
+    except BrokenPipeError:
+        code = 1  # the parent is gone
+    except BaseException as exc:  # a bug: reported to the parent, which raises it
+        code = 1
+        try:
+            conn.send([(-1, None, f"worker process failed: {type(exc).__name__}: {exc}")])
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
+def run_threaded(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: Callable[[], Any]) -> list[str]:
+    """``one(job)`` for every job on ``workers`` threads that take the next file as they finish one (the calling
+    thread only waits); the results in job order. The first error stops the others after their current file and
+    is raised here, as is an interrupt, once every worker has stopped."""
+    results: list[str | None] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    lock, stop = threading.Lock(), threading.Event()
+    queue = iter(range(len(jobs)))
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                index = next(queue, None)
+            if index is None:
+                return
+            try:
+                results[index] = one(jobs[index])
+            except BaseException as exc:  # handed to the calling thread
+                with lock:
+                    errors.append(exc)
+                stop.set()
+                return
+            with lock:
+                done()
+
+    threads = [threading.Thread(target=work, name=f"kernelnet-apply-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        stop.set()  # an interrupt: the running files finish before their staging is undone
+        for thread in threads:
+            thread.join()
+        raise
+    if errors:
+        raise errors[0]
+    return [r or "" for r in results]

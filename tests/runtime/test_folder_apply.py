@@ -1,0 +1,117 @@
+"""``kernelnet apply`` on folders: files run on several worker processes (the native stencil) with the results of
+one process, the first bad file ends the run with its one line and nothing written, an interrupt leaves nothing
+behind; and the PNG writer's files decode to the very levels with Pillow (and OpenCV where installed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kernelnet.runtime.png_encode import write_png
+from kernelnet.runtime.spec import FilterSpec, OutputStage
+from tests.helpers import SOBEL, kn, spec_onnx
+
+
+def frames(folder: Path, count: int, rng: np.random.Generator, size: tuple[int, int] = (40, 56)) -> None:
+    """``count`` gray PNGs, 8-bit and 16-bit mixed, in two subfolders."""
+    for i in range(count):
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        if i % 3 == 0:
+            Image.fromarray(rng.integers(0, 65536, size, dtype=np.uint16)).save(sub / f"{i:03d}.png")
+        else:
+            Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(sub / f"{i:03d}.png")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stage", [False, True])
+def test_worker_processes_write_what_one_process_writes(tmp_path, rng, stage):
+    spec = FilterSpec.from_kind(SOBEL, "single")
+    if stage:  # levels written by the stencil itself
+        spec = spec.replace(kernels=SOBEL[None] * 255 / 4, combine="abs",
+                            output=OutputStage(clip=(0.0, 255.0), rounding="half_up", bits=8, grid=4))
+    model = spec_onnx(tmp_path / "m.onnx", spec)
+    frames(tmp_path / "in", 30, rng)
+    serial = kn("apply", model, tmp_path / "in", "--out", tmp_path / "one", "--threads", "1", "-q")
+    forked = kn("apply", model, tmp_path / "in", "--out", tmp_path / "two", "--threads", "2")
+    assert serial.exit_code == forked.exit_code == 0, forked.output
+    assert "wrote 30 files" in forked.output and forked.output.count("->") == 30
+    one, two = tree(tmp_path / "one"), tree(tmp_path / "two")
+    assert len(one) == 30 and one == two  # byte for byte, names and relative paths kept
+
+
+def test_the_first_bad_file_ends_a_parallel_run_with_one_line_and_writes_nothing(tmp_path, rng):
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 24, rng)
+    (tmp_path / "in" / "a" / "017.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    res = kn("apply", model, tmp_path / "in", "--out", out, "--threads", "2")
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "017.png" in res.output, res.output
+    assert tree(out) == {"keep.txt": b"old"}
+
+
+def test_sigint_during_a_parallel_run_leaves_nothing(tmp_path, rng):
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(np.ones((15, 15)) / 225, "single"))
+    frames(tmp_path / "in", 400, rng, size=(160, 200))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b").mkdir()
+    (out / "b" / "000.png").write_bytes(b"old")
+    proc = subprocess.Popen([sys.executable, "-m", "kernelnet", "apply", str(model), str(tmp_path / "in"),
+                             "--out", str(out), "--threads", "2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and \
+            not any(p.name.startswith(".kernelnet-partial-") for p in (out / "a").glob("*")
+                    if (out / "a").exists()):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.startswith("error: interrupted by SIGINT") and err.count("\n") == 1, err
+    assert tree(out) == {"b/000.png": b"old"}
+    assert not [p for p in out.rglob("*") if p.name.startswith(".kernelnet-partial-")]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png_files_decode_to_their_levels(dtype, channels):
+    rng = np.random.default_rng(channels)
+    shape = (301, 7) if channels == 1 else (23, 301, channels)
+    levels = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    buf = io.BytesIO()
+    write_png(buf, levels)
+    back = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    if dtype == np.uint8 or channels == 1:  # Pillow reads 16-bit colour PNGs as 8-bit: OpenCV checks those
+        assert back.dtype == dtype and np.array_equal(back, levels)
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (the [dev] extra) decodes the files a second way")
+    decoded = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    if channels >= 2:  # OpenCV gives BGR(A), and gray + alpha as BGRA
+        decoded = decoded[..., {2: [0, 3], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[channels]]
+    assert decoded.dtype == dtype and np.array_equal(decoded, levels)
+
+
+def test_png_strips_and_bad_arrays(tmp_path, monkeypatch):
+    from kernelnet.runtime import png_encode
+    from kernelnet.runtime.errors import KernelnetError
+
+    monkeypatch.setattr(png_encode, "STRIP_BYTES", 100)  # many IDAT chunks
+    levels = np.random.default_rng(0).integers(0, 256, (97, 33), dtype=np.uint8)
+    write_png(tmp_path / "s.png", levels)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "s.png")), levels)
+    for bad in (np.zeros((4, 4), np.float32), np.zeros((4, 4, 5), np.uint8), np.zeros((0, 4), np.uint8)):
+        with pytest.raises(KernelnetError):
+            write_png(io.BytesIO(), bad)
