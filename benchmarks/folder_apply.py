@@ -4,8 +4,9 @@ wall time (interpreter start, imports and model load included), and the two outp
 The folder: ``--files`` gray 8-bit PNGs of ``--size``² cut from the photos that ship in scikit-image (saved by
 Pillow). The model: an exact Sobel export on the native stencil. The OpenCV loop: ``cv2.imread`` (gray),
 ``cv2.filter2D`` (float32 out, kernel / 255, zeros border, ``cv2.setNumThreads(threads)``), the same mapping
-(0.5 + y / (2 max|y|), rounded) and ``cv2.imwrite`` (its default PNG settings). Both run as fresh processes,
-interleaved over ``--rounds``; p50 seconds and ratio = OpenCV / kernelnet (> 1: kernelnet is faster).
+(0.5 + y / (2 max|y|), rounded) and ``cv2.imwrite`` (its default PNG settings). Both run as fresh processes of
+this interpreter (``kernelnet`` is the console script installed beside it), interleaved over ``--rounds``; p50
+seconds and ratio = OpenCV / kernelnet (> 1: kernelnet is faster).
 
     python benchmarks/folder_apply.py [--files 600] [--size 256] [--rounds 5] [--threads 2]
 """
@@ -58,14 +59,12 @@ def make_folder(folder: Path, files: int, size: int) -> None:
 
 
 def make_model(path: Path) -> None:
-    import onnx
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_models import save_graph
 
-    from kernelnet.export.onnx_graph import build_graph
     from kernelnet.runtime.spec import FilterSpec
-    from kernelnet.runtime.spec_codec import encode_spec
 
-    spec = FilterSpec.from_kind(np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]), "single")
-    onnx.save(build_graph(spec, metadata=encode_spec(spec)), str(path))
+    save_graph(path, FilterSpec.from_kind(np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]), "single"))
 
 
 def timed(command: list[str]) -> float:
@@ -81,7 +80,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    kernelnet = shutil.which("kernelnet") or sys.exit("kernelnet is not on PATH: pip install -e . first")
+    # the console script beside this interpreter, as the OpenCV loop runs on it (a version manager's shim on PATH,
+    # pyenv's, adds a shell and ~60 ms to every start)
+    beside = Path(sys.executable).with_name("kernelnet")
+    kernelnet = str(beside) if beside.exists() else shutil.which("kernelnet")
+    if kernelnet is None:
+        sys.exit("the kernelnet console script is not installed: pip install -e . first")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_folder(root / "in", args.files, args.size)

@@ -1,6 +1,6 @@
 """``python -m kernelnet`` runs the command line."""
 
-from kernelnet.cli import main
+from kernelnet.cli import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

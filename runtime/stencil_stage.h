@@ -18,6 +18,7 @@ enum { ROUND_NONE = 0, ROUND_HALF_EVEN = 1, ROUND_HALF_UP = 2, ROUND_FLOOR = 3, 
 
 typedef struct {
     float scale, offset, grid, lo, hi, ring_scale;
+    float grid_inverse; /* 1 / grid when that is exact (a power of two), else 0 */
     int has_grid, has_clip, rounding, copy_ring;
 } Stage;
 
@@ -30,6 +31,7 @@ static int parse_stage(PyObject *obj, Stage *stage) {
         return 0;
     stage->has_grid = grid != 0;
     stage->grid = (float)grid;
+    stage->grid_inverse = grid > 0 && (grid & (grid - 1)) == 0 ? 1.0f / (float)grid : 0.0f;
     stage->has_clip = !isnan(stage->lo);
     if (grid < 0 || grid > 65536 || stage->rounding < ROUND_NONE || stage->rounding > ROUND_TOWARD_ZERO ||
         isnan(stage->lo) != isnan(stage->hi) || (stage->has_clip && !(stage->lo < stage->hi))) {
@@ -54,7 +56,9 @@ MULTIVERSION static void stage_values(const Stage *st, float *restrict v, Py_ssi
         for (Py_ssize_t x = 0; x < w; x++) v[x] = v[x] * scale;
     if (offset != 0.0f)
         for (Py_ssize_t x = 0; x < w; x++) v[x] = v[x] + offset;
-    if (st->has_grid)
+    if (st->has_grid && st->grid_inverse != 0.0f) /* a power-of-two grid: the exact reciprocal, same quotient */
+        for (Py_ssize_t x = 0; x < w; x++) v[x] = rintf(v[x] * grid) * st->grid_inverse;
+    else if (st->has_grid)
         for (Py_ssize_t x = 0; x < w; x++) v[x] = rintf(v[x] * grid) / grid;
     if (st->has_clip)
         for (Py_ssize_t x = 0; x < w; x++) v[x] = CLAMPED(v[x], lo, hi);

@@ -22,7 +22,9 @@ from kernelnet.cli.common import parse_tile
                    "a model trained on pairs writes its values as they are].")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
-@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None, help="Threads (native stencil or onnxruntime intra-op).")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
+              help="Cores to use [default: all]: one image is split over them; the files of a folder run on as many "
+                   "worker processes (native stencil) or threads (onnxruntime).")
 @click.option("--tile", default=None, help="auto (default: tile above the memory budget), off, N or RxC.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Decoded-pixel budget per image [default: 100000000, or KERNELNET_MAX_PIXELS].")
@@ -37,6 +39,7 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
     NxHxW or Nx1xHxW, float32 in [0, 1] or uint8), folders (recursive) or globs. Outputs: PNG (8/16-bit, the
     value mapping is printed), TIFF or .npy (float32, exact). Large inputs are tiled with a k//2 halo (identical
     result); .npy to .npy streams between memory maps, so a 12000x12000 image needs well under 2 GB.
+    Folders are decoded, filtered and encoded file by file on every core (at most one image per core in memory).
     Nothing is written unless every input succeeds.
     Examples:
       kernelnet apply artifacts/runs/sobel-single photo.png --out edges.png --bits 16

@@ -115,3 +115,15 @@ def test_png_strips_and_bad_arrays(tmp_path, monkeypatch):
     for bad in (np.zeros((4, 4), np.float32), np.zeros((4, 4, 5), np.uint8), np.zeros((0, 4), np.uint8)):
         with pytest.raises(KernelnetError):
             write_png(io.BytesIO(), bad)
+
+
+def test_the_console_script_flushes_everything_before_its_quick_exit(tmp_path, rng):
+    from tests.helpers import run_cli
+
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 12, rng)
+    res = run_cli("apply", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert res.returncode == 0 and res.stdout.count(" -> ") == 12 and res.stdout.endswith(f"wrote 12 files to "
+                                                                                           f"{tmp_path / 'out'}\n")
+    res = run_cli("apply", str(model), str(tmp_path / "missing"), "--out", str(tmp_path / "o2"))
+    assert res.returncode == 2 and res.stderr == f"error: input {tmp_path / 'missing'} not found\n"

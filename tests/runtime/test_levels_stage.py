@@ -125,3 +125,15 @@ def test_one_pass_levels_equal_numpys():
             want = np.rint(np.clip(scratch, 0, 1) * np.float32(2**bits - 1)).astype(np.uint8 if bits == 8 else
                                                                                   np.uint16)
             assert np.array_equal(quantize_unit(y, factor, bits, shift), want)
+
+
+@pytest.mark.parametrize("tile", [(17, 0), (23, 31)])
+def test_stage_models_give_the_whole_image_result_in_tiles(tmp_path, tile):
+    spec = FilterSpec(kernels=(SOBEL * 255 / 4)[None], combine="abs", border="copy",
+                      output=OutputStage(clip=(0.0, 255.0), rounding="half_up", bits=8, grid=4))
+    path = spec_onnx(tmp_path / "m.onnx", spec)
+    whole, tiled = load(path, tile=0), load(path, tile=tile)
+    assert whole.runner.name == tiled.runner.name == "native"
+    frame = photo()
+    assert np.array_equal(tiled(frame), whole(frame))
+    assert np.array_equal(tiled.levels(frame), whole.levels(frame))
