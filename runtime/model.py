@@ -74,15 +74,23 @@ class Model:
     def padding(self) -> str:
         return self.info.padding
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Filter ``image`` (see the class docstring); raises KernelnetError for inputs outside the contract."""
+    def __call__(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Filter ``image`` (see the class docstring); raises KernelnetError for inputs outside the contract.
+
+        ``out``: a float32 C-contiguous array of the result's shape to write into (a frame buffer reused from call
+        to call: the native stencil then writes its rows straight into it, and no memory is allocated); returned.
+        """
         batch, restore = as_batch(image)
+        if out is not None and (out.dtype != np.float32 or out.shape != image.shape or not out.flags.c_contiguous
+                                or not out.flags.writeable):
+            raise KernelnetError(f"out must be a writable C-contiguous float32 array of shape {image.shape}, got "
+                                 f"{out.dtype} {out.shape}")
         shape, max_n = self.tile_shape(batch.shape[2], batch.shape[3]), self._max_batch(batch)
-        if shape is None and batch.shape[0] <= max_n:
+        if out is None and shape is None and batch.shape[0] <= max_n:
             return restore(self._guarded(batch, batch))  # whole image in one call: no extra copy
-        out = np.empty(batch.shape, dtype=np.float32)
-        self._run_into(batch, out, self._tiles(batch.shape[2], batch.shape[3], shape), max_n)
-        return restore(out)
+        target = np.empty(batch.shape, dtype=np.float32) if out is None else out.reshape(batch.shape)
+        self._run_into(batch, target, self._tiles(batch.shape[2], batch.shape[3], shape), max_n)
+        return restore(target) if out is None else out
 
     def levels(self, image: np.ndarray) -> np.ndarray:
         """The integer output (a spec with ``output.bits``) as uint8 / uint16 levels, in ``image``'s layout: written

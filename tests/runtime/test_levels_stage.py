@@ -137,3 +137,19 @@ def test_stage_models_give_the_whole_image_result_in_tiles(tmp_path, tile):
     frame = photo()
     assert np.array_equal(tiled(frame), whole(frame))
     assert np.array_equal(tiled.levels(frame), whole.levels(frame))
+
+
+def test_results_go_into_a_given_frame_buffer(tmp_path):
+    from kernelnet.runtime.errors import KernelnetError
+
+    path = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "double"))
+    for backend in ("native", "onnxruntime"):
+        net = load(path, backend=backend)
+        frame = photo()
+        buffer = np.full(frame.shape, np.nan, np.float32)
+        assert net(frame, out=buffer) is buffer and np.array_equal(buffer, net(frame))
+        batch = np.stack([frame, frame[::-1]])
+        many = np.empty(batch.shape, np.float32)
+        assert np.array_equal(net(batch, out=many), net(batch))
+        with pytest.raises(KernelnetError, match="out must be"):
+            net(frame, out=np.empty(frame.shape, np.float64))
