@@ -11,5 +11,6 @@ from setuptools import Extension, setup
 FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-pthread"]
 
 setup(ext_modules=[Extension("kernelnet.runtime._stencil", ["runtime/_stencil.c"], extra_compile_args=FLAGS,
-                             depends=["runtime/stencil_convert.h", "runtime/stencil_stage.h", "runtime/stencil_levels.h"],
+                             depends=["runtime/stencil_convert.h", "runtime/stencil_stage.h", "runtime/stencil_levels.h",
+                                      "runtime/stencil_blocked.h"],
                              extra_link_args=[] if sys.platform == "win32" else ["-pthread"], optional=True)])

@@ -42,6 +42,7 @@ enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMET
 
 #include "stencil_convert.h"
 #include "stencil_stage.h"
+#include "stencil_blocked.h"
 
 typedef struct {
     const float *src;
@@ -213,6 +214,15 @@ static int run_row(const float *const *rows, float *out, Py_ssize_t w, const Job
     }
 }
 
+static int blocked_ok = 0; /* blocked_rows runs on this CPU (set on import) */
+
+/* The padded source rows a job keeps for border rows and integer frames: slot v mod (k + BLOCK_ROWS − 1). */
+typedef struct {
+    float *rows;
+    Py_ssize_t image;
+    Py_ssize_t held[MAX_K + BLOCK_ROWS]; /* virtual row held by each slot (per image) */
+} RowRing;
+
 /* Source columns of the two edge segments of a row: virtual columns [−half, 2·half) then [w − 2·half, w + half)
  * (w > 2·half), −1 for a zero sample. Computed once per job. */
 static void edge_map(const Job *job, Py_ssize_t *cols) {
@@ -244,15 +254,49 @@ static int edge_columns(const Job *job, const float *const *rows, const Py_ssize
     return bad;
 }
 
+/* The k + count − 1 source rows of output rows [y, y + count) of image n into rows[]: pointers into the float32
+ * image itself when every one of them is an inner row (returns 1: the caller computes columns [half, w − half)
+ * and the edges apart), else padded copies in the job's ring (returns 0: full width). -1: out of memory. */
+static int gather_rows(const Job *job, RowRing *ring, Py_ssize_t n, Py_ssize_t y, int count, const float **rows) {
+    const int k = job->k, half = k / 2, span = k + count - 1;
+    const Py_ssize_t h = job->h, w = job->w;
+    const float *img = job->srcint ? NULL : job->src + n * h * w;
+    const void *imgint = job->srcint ? (const char *)job->srcint + n * h * w * kind_size(job->in_kind) : NULL;
+    if (!imgint && y >= half && y + count - 1 + half < h && w > 2 * half) {
+        for (int i = 0; i < span; i++) rows[i] = img + (y - half + i) * w;
+        return 1;
+    }
+    const Py_ssize_t stride = w + 2 * half;
+    const int slots = k + BLOCK_ROWS - 1;
+    if (ring->rows == NULL) {
+        ring->rows = (float *)malloc((size_t)slots * (size_t)stride * sizeof(float));
+        if (ring->rows == NULL) return -1;
+    }
+    if (n != ring->image) {
+        ring->image = n;
+        for (int s = 0; s < slots; s++) ring->held[s] = PY_SSIZE_T_MIN;
+    }
+    for (int i = 0; i < span; i++) {
+        Py_ssize_t v = y + i - half;
+        int slot = (int)(((v % slots) + slots) % slots);
+        if (ring->held[slot] != v) {
+            padded_row(job, img, imgint, v, half, ring->rows + slot * stride);
+            ring->held[slot] = v;
+        }
+        rows[i] = ring->rows + slot * stride;
+    }
+    return 0;
+}
+
 static void *run_job(void *arg) {
     Job *job = (Job *)arg;
     const int k = job->k, half = k / 2;
-    const Py_ssize_t h = job->h, w = job->w, stride = w + 2 * half;
+    const Py_ssize_t h = job->h, w = job->w;
     const int direct = job->out_kind == KIND_F32; /* float32 rows are computed in place, levels via `scratch` */
-    float *ring = NULL, *scratch = direct ? NULL : (float *)malloc((size_t)w * sizeof(float));
-    Py_ssize_t held[MAX_K]; /* virtual row held by each ring slot (per image) */
-    const float *rows[MAX_K];
-    Py_ssize_t image = -1, cols[6 * (MAX_K / 2)];
+    float *scratch = direct ? NULL : (float *)malloc((size_t)BLOCK_ROWS * (size_t)w * sizeof(float));
+    RowRing ring = {NULL, -1, {0}};
+    const float *rows[MAX_K + BLOCK_ROWS];
+    Py_ssize_t cols[6 * (MAX_K / 2)];
     int bad = 0;
     if (!direct && scratch == NULL) {
         job->failed = 1;
@@ -260,44 +304,43 @@ static void *run_job(void *arg) {
     }
     if (w > 2 * half) edge_map(job, cols);
     job->finite = 1;
-    for (Py_ssize_t g = job->row0; g < job->row1; g++) {
-        Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
-        const float *img = job->srcint ? NULL : job->src + n * h * w, *center;
-        const void *imgint = job->srcint ? (const char *)job->srcint + n * h * w * kind_size(job->in_kind) : NULL;
-        float *out = direct ? (float *)job->dst + g * w : scratch;
-        if (!imgint && y >= half && y + half < h && w > 2 * half) { /* inner row: read the image in place */
-            for (int i = 0; i < k; i++) rows[i] = img + (y - half + i) * w;
-            bad |= run_row(rows, out + half, w - 2 * half, job);
-            if (half > 0) bad |= edge_columns(job, rows, cols, out);
-            center = rows[half];
-        } else {
-            if (ring == NULL) { /* border rows: padded copies in a ring of k rows */
-                ring = (float *)malloc((size_t)k * (size_t)stride * sizeof(float));
-                if (ring == NULL) {
-                    job->failed = 1;
-                    break;
-                }
-            }
-            if (n != image) {
-                image = n;
-                for (int s = 0; s < k; s++) held[s] = PY_SSIZE_T_MIN;
-            }
-            for (int i = 0; i < k; i++) {
-                Py_ssize_t v = y + i - half;
-                int slot = (int)(((v % k) + k) % k);
-                if (held[slot] != v) {
-                    padded_row(job, img, imgint, v, half, ring + slot * stride);
-                    held[slot] = v;
-                }
-                rows[i] = ring + slot * stride;
-            }
-            bad |= run_row(rows, out, w, job);
-            center = rows[half] + half;
+    for (Py_ssize_t g = job->row0; g < job->row1;) {
+        const Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
+        const Py_ssize_t left = job->rows - g % job->rows; /* rows of this image still to come */
+        int count = 1;
+        if (k > 7 && blocked_ok && job->row1 - g >= BLOCK_ROWS && left >= BLOCK_ROWS) count = BLOCK_ROWS;
+        const int inplace = gather_rows(job, &ring, n, y, count, rows);
+        if (inplace < 0) {
+            job->failed = 1;
+            break;
         }
-        if (job->stage != NULL || !direct)
-            finish_row(job->stage, out, center, y, h, w, half, job->out_kind, (char *)job->dst + g * w * kind_size(job->out_kind));
+        float *outs[BLOCK_ROWS];
+        for (int r = 0; r < count; r++) outs[r] = direct ? (float *)job->dst + (g + r) * w : scratch + r * w;
+        const Py_ssize_t first = inplace ? half : 0, width = inplace ? w - 2 * half : w;
+        if (count == BLOCK_ROWS) {
+            float *inner[BLOCK_ROWS];
+            for (int r = 0; r < count; r++) inner[r] = outs[r] + first;
+            const Py_ssize_t done = blocked_rows(rows, inner, width, k, job->channels, job->combine, job->kernels,
+                                                 job->bias, &bad);
+            if (done < width)
+                for (int r = 0; r < count; r++) {
+                    const float *tail[MAX_K];
+                    for (int i = 0; i < k; i++) tail[i] = rows[r + i] + done;
+                    bad |= run_row(tail, inner[r] + done, width - done, job);
+                }
+        } else {
+            bad |= run_row(rows, outs[0] + first, width, job);
+        }
+        for (int r = 0; r < count; r++) {
+            if (inplace && half > 0) bad |= edge_columns(job, rows + r, cols, outs[r]);
+            const float *center = rows[r + half] + (inplace ? 0 : half);
+            if (job->stage != NULL || !direct)
+                finish_row(job->stage, outs[r], center, y + r, h, w, half, job->out_kind,
+                           (char *)job->dst + (g + r) * w * kind_size(job->out_kind));
+        }
+        g += count;
     }
-    free(ring);
+    free(ring.rows);
     free(scratch);
     job->finite = !bad;
     return NULL;
@@ -485,6 +528,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stencil", "Direct s
 PyMODINIT_FUNC PyInit__stencil(void) {
     static int registered = 0;
     check_fast_quotients();
+    blocked_ok = blocked_supported() && getenv("KERNELNET_STENCIL_ROWWISE") == NULL;
     if (!registered && pthread_atfork(NULL, NULL, pool_after_fork) == 0) registered = 1;
     return PyModule_Create(&module);
 }

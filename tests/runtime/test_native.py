@@ -5,6 +5,7 @@ fork. The exported-model property tests (tests/runtime/test_properties.py) run i
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import warnings
 
@@ -196,3 +197,30 @@ def test_uint8_frames_are_read_by_the_stencil_bit_equal_to_converting_first(vari
         assert np.array_equal(load(exported(variant), tile=tile)(x), want), tile
     one = NativeRunner(model.runner.info, threads=1)
     assert np.array_equal(one.run(np.ascontiguousarray(x)), want)
+
+
+def test_blocked_rows_give_the_bits_of_the_row_at_a_time_path(tmp_path):
+    """Kernels above 7×7 run four rows at a time on AVX-512 CPUs; KERNELNET_STENCIL_ROWWISE=1 turns that off
+    (where the CPU has no AVX-512 both runs take the row-at-a-time path and this compares it with itself)."""
+    import subprocess
+    import sys
+
+    from kernelnet.runtime.spec import FilterSpec
+    from tests.helpers import spec_onnx
+
+    rng = np.random.default_rng(9)
+    x = rng.random((2, 1, 75, 333), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    cases = []
+    for k, kind in ((9, "single"), (15, "double"), (31, "single"), (11, "abs")):
+        kernels = rng.uniform(-1, 1, (k, k))
+        spec = (FilterSpec(kernels=kernels[None], combine="abs", border="symmetric") if kind == "abs"
+                else FilterSpec.from_kind(kernels, kind, padding="replicate"))
+        cases.append(spec_onnx(tmp_path / f"{k}{kind}.onnx", spec))
+    script = ("import sys, numpy as np; from kernelnet.runtime import load; x = np.load(sys.argv[1]); "
+              "[np.save(p + '.out.npy', load(p, backend='native')(x)) for p in sys.argv[2:]]")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.npy"), *map(str, cases)], check=True,
+                   env={**os.environ, "KERNELNET_STENCIL_ROWWISE": "1"})
+    for path in cases:
+        blocked = load(path, backend="native")(x)
+        assert np.array_equal(blocked, np.load(str(path) + ".out.npy")), path.name
