@@ -21,7 +21,8 @@ Sections (p50 ms; ratio = the best of OpenCV and Halide / ours, > 1: ours is fas
 4. folder — ``benchmarks/folder_apply.py``: ``kernelnet apply`` on 600 gray 256² PNGs against a plain one-process
    OpenCV loop, whole-process wall.
 
-    python benchmarks/side_by_side.py [--sizes 3,5,7,9,11,15] [--all-sizes] [--rounds 3] [--reps 10] [--no-folder]
+    python benchmarks/side_by_side.py [--sizes 3,5,7,9,11,15] [--all-sizes] [--halide-max 15] [--rounds 3]
+                                      [--reps 10] [--no-folder]
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def sweep(args: argparse.Namespace, hl, cv2, ndimage) -> float:
 
                         mine = np.empty(shape, np.float32)  # a frame buffer, as the peers get
                         contenders = {"native": lambda: net(frame, out=mine), "opencv": opencv}
-                        if hl is not None:
+                        if hl is not None and k <= args.halide_max:
                             contenders["halide"] = halide_pipeline(hl, spec.kernels, frame, np.empty(shape, np.float32),
                                                                    scale)
                         if ndimage is not None and k <= 15:
@@ -199,7 +200,8 @@ def sweep(args: argparse.Namespace, hl, cv2, ndimage) -> float:
                                                                             for kk in spec.kernels], frame,
                                                                   np.empty(shape, np.float32))
                         med = median_ms(contenders, args.rounds, args.reps)
-                        best = min(v for n, v in med.items() if n in ("opencv", "halide"))
+                        best = min(v for n, v in med.items() if n in ("opencv", "halide"))  # OpenCV alone above
+                        # --halide-max
                         ratio = best / med["native"]
                         in_bar = kind != "uint16" and (
                             (model_kind == "single" and k in (3, 5, 7, 9, 11, 15) and (shape == FULL_HD or k <= 5))
@@ -254,6 +256,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--halide-max", type=int, default=15,
+                        help="largest k given to Halide (its JIT takes 10-100 s per pipeline above 15x15)")
     parser.add_argument("--no-folder", action="store_true", help="skip the folder run")
     args = parser.parse_args()
     os.environ["HL_NUM_THREADS"] = str(args.threads)  # before Halide starts its thread pool

@@ -309,6 +309,17 @@ static void *run_job(void *arg) {
         const Py_ssize_t left = job->rows - g % job->rows; /* rows of this image still to come */
         int count = 1;
         if (k > 7 && blocked_ok && job->row1 - g >= BLOCK_ROWS && left >= BLOCK_ROWS) count = BLOCK_ROWS;
+        if (k == 1 && job->srcint != NULL) { /* 1×1 on an integer frame: convert and filter in one pass */
+            float *out = direct ? (float *)job->dst + g * w : scratch;
+            const char *row = (const char *)job->srcint + (n * h + y) * w * kind_size(job->in_kind);
+            bad |= pointwise_integer_row(row, job->in_kind, out, w, job->channels, job->combine, job->kernels,
+                                         job->bias);
+            if (job->stage != NULL || !direct) /* k = 1 has no ring to copy: `out` stands for the unused input row */
+                finish_row(job->stage, out, out, y, h, w, half, job->out_kind,
+                           (char *)job->dst + g * w * kind_size(job->out_kind));
+            g += 1;
+            continue;
+        }
         const int inplace = gather_rows(job, &ring, n, y, count, rows);
         if (inplace < 0) {
             job->failed = 1;

@@ -49,6 +49,38 @@ MULTIVERSION static void convert_u16(const uint16_t *restrict row, float *restri
     }
 }
 
+/* A 1×1 filter of an integer row in one pass: each sample converted as convert_u8 / convert_u16 do, then
+ * bias + weight · value and the combine, the arithmetic of stencil_row for k = 1 (no row buffer in between). */
+#define POINTWISE(TYPE, FAST, D)                                                                              \
+    for (Py_ssize_t j = 0; j < w; j++) {                                                                     \
+        const float f = (float)((const TYPE *)row)[j];                                                       \
+        const float v = (FAST) ? corrected_quotient(f, D, 1.0f / D) : f / D;                                \
+        float a = ba;                                                                                        \
+        a += ka * v;                                                                                         \
+        if (channels == 2) {                                                                                 \
+            float b = bb;                                                                                    \
+            b += kb * v;                                                                                     \
+            a = sqrtf(a * a + b * b);                                                                        \
+        } else if (combine == 1) {                                                                           \
+            a = fabsf(a);                                                                                    \
+        }                                                                                                    \
+        out[j] = a;                                                                                          \
+        bad |= !(fabsf(a) <= FLT_MAX);                                                                       \
+    }
+
+MULTIVERSION static int pointwise_integer_row(const void *restrict row, int kind, float *restrict out,
+                                              Py_ssize_t w, int channels, int combine, const float *kern,
+                                              const float *bias) {
+    const float ka = kern[0], kb = channels == 2 ? kern[1] : 0.0f, ba = bias[0], bb = channels == 2 ? bias[1] : 0.0f;
+    int bad = 0;
+    if (kind == KIND_U8) {
+        if (u8_fast) { POINTWISE(uint8_t, 1, 255.0f) } else { POINTWISE(uint8_t, 0, 255.0f) }
+    } else {
+        if (u16_fast) { POINTWISE(uint16_t, 1, 65535.0f) } else { POINTWISE(uint16_t, 0, 65535.0f) }
+    }
+    return bad;
+}
+
 /* Samples [start, start + w) of an integer image as float32 in [0, 1]. */
 static void convert_row(const void *image, int kind, Py_ssize_t start, float *out, Py_ssize_t w) {
     if (kind == KIND_U8)
