@@ -153,3 +153,15 @@ def test_results_go_into_a_given_frame_buffer(tmp_path):
         assert np.array_equal(net(batch, out=many), net(batch))
         with pytest.raises(KernelnetError, match="out must be"):
             net(frame, out=np.empty(frame.shape, np.float64))
+
+
+@pytest.mark.parametrize("combine", ["raw", "abs", "magnitude"])
+def test_one_by_one_filters_of_integer_frames_equal_the_converted_frame(tmp_path, combine):
+    kernels = np.array([[[0.7]], [[-1.3]]])[: 2 if combine == "magnitude" else 1]
+    spec = FilterSpec(kernels=kernels, combine=combine, bias=np.array([0.25, -0.5])[: len(kernels)])
+    net = load(spec_onnx(tmp_path / "m.onnx", spec))
+    assert net.runner.name == "native"
+    levels8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    levels16 = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    assert np.array_equal(net(levels8), net((levels8 / 255.0).astype(np.float32)))
+    assert np.array_equal(net(levels16), net((levels16 / 65535.0).astype(np.float32)))
