@@ -169,7 +169,7 @@ def staged_outputs(jobs: list[Job]) -> Iterator[None]:
         for job in parked:
             with contextlib.suppress(OSError):
                 os.replace(job.parked, job.target)
-        for folder in created:  # deepest first
+        for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
         if isinstance(exc, OSError):

@@ -23,6 +23,7 @@ import gc
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -41,7 +42,9 @@ def fork_available() -> bool:
 def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: Callable[[], Any],
                before: Callable[[], None] | None = None) -> list[str]:
     """``one(job)`` for every job in ``workers`` forked processes (``before()`` runs first in each); the
-    results in job order. :class:`KernelnetError` in a child is raised here with its message."""
+    results in job order. A child's :class:`KernelnetError` is raised here with its message, an ``OSError``
+    (disk full, no permission) as an ``OSError`` of the same errno, anything else as ``RuntimeError``; warnings
+    a child raised are raised here again. A child that dies (SIGKILL, out of memory) ends the others."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -55,12 +58,15 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
             pid = os.fork()
             if pid == 0:  # the child: never returns
                 reader.close()
+                for other in readers:
+                    other.close()
                 _child(one, jobs, counter, writer, before)
             writer.close()
             readers.append(reader)
             pids.append(pid)
         results: list[str | None] = [None] * len(jobs)
-        failure: tuple[bool, str] | None = None
+        failure: tuple[str, Any] | None = None
+        owner = dict(zip(readers, pids))
         live = list(readers)
         while live:
             for conn in wait(live):
@@ -68,13 +74,20 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
                     batch = conn.recv()
                 except (EOFError, OSError):
                     live.remove(conn)
+                    died = _reap(owner[conn])
+                    if died and failure is None:  # killed without a word: the others may wait on its lock
+                        failure = ("died", died)
+                        for pid in pids:
+                            _signal(pid, signal.SIGKILL)
                     continue
-                for index, ok, text in batch:
-                    if ok:
-                        results[index] = text
+                for index, kind, payload, caught in batch:
+                    for category, text in caught:
+                        warnings.warn(text, category, stacklevel=2)
+                    if kind == "ok":
+                        results[index] = payload
                         done()
                     elif failure is None:
-                        failure = (ok is None, text)
+                        failure = (kind, payload)
     except BaseException:
         for pid in pids:  # interrupted: end the children now
             _signal(pid, signal.SIGKILL)
@@ -86,8 +99,15 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
             conn.close()
         gc.unfreeze()
     if failure is not None:
-        unexpected, text = failure
-        raise (RuntimeError if unexpected else KernelnetError)(text)
+        kind, payload = failure
+        if kind == "kernelnet":
+            raise KernelnetError(payload)
+        if kind == "oserror":
+            raise OSError(*payload)
+        if kind == "died":
+            raise KernelnetError(f"a worker process was ended by {payload} before its files were done (out of "
+                                 "memory?): nothing was written")
+        raise RuntimeError(payload)
     if any(r is None for r in results):
         raise KernelnetError("a worker process ended before its files were done (killed, or out of memory?)")
     return [r for r in results if r is not None]
@@ -101,19 +121,24 @@ def _child(one: Callable[[J], str], jobs: Sequence[J], counter: Any, conn: Any,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if before is not None:
             before()
-        batch: list[tuple[int, bool | None, str]] = []  # results go back SEND_EVERY at a time
+        batch: list[tuple[int, str, Any, list[tuple[type[Warning], str]]]] = []  # sent SEND_EVERY at a time
         while True:
             with counter.get_lock():
                 index = counter.value
                 if index >= len(jobs):
                     break
                 counter.value = index + 1
-            try:
-                batch.append((index, True, one(jobs[index])))
-            except KernelnetError as exc:
-                batch.append((index, False, str(exc)))
-                with counter.get_lock():
-                    counter.value = len(jobs)  # the others stop after their current file
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                try:
+                    batch.append((index, "ok", one(jobs[index]), []))
+                except Exception as exc:  # this file failed: the others stop after their current file
+                    batch.append((index, *_failure(exc), []))
+                    with counter.get_lock():
+                        counter.value = len(jobs)
+            if caught:
+                batch[-1] = (*batch[-1][:3], [(_picklable(w.category), str(w.message)) for w in caught])
+            if batch[-1][1] != "ok":
                 break
             if len(batch) >= SEND_EVERY:
                 conn.send(batch)
@@ -122,14 +147,28 @@ def _child(one: Callable[[J], str], jobs: Sequence[J], counter: Any, conn: Any,
             conn.send(batch)
     except BrokenPipeError:
         code = 1  # the parent is gone
-    except BaseException as exc:  # a bug: reported to the parent, which raises it
+    except BaseException as exc:  # a bug outside the jobs: reported to the parent, which raises it
         code = 1
         try:
-            conn.send([(-1, None, f"worker process failed: {type(exc).__name__}: {exc}")])
+            conn.send([(-1, "bug", f"worker process failed: {type(exc).__name__}: {exc}", [])])
         except BaseException:
             pass
     finally:
         os._exit(code)
+
+
+def _failure(exc: Exception) -> tuple[str, Any]:
+    """How a job's exception travels to the parent: kind and payload."""
+    if isinstance(exc, KernelnetError):
+        return "kernelnet", str(exc)
+    if isinstance(exc, OSError):
+        return "oserror", (exc.errno, exc.strerror or str(exc), *([exc.filename] if exc.filename else []))
+    return "bug", f"worker process failed: {type(exc).__name__}: {exc}"
+
+
+def _picklable(category: type[Warning]) -> type[Warning]:
+    """A warning class the parent can unpickle (classes defined in ``__main__`` travel as UserWarning)."""
+    return category if category.__module__ != "__main__" else UserWarning
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -139,15 +178,16 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int) -> str:
+    """Wait for ``pid``; the signal that killed it (``"SIGKILL"``), else an empty string."""
     while True:
         try:
-            os.waitpid(pid, 0)
-            return
+            _, status = os.waitpid(pid, 0)
         except ChildProcessError:
-            return
+            return ""
         except InterruptedError:
             continue
+        return signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else ""
 
 
 def run_threaded(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: Callable[[], Any]) -> list[str]:

@@ -31,14 +31,15 @@ def allowed_ops(spec: FilterSpec) -> frozenset[str]:
 
 def _scalar(reader: Reader, name: str, value: float) -> None:
     got = reader.const(name)
-    if got.size != 1 or float(got.ravel()[0]) != float(np.float32(value)):
+    if got.ndim > 1 or got.size != 1 or float(got.ravel()[0]) != float(np.float32(value)):  # a rank-1+ constant
+        # would broadcast the output to another rank
         raise ValueError(f"a constant {got.ravel()[:2].tolist()} where the spec has {value:g}")
 
 
 def _int(reader: Reader, name: str) -> int | None:
     """The integer constant ``name`` holds (one value), else ``None``."""
     got = reader.const(name)
-    return int(got.ravel()[0]) if got.size == 1 and got.dtype.kind in "iu" else None
+    return int(got.ravel()[0]) if got.ndim <= 1 and got.size == 1 and got.dtype.kind in "iu" else None
 
 
 def _rounded(reader: Reader, name: str, rounding: str | None) -> str:
@@ -81,8 +82,9 @@ def _edge_mask(reader: Reader, name: str) -> None:
         if sub["inputs"][0] != size or _int(reader, sub["inputs"][1]) != r:
             raise ValueError("an edge mask that is not k//2 wide")
         gather = reader.node(size, "Gather", 2)
+        shape = reader.node(gather["inputs"][0], "Shape", 1)
         if _int(reader, gather["inputs"][1]) != axis or gather["attrs"].get("axis", 0) != 0 or \
-                reader.node(gather["inputs"][0], "Shape", 1)["inputs"][0] != "input":
+                shape["inputs"][0] != "input" or shape["attrs"]:  # Shape's start / end would pick other dims
             raise ValueError("an edge mask of another axis")
 
 

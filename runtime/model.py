@@ -85,6 +85,9 @@ class Model:
                                 or not out.flags.writeable):
             raise KernelnetError(f"out must be a writable C-contiguous float32 array of shape {image.shape}, got "
                                  f"{out.dtype} {out.shape}")
+        if out is not None and np.may_share_memory(out, image):
+            raise KernelnetError("out shares memory with the input: the filter reads each input pixel after "
+                                 "neighbouring outputs are written, so give it a buffer of its own")
         shape, max_n = self.tile_shape(batch.shape[2], batch.shape[3]), self._max_batch(batch)
         if out is None and shape is None and batch.shape[0] <= max_n:
             return restore(self._guarded(batch, batch))  # whole image in one call: no extra copy

@@ -1,7 +1,7 @@
 /* Float32 filter outputs mapped to the levels of an 8/16-bit file, as kernelnet.runtime.images.quantize_unit does
  * it in numpy, in one pass without scratch arrays:
  *
- *   extrema(src) -> (min, max)                        of a float32 buffer (NaN-free, as the stencil proved it)
+ *   extrema(src) -> (min, max)                        of a float32 buffer (NaN, NaN if it holds a NaN, as numpy)
  *   unit_levels(src, dst, factor, shift, top)         dst = rint(clip(src · factor + shift, 0, 1) · top)
  *
  * each step one float32 operation in numpy's order (the products stored before the shift is added: no fused
@@ -12,23 +12,27 @@
 
 MULTIVERSION static void extrema_of(const float *restrict v, Py_ssize_t n, float *lo, float *hi) {
     float a[16], b[16]; /* 16 lanes each, so that the compares vectorise */
+    int nan[16] = {0};
     for (int j = 0; j < 16; j++) a[j] = b[j] = v[0];
     Py_ssize_t i = 0;
     for (; i + 16 <= n; i += 16)
         for (int j = 0; j < 16; j++) {
             a[j] = v[i + j] < a[j] ? v[i + j] : a[j];
             b[j] = v[i + j] > b[j] ? v[i + j] : b[j];
+            nan[j] |= v[i + j] != v[i + j];
         }
     for (; i < n; i++) {
         a[0] = v[i] < a[0] ? v[i] : a[0];
         b[0] = v[i] > b[0] ? v[i] : b[0];
+        nan[0] |= v[i] != v[i];
     }
     for (int j = 1; j < 16; j++) {
         a[0] = a[j] < a[0] ? a[j] : a[0];
         b[0] = b[j] > b[0] ? b[j] : b[0];
+        nan[0] |= nan[j];
     }
-    *lo = a[0];
-    *hi = b[0];
+    *lo = nan[0] ? NAN : a[0]; /* numpy's min and max: NaN when any value is */
+    *hi = nan[0] ? NAN : b[0];
 }
 
 MULTIVERSION static void unit_levels_of(const float *restrict v, Py_ssize_t n, float factor, float shift, float top,

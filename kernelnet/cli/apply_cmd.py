@@ -63,7 +63,7 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
     encoding = target_encoding(net)
     jobs = plan_jobs(expand_inputs(inputs), Path(out), fmt, encoding["format"] if encoding else None)
     with staged_outputs(jobs):
-        lines = run_all(net, jobs, int(bits) if bits else None, scale)
+        lines = run_all(net, jobs, int(bits) if bits else None, scale, workers=threads)
     if not quiet:
         for job, text in lines:
             click.echo(f"{job.source} -> {job.target}  [{text}]")

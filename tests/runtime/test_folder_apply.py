@@ -127,3 +127,51 @@ def test_the_console_script_flushes_everything_before_its_quick_exit(tmp_path, r
                                                                                            f"{tmp_path / 'out'}\n")
     res = run_cli("apply", str(model), str(tmp_path / "missing"), "--out", str(tmp_path / "o2"))
     assert res.returncode == 2 and res.stderr == f"error: input {tmp_path / 'missing'} not found\n"
+
+
+def _failing_writer(monkeypatch, on: str, action):
+    """Make the PNG writer of every worker process ``action()`` for the file whose staged name holds ``on``."""
+    from kernelnet.runtime import images
+
+    real = images.write_png
+
+    def writer(target, image):
+        if on in str(target):
+            action()
+        return real(target, image)
+
+    monkeypatch.setattr(images, "write_png", writer)
+
+
+def test_a_disk_error_in_a_worker_is_one_line_and_stops_the_others(tmp_path, rng, monkeypatch):
+    import errno
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    _failing_writer(monkeypatch, "003", full)
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 40, rng)
+    res = kn("apply", model, tmp_path / "in", "--out", tmp_path / "out", "--threads", "2")
+    assert res.exit_code == 2 and res.output == "error: cannot write the outputs: No space left on device (nothing " \
+                                                "was replaced)\n", res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_killed_worker_ends_the_run_with_one_line(tmp_path, rng, monkeypatch):
+    _failing_writer(monkeypatch, "005", lambda: os.kill(os.getpid(), signal.SIGKILL))
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 40, rng)
+    res = kn("apply", model, tmp_path / "in", "--out", tmp_path / "out", "--threads", "2")
+    assert res.exit_code == 2 and "ended by SIGKILL" in res.output and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_warnings_raised_in_workers_are_printed(tmp_path, rng, monkeypatch):
+    import warnings
+
+    _failing_writer(monkeypatch, "002", lambda: warnings.warn("odd frame", UserWarning))
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 10, rng)
+    res = kn("apply", model, tmp_path / "in", "--out", tmp_path / "out", "--threads", "2", "-q")
+    assert res.exit_code == 0 and "odd frame" in res.output, res.output

@@ -95,16 +95,19 @@ def test_levels_on_onnxruntime_are_the_graphs_values(tmp_path):
     assert np.array_equal(graph.levels(frame), graph(frame).astype(np.uint8))
 
 
-@pytest.mark.parametrize("tamper", ["clip_hi", "grid", "grid_div", "ring_scale", "half"])
+@pytest.mark.parametrize("tamper", ["clip_hi", "grid", "grid_div", "ring_scale", "half", "rank"])
 def test_a_stage_constant_that_differs_from_the_metadata_keeps_the_graph(tmp_path, tamper):
     spec = FilterSpec(kernels=SOBEL[None] * 64, combine="abs", border="copy",
                       output=OutputStage(clip=(0.0, 255.0), rounding="half_up", bits=8, grid=4))
     proto = onnx.load(str(spec_onnx(tmp_path / "m.onnx", spec)))
     names = [i.name for i in proto.graph.initializer]
-    target = tamper if tamper != "half" else next(n for n in names if n.startswith("half"))
+    target = {"half": next(n for n in names if n.startswith("half")), "rank": "clip_lo"}.get(tamper, tamper)
     for init in proto.graph.initializer:
         if init.name == target:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(0.5), init.name))
+            value = numpy_helper.to_array(init)
+            # the same value in rank 5 would broadcast the output to rank 5
+            value = value.reshape(1, 1, 1, 1, 1) if tamper == "rank" else value * np.float32(0.5)
+            init.CopyFrom(numpy_helper.from_array(value, init.name))
     onnx.save(proto, str(tmp_path / "t.onnx"))
     with pytest.warns(UserWarning, match="not the metadata's stencil"):
         net = load(tmp_path / "t.onnx")
@@ -165,3 +168,19 @@ def test_one_by_one_filters_of_integer_frames_equal_the_converted_frame(tmp_path
     levels16 = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     assert np.array_equal(net(levels8), net((levels8 / 255.0).astype(np.float32)))
     assert np.array_equal(net(levels16), net((levels16 / 65535.0).astype(np.float32)))
+
+
+def test_value_range_is_nan_where_numpy_says_so():
+    y = np.arange(40, dtype=np.float32)
+    y[23] = np.nan
+    assert all(np.isnan(v) for v in value_range(y))
+    assert value_range(np.arange(5, dtype=np.float32)) == (0.0, 4.0)
+
+
+def test_an_output_that_aliases_the_input_is_refused(tmp_path):
+    from kernelnet.runtime.errors import KernelnetError
+
+    net = load(spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single")))
+    frame = photo().astype(np.float32) / 255
+    with pytest.raises(KernelnetError, match="shares memory"):
+        net(frame, out=frame)
