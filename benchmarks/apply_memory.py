@@ -15,7 +15,6 @@ computed block by block in this process.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

@@ -59,12 +59,11 @@ def make_folder(folder: Path, files: int, size: int) -> None:
 
 
 def make_model(path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_models import save_graph
+    from kernelnet.export.onnx_graph import write_graph
 
     from kernelnet.runtime.spec import FilterSpec
 
-    save_graph(path, FilterSpec.from_kind(np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]), "single"))
+    write_graph(path, FilterSpec.from_kind(np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]), "single"))
 
 
 def timed(command: list[str]) -> float:

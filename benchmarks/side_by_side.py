@@ -162,7 +162,7 @@ def sweep(args: argparse.Namespace, hl, cv2, ndimage) -> float:
     """The kernel-size sweep; returns the worst ratio over the bar's cases."""
     from kernelnet.runtime import load
     from kernelnet.runtime.spec import FilterSpec
-    from bench_models import save_graph
+    from kernelnet.export.onnx_graph import write_graph
 
     print("\n## Kernel sweep (zeros border, random kernels; ratio = best of OpenCV and Halide / native)\n")
     print("| model | k | frame | size | native | OpenCV | Halide | scipy.ndimage | ratio |")
@@ -174,7 +174,7 @@ def sweep(args: argparse.Namespace, hl, cv2, ndimage) -> float:
         for model_kind in ("single", "double"):
             for k in sizes if model_kind == "single" else [k for k in sizes if k <= (31 if args.all_sizes else 5)]:
                 spec = FilterSpec.from_kind(rng.uniform(-1, 1, (k, k)), model_kind)
-                net = load(save_graph(Path(tmp) / f"{model_kind}{k}.onnx", spec), threads=args.threads)
+                net = load(write_graph(Path(tmp) / f"{model_kind}{k}.onnx", spec), threads=args.threads)
                 assert net.runner.name == "native", net.runner.name
                 shapes = [FULL_HD] + ([UHD] if k <= 5 else [])
                 for shape in shapes:
@@ -218,7 +218,7 @@ def sweep(args: argparse.Namespace, hl, cv2, ndimage) -> float:
 def integer_output(args: argparse.Namespace, hl, cv2) -> None:
     from kernelnet.runtime import load
     from kernelnet.runtime.spec import FilterSpec, OutputStage
-    from bench_models import save_graph
+    from kernelnet.export.onnx_graph import write_graph
 
     print("\n## Integer output: a 5x5 filter of 8-bit targets written as uint8 levels (uint8 frames)\n")
     print("| size | native levels | onnxruntime graph + cast | OpenCV filter2D (CV_8U) | Halide (saturating) | "
@@ -228,7 +228,7 @@ def integer_output(args: argparse.Namespace, hl, cv2) -> None:
     spec = FilterSpec(kernels=(taps * 255)[None], output=OutputStage(clip=(0.0, 255.0), rounding="half_even",
                                                                        bits=8, grid=256))
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_graph(Path(tmp) / "levels.onnx", spec)
+        path = write_graph(Path(tmp) / "levels.onnx", spec)
         net = load(path, threads=args.threads)
         graph = load(path, backend="onnxruntime", threads=args.threads)
         assert net.runner.name == "native"

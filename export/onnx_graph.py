@@ -221,3 +221,14 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
     if metadata:
         helper.set_model_props(proto, metadata)
     return proto
+
+
+def write_graph(path: Any, spec: FilterSpec, **options: Any) -> Any:
+    """``path`` ← ``build_graph(spec, **options)`` with ``spec`` encoded in its metadata (what ``kernelnet export``
+    writes for an exact run, without the run and its PyTorch check: for tests and benchmarks); returns ``path``."""
+    import onnx
+
+    from kernelnet.runtime.spec_codec import encode_spec
+
+    onnx.save(build_graph(spec, metadata=encode_spec(spec), **options), str(path))
+    return path

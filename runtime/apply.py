@@ -123,15 +123,24 @@ def check_targets(jobs: list[Job]) -> None:
     """Refuse, before anything is read or written, a target that is one of the inputs (or the same file under
     another name) and a target that exists as something other than a file."""
     sources = {os.path.realpath(job.source) for job in jobs}
+    identities = {_identity(job.source) for job in jobs} - {None}  # hard links and bind mounts too
     for job in jobs:
         real = os.path.realpath(job.target)
-        if real in sources or (job.target.exists() and any(
-                os.path.samefile(job.target, other.source) for other in jobs if other.source.exists())):
+        if real in sources or _identity(job.target) in identities:
             raise KernelnetError(f"output {job.target} is an input: choose another output (nothing was written)")
         if job.target.exists() and not job.target.is_file():
             raise KernelnetError(f"output {job.target} exists and is not a file")
         if job.target.is_symlink():
             raise KernelnetError(f"output {job.target} is a symbolic link: refusing to write through it")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (what ``os.path.samefile`` compares), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @contextlib.contextmanager
@@ -202,7 +211,7 @@ def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None,
             raise KernelnetError(text if str(job.source) in text else f"{job.source}: {text}") from None
 
     with _progress(len(jobs)) as step:
-        if workers > 1 and model.runner.name == "native" and apply_workers.fork_available():
+        if workers > 1 and model.runner.forkable and apply_workers.fork_available():
             lines = apply_workers.run_forked(one, jobs, workers, step, before=lambda: _one_thread(model))
         elif workers > 1 and model.runner.concurrent:
             lines = apply_workers.run_threaded(one, jobs, workers, step)

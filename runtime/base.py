@@ -44,6 +44,9 @@ class Runner(abc.ABC):
     graph."""
     concurrent: bool = False
     """True when several threads may call :meth:`run` at once (``kernelnet apply`` then runs files in parallel)."""
+    forkable: bool = False
+    """True when a forked child may call :meth:`run` (no thread pool of the parent's that the child lacks):
+    ``kernelnet apply`` then runs files on worker processes."""
     levels_dtype: Any = None
     """numpy dtype of :meth:`run_levels` (the integer output stage written directly), ``None`` where the runner
     has none."""

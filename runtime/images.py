@@ -182,11 +182,8 @@ def quantize_unit(data: np.ndarray, scale: float, bits: int, shift: float = 0.0)
     """round(clip(data × scale + shift, 0, 1) × (2^bits − 1)) as uint8 / uint16, float32 arithmetic: in one pass
     by the C stencil module where it is built, else in numpy (the same levels, bit for bit)."""
     dtype = np.uint16 if bits == 16 else np.uint8
-    try:
-        from kernelnet.runtime import _stencil
-    except ImportError:
-        _stencil = None
-    if _stencil is not None and data.dtype == np.float32 and data.flags.c_contiguous and data.size:
+    _stencil = _one_pass(data)
+    if _stencil is not None:
         out = np.empty(data.shape, dtype)
         _stencil.unit_levels(data, out, float(np.float32(scale)), float(np.float32(shift)), bits)
         return out
@@ -200,13 +197,19 @@ def quantize_unit(data: np.ndarray, scale: float, bits: int, shift: float = 0.0)
     return scratch.astype(dtype)
 
 
+def _one_pass(data: np.ndarray) -> Any:
+    """The C stencil module where it is built and ``data`` is a non-empty contiguous float32 array, else None."""
+    if data.dtype != np.float32 or not data.flags.c_contiguous or not data.size:
+        return None
+    from kernelnet.runtime.native_backend import _stencil
+
+    return _stencil
+
+
 def value_range(data: np.ndarray) -> tuple[float, float]:
     """(min, max) of a non-empty array, in one pass for a contiguous float32 one."""
-    try:
-        from kernelnet.runtime import _stencil
-    except ImportError:
-        _stencil = None
-    if _stencil is not None and data.dtype == np.float32 and data.flags.c_contiguous and data.size:
+    _stencil = _one_pass(data)
+    if _stencil is not None:
         return _stencil.extrema(data)
     return float(data.min()), float(data.max())
 

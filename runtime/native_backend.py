@@ -90,6 +90,7 @@ class NativeRunner(Runner):
     """8/16-bit frames go in as they are: each row is converted to v / 255 or v / 65535 as the stencil reads it
     (bit-equal to converting the frame first, without the float32 copy)."""
     concurrent = True
+    forkable = True  # plain C and numpy: nothing that a fork leaves without its threads
 
     def __init__(self, info: ModelInfo, threads: int | None = None, path: Path | None = None,
                  name: str = "native") -> None:
@@ -205,9 +206,10 @@ def probe_difference(native: Runner, graph: Runner, seed: int | None = None) -> 
     staged = spec is not None and not spec.output.identity
     step = 1.0 if staged and spec.output.rounding else (1.0 / spec.output.grid if staged and spec.output.grid else 0.0)
     worst = 0.0
-    for i, shape in enumerate(probe_shapes(spec, seed) * (2 if staged else 1)):
+    shapes = probe_shapes(spec, seed)
+    for i, shape in enumerate(shapes * (2 if staged else 1)):
         x = _uniform(rng, shape)
-        x = x if i >= len(probe_shapes(spec, seed)) else (x * 7 - 3).astype(np.float32)
+        x = x if i >= len(shapes) else (x * 7 - 3).astype(np.float32)
         want, got = graph.run(x), native.run(x)
         with np.errstate(invalid="ignore"):
             diff = np.abs(got.astype(np.float64) - want)

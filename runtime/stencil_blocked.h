@@ -3,9 +3,10 @@
  *
  * The accumulators — 4 rows × 6 vectors of 16 floats for one kernel, 4 × 3 × 2 for a magnitude pair — stay in
  * the 32 zmm registers (GCC vector extensions, compiled for x86-64-v4 and used only where the CPU has AVX-512:
- * with 16 registers they would spill, and the row-at-a-time path runs there instead). Measured at 1080p, 2
- * threads: 9×9 2.5 → 1.6 ms, 15×15 6.9 → 4.9 ms (before SINGLE_NV 6: 5.4), 31×31 27.6 → 15.5 ms single and
- * 54.7 → 34.5 ms magnitude. Every pixel still sums its bias, then its taps in
+ * with 16 registers they would spill, and the row-at-a-time path runs there instead; a 4 rows × 3 ymm variant
+ * measured no faster than it with everything compiled for AVX2). Measured at 1080p, 2 threads, against the
+ * row-at-a-time path: 9×9 2.5 → 1.6–1.7 ms, 15×15 6.9 → 4.2–4.6 ms, 31×31 27.6 → 15.1–17.0 ms single and
+ * 54.7 → 34.5–37.6 ms magnitude. Every pixel still sums its bias, then its taps in
  * (kernel row, kernel column) order, one multiply-add at a time — the arithmetic of stencil_row_any, so a row
  * gives the same bits in a block, alone, in a tile or on another thread. blocked_rows computes the columns
  * [0, n_done) it covers with whole vectors and returns n_done; the caller finishes the row with stencil_row_any.

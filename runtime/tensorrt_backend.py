@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.base import ModelInfo, Runner
+from kernelnet.runtime.base import Runner
 from kernelnet.runtime.metadata import sidecar_info
 
 

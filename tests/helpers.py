@@ -184,10 +184,9 @@ def one_line_exit_2(res) -> None:
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "Traceback" not in res.output, res.output
 
 
+
 def spec_onnx(path: Path, spec) -> Path:
     """``path``: the graph ``kernelnet.export.onnx_graph`` builds for the FilterSpec ``spec``, with its metadata."""
-    from kernelnet.export.onnx_graph import build_graph
-    from kernelnet.runtime.spec_codec import encode_spec
+    from kernelnet.export.onnx_graph import write_graph
 
-    onnx.save(build_graph(spec, metadata=encode_spec(spec)), str(path))
-    return path
+    return write_graph(path, spec)

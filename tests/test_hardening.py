@@ -29,13 +29,15 @@ def test_apply_never_writes_onto_its_input(tmp_path, rng):
     img = tmp_path / "a.png"
     Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(img)
     np.save(tmp_path / "b.npy", rng.random((20, 24), dtype=np.float32))
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "out").mkdir()
+    os.link(img, tmp_path / "out" / "a.png")  # the same file under another name: a hard link
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     for args in ([img, "--out", img], [tmp_path / "b.npy", "--out", tmp_path / "b.npy"], [tmp_path, "--out", tmp_path],
-                 [img, "--out", tmp_path / "." / "a.png"]):
+                 [img, "--out", tmp_path / "." / "a.png"], [img, tmp_path / "b.npy", "--out", tmp_path / "out"]):
         res = kn("apply", model, *args)
         one_line_exit_2(res)
         assert "is an input" in res.output
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_apply_checks_every_target_first_and_restores_what_it_replaced(tmp_path, rng, monkeypatch):

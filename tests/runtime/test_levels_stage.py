@@ -86,13 +86,18 @@ def test_levels_of_a_float_model_are_refused(tmp_path):
         net.levels(photo())
 
 
-def test_levels_on_onnxruntime_are_the_graphs_values(tmp_path):
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+def test_levels_are_the_filters_levels_on_every_backend(tmp_path, backend):
+    from kernelnet.runtime.reference import apply_spec
+
     spec = FilterSpec(kernels=SOBEL[None] * 255, combine="abs",
                       output=OutputStage(clip=(0.0, 255.0), rounding="half_even", bits=8))
-    path = spec_onnx(tmp_path / "m.onnx", spec)
-    graph = load(path, backend="onnxruntime")
+    net = load(spec_onnx(tmp_path / "m.onnx", spec), backend=backend)
     frame = photo()
-    assert np.array_equal(graph.levels(frame), graph(frame).astype(np.uint8))
+    levels = net.levels(frame)
+    want = apply_spec(frame.astype(np.float64) / 255, spec)  # float64 ground truth: integer sums, no ties
+    assert levels.dtype == np.uint8 and levels.shape == frame.shape and np.array_equal(levels, want)
+    assert levels.max() == 255 and levels.min() == 0  # the clip was exercised
 
 
 @pytest.mark.parametrize("tamper", ["clip_hi", "grid", "grid_div", "ring_scale", "half", "rank"])
