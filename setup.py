@@ -1,16 +1,35 @@
 """Build the optional C stencil of the native CPU backend (metadata lives in pyproject.toml).
 
-The extension is optional: without a C compiler the package still installs and ``kernelnet.runtime`` runs every
-model with onnxruntime instead.
+The extension is optional: without a C compiler the package still installs, and ``kernelnet.runtime`` runs every
+model with onnxruntime instead and says so (``kernelnet info``, ``bench`` and the first ``load``).
+
+On x86-64 with GCC or Clang the stencil is built three times from the same source: ``_stencil`` for the
+compiler's default target (any x86-64), ``_stencil_avx2`` for x86-64-v3 (AVX2 + FMA) and ``_stencil_avx512`` for
+x86-64-v4 (AVX-512, where the register-blocked path for large kernels lives). ``kernelnet.runtime.stencil_isa``
+imports the best one the CPU runs, or the one ``KERNELNET_STENCIL_ISA`` names, so each path is tested on any
+machine that runs it. Elsewhere (aarch64, Windows) one build for the default target.
 """
 
+import platform
 import sys
 
 from setuptools import Extension, setup
 
 FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-pthread"]
+LINK = [] if sys.platform == "win32" else ["-pthread"]
+HEADERS = ["runtime/stencil_convert.h", "runtime/stencil_stage.h", "runtime/stencil_levels.h",
+           "runtime/stencil_blocked.h"]
+X86_BUILDS = {"_stencil_avx2": "x86-64-v3", "_stencil_avx512": "x86-64-v4"}
 
-setup(ext_modules=[Extension("kernelnet.runtime._stencil", ["runtime/_stencil.c"], extra_compile_args=FLAGS,
-                             depends=["runtime/stencil_convert.h", "runtime/stencil_stage.h", "runtime/stencil_levels.h",
-                                      "runtime/stencil_blocked.h"],
-                             extra_link_args=[] if sys.platform == "win32" else ["-pthread"], optional=True)])
+
+def stencil(module: str, flags: list[str]) -> Extension:
+    return Extension(f"kernelnet.runtime.{module}", ["runtime/_stencil.c"], extra_compile_args=FLAGS + flags,
+                     define_macros=[("STENCIL_MODULE", module)], depends=HEADERS, extra_link_args=LINK,
+                     optional=True)
+
+
+extensions = [stencil("_stencil", [])]
+if sys.platform != "win32" and platform.machine().lower() in ("x86_64", "amd64"):
+    extensions += [stencil(module, [f"-march={arch}", "-mtune=generic"]) for module, arch in X86_BUILDS.items()]
+
+setup(ext_modules=extensions)

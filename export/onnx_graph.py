@@ -15,7 +15,8 @@ Borders: ``zeros`` is the Conv's own padding; ``reflect`` / ``replicate`` are a 
 before it; ``symmetric`` (no Pad mode) is two mirrored ``Slice``s concatenated on each axis; ``copy`` computes
 the interior with zeros and puts the input back on the outer ring with a ``Where`` over a mask built from the
 input's shape. The output stage, when not the identity, follows as ``Mul``/``Add``, ``Clip`` and a rounding op.
-``auto`` picks ``separable`` when the kernel is rank 1 to float32 precision (σ₂ ≤ 1e-6·σ₁), else ``conv``.
+``auto`` picks ``separable`` when the kernel is rank 1 to float32 precision (its float32 factors' product is the
+float32 kernel within 2u·Σ|K|, u = 2⁻²⁴), else ``conv``.
 
     >>> import numpy as np
     >>> from kernelnet.runtime.spec import FilterSpec
@@ -35,20 +36,30 @@ from kernelnet.runtime.spec import FilterSpec
 
 FORMS = ("auto", "conv", "separable")
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-RANK1_TOLERANCE = 1e-6
 _PAD_MODE = {"reflect": "reflect", "replicate": "edge"}
 
 
-def rank1_factors(kernel: np.ndarray, tolerance: float = RANK1_TOLERANCE) -> tuple[np.ndarray, np.ndarray] | None:
-    """(v, u) with v·uᵀ = kernel (k×k) when its second singular value is ≤ ``tolerance``·σ₁, else ``None``."""
+def rank1_factors(kernel: np.ndarray, exact: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+    """(v, u) with v·uᵀ = kernel (k×k), or ``None`` for a kernel that is not rank 1.
+
+    With ``exact`` the float32 factors' product must be the float32 kernel to float32 precision
+    (:func:`~kernelnet.runtime.float_bounds.weights_match` with ``WEIGHT_ROUNDINGS``), so that the separable graph
+    computes the metadata's kernel and the native stencil can stand in for it; without, the best rank-1 pair."""
+    from kernelnet.runtime.float_bounds import WEIGHT_ROUNDINGS, weights_match
+
     if kernel.shape[0] < 3:
         return None
     u_, s, vt = np.linalg.svd(np.asarray(kernel, dtype=np.float64))
-    if s[0] == 0 or s[1] > tolerance * s[0]:
+    if s[0] == 0:
         return None
     v, u = u_[:, 0] * s[0], vt[0]
     peak = v[np.argmax(np.abs(v))]  # scale v to a peak of +1: Sobel gives v = (½, 1, ½), u = (−2, 0, 2), exact
-    return v / peak, u * peak
+    v, u = v / peak, u * peak
+    product = np.outer(v.astype(np.float32).astype(np.float64), u.astype(np.float32).astype(np.float64))
+    want = np.asarray(kernel, dtype=np.float32).astype(np.float64)
+    if exact and not weights_match(product, want, roundings=WEIGHT_ROUNDINGS):
+        return None
+    return v, u
 
 
 def choose_form(spec: FilterSpec, form: str = "auto") -> str:
@@ -93,7 +104,7 @@ def _correlate(b: _Builder, x: str, spec: FilterSpec, c: int, form: str, padded:
     k, r = spec.kernel_size, spec.halo
     bias = [b.weight(f"b{tag}", spec.bias[c:c + 1])] if spec.has_bias else []
     if form == "separable":
-        factors = rank1_factors(spec.kernels[c], tolerance=np.inf)
+        factors = rank1_factors(spec.kernels[c], exact=False)
         assert factors is not None
         v, u = factors
         pads_v, pads_u = ([0, 0, 0, 0], [0, 0, 0, 0]) if padded else ([r, 0, r, 0], [0, r, 0, r])
@@ -139,7 +150,9 @@ def _output_stage(b: _Builder, y: str, spec: FilterSpec) -> str:
         y = b.op("Mul", [y, b.weight("out_scale", np.array(out.scale))])
     if out.offset != 0.0:
         y = b.op("Add", [y, b.weight("out_offset", np.array(out.offset))])
-    if out.grid is not None:
+    if out.grid == 1:  # Round(y · 1) / 1 is Round(y), bit for bit
+        y = b.op("Round", [y])
+    elif out.grid is not None:
         y = b.op("Div", [b.op("Round", [b.op("Mul", [y, b.weight("grid", np.array(float(out.grid)))])]),
                          b.weight("grid_div", np.array(float(out.grid)))])
     if out.clip is not None:

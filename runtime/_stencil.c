@@ -34,10 +34,24 @@ enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMET
 #define MAX_THREADS 256
 #define SPIN_SECONDS 2e-4 /* how long an idle thread spins before it sleeps */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
-#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* The module is built once per instruction set (setup.py: -march=x86-64-v4 as _stencil_avx512, x86-64-v3 as
+ * _stencil_avx2, the compiler's default as _stencil), and kernelnet.runtime.stencil_isa imports the best one this
+ * CPU runs, or the one KERNELNET_STENCIL_ISA names: every path can be tested on any machine that runs it. */
+#ifndef STENCIL_MODULE
+#define STENCIL_MODULE _stencil
+#endif
+#define CONCAT_(a, b) a##b
+#define CONCAT(a, b) CONCAT_(a, b)
+#define STRINGIFY_(a) #a
+#define STRINGIFY(a) STRINGIFY_(a)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define STENCIL_ISA "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define STENCIL_ISA "avx2"
+#elif defined(__aarch64__)
+#define STENCIL_ISA "aarch64"
 #else
-#define MULTIVERSION
+#define STENCIL_ISA "baseline"
 #endif
 
 #include "stencil_convert.h"
@@ -153,10 +167,10 @@ stencil_row(const float *const *rows, float *restrict out, Py_ssize_t w, int k, 
         return stencil_row(rows, out, w, K, channels, combine, kern, bias);                                   \
     }
 
-MULTIVERSION SPECIALISE(1)
-MULTIVERSION SPECIALISE(3)
-MULTIVERSION SPECIALISE(5)
-MULTIVERSION SPECIALISE(7)
+SPECIALISE(1)
+SPECIALISE(3)
+SPECIALISE(5)
+SPECIALISE(7)
 
 #define BLOCK 256
 /* Passes of COUNT taps each over the block: the taps' weights in registers, each pixel's sum in one register. */
@@ -173,7 +187,7 @@ MULTIVERSION SPECIALISE(7)
 /* Any k: the row in blocks of BLOCK pixels, tap by tap (each tap one vectorised multiply-add over the block), so
  * every pixel still sums bias, then its taps in (channel, row, column) order: the arithmetic of stencil_row,
  * without a per-pixel loop over a run-time k that no compiler vectorises (9×9 went from 102 ms to a few). */
-MULTIVERSION static int stencil_row_any(const float *const *rows, float *out, Py_ssize_t w, int k, int channels,
+static int stencil_row_any(const float *const *rows, float *out, Py_ssize_t w, int k, int channels,
                                         int combine, const float *kern, const float *bias) {
     float acc[2][BLOCK];
     int bad = 0;
@@ -214,7 +228,7 @@ static int run_row(const float *const *rows, float *out, Py_ssize_t w, const Job
     }
 }
 
-static int blocked_ok = 0; /* blocked_rows runs on this CPU (set on import) */
+static int blocked_ok = 0; /* blocked_rows is built and not switched off (set on import) */
 
 /* The padded source rows a job keeps for border rows and integer frames: slot v mod (k + BLOCK_ROWS − 1). */
 typedef struct {
@@ -382,6 +396,8 @@ static void spin_while(const unsigned long *value, unsigned long than, int equal
         for (int i = 0; i < 64; i++) {
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ __volatile__("yield");
 #endif
         }
         if (seconds_now() > until) return;
@@ -445,6 +461,26 @@ static void run_parallel(Job *jobs, int count) {
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
     pthread_mutex_unlock(&pool.user);
+}
+
+/* The instruction sets of the module's builds that this CPU runs (as their names: "avx2", "avx512"). */
+static PyObject *cpu_isas(PyObject *self, PyObject *unused) {
+    PyObject *found = PyList_New(0);
+    if (found == NULL) return NULL;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    const int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                   __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+    const int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                   __builtin_cpu_supports("avx512cd");
+    if ((v3 && PyList_Append(found, PyUnicode_FromString("avx2")) < 0) ||
+        (v4 && PyList_Append(found, PyUnicode_FromString("avx512")) < 0)) {
+        Py_DECREF(found);
+        return NULL;
+    }
+#endif
+    return found;
 }
 
 static const char *const KIND_FORMATS[] = {"f", "B", "H"};
@@ -520,6 +556,7 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
 #include "stencil_levels.h"
 
 static PyMethodDef methods[] = {
+    {"cpu_isas", cpu_isas, METH_NOARGS, "cpu_isas() -> list of the optimised builds this CPU runs ('avx2', 'avx512')"},
     {"extrema", extrema, METH_VARARGS, "extrema(src) -> (min, max) of a non-empty float32 buffer"},
     {"unit_levels", unit_levels, METH_VARARGS,
      "unit_levels(src, dst, factor, shift, bits): dst = rint(clip(src * factor + shift, 0, 1) * (2^bits - 1)),\n"
@@ -533,13 +570,18 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stencil", "Direct stencil kernels (see _stencil.c).",
-                                    -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, STRINGIFY(STENCIL_MODULE),
+                                    "Direct stencil kernels (see _stencil.c).", -1, methods};
 
-PyMODINIT_FUNC PyInit__stencil(void) {
+PyMODINIT_FUNC CONCAT(PyInit_, STENCIL_MODULE)(void) {
     static int registered = 0;
     check_fast_quotients();
-    blocked_ok = blocked_supported() && getenv("KERNELNET_STENCIL_ROWWISE") == NULL;
+    blocked_ok = HAVE_BLOCKED && getenv("KERNELNET_STENCIL_ROWWISE") == NULL;
     if (!registered && pthread_atfork(NULL, NULL, pool_after_fork) == 0) registered = 1;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddStringConstant(m, "isa", STENCIL_ISA) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -46,8 +46,10 @@ def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: in
     from kernelnet.runtime.onnxruntime_backend import load_onnxruntime
 
     if chosen in ("auto", "native"):
-        from kernelnet.runtime.native_backend import try_native, unsupported
+        from kernelnet.runtime.native_backend import BUILD_PROBLEM, try_native, unsupported
 
+        if BUILD_PROBLEM:  # said once per process (the warnings registry drops repeats of one line)
+            warnings.warn(f"kernelnet: {BUILD_PROBLEM}", stacklevel=2)
         graph = load_onnxruntime(path, threads=threads, config=config, name=None if chosen == "native" else name)
         native, reason = try_native(graph, threads=threads or graph.config.intra_op_threads or None,
                                     name=name or "native")
@@ -72,6 +74,15 @@ class Artifact:
     path: Path
     backend: str
     missing: str = ""
+
+
+def chosen_backend(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """The backend ``load(path)`` picks and, where it is not the native stencil, why the stencil declined."""
+    path = resolve_model_path(path)
+    if path.suffix == ".engine":
+        return "tensorrt", ""
+    reason = native_missing(path)
+    return ("onnxruntime", reason) if reason else ("native", "")
 
 
 def native_missing(path: Path) -> str:

@@ -30,6 +30,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         info["format"] = "tensorrt"
         if props or profile is not None:
             info.update(profile=profile, **_fields(props, path))
+        info["backend"] = "tensorrt"
         return info
     from kernelnet.runtime.onnxruntime_backend import create_session
 
@@ -47,6 +48,11 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     except ImportError:
         pass
     info.update(_fields(dict(meta.custom_metadata_map), path))
+    from kernelnet.runtime.backends import chosen_backend
+
+    info["backend"], declined = chosen_backend(path)
+    if declined:
+        info["native_declined"] = declined
     return info
 
 

@@ -12,8 +12,8 @@ package — and accepts only the forms kernelnet exports for a gray float filter
   one shape-reading form allowed);
 * Conv with stride 1, dilation 1, group 1, its weights and bias initializers; Pad with the spec's mode and
   exactly k//2 on H and W; Slice only as the symmetric border's mirror of k//2 samples;
-* the effective kernels (a separable pair multiplied out) and biases equal to the metadata's in float32, the
-  combine (Abs, or Mul·Mul + Add → Sqrt) and the border as the metadata says.
+* the effective kernels (a separable pair multiplied out) and biases equal to the metadata's in float32, to
+  float32 precision relative to the kernel's scale (:mod:`kernelnet.runtime.float_bounds`), the combine (Abs, or Mul·Mul + Add → Sqrt) and the border as the metadata says.
 
 With the structure fixed this way, the graph is a composition of shape-independent local operators whose
 only parameters were checked; the load-time probe (:func:`kernelnet.runtime.native_backend.try_native`) then
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.float_bounds import TINY, UNIT_ROUNDOFF, weights_match
 from kernelnet.runtime.graph_stage import allowed_ops, peel_output
 from kernelnet.runtime.onnx_wire import read_graph
 from kernelnet.runtime.spec import FilterSpec
@@ -64,6 +65,21 @@ class _Matcher:
     def __init__(self, nodes: list[dict[str, Any]], inits: dict[str, np.ndarray], spec: FilterSpec) -> None:
         self.made = {out: n for n in nodes for out in n["outputs"]}
         self.inits, self.spec, self.r = inits, spec, spec.halo
+        self.input = self._scaled_input(nodes) if spec.input.dtype == "uint8" else "input"
+        """The tensor holding the filter's float values: the input, or a uint8 input's Cast then Div by 255."""
+
+    def _scaled_input(self, nodes: list[dict[str, Any]]) -> str:
+        """The one Div(Cast(input → float), 255) a uint8-input graph starts with (nothing else reads the input)."""
+        readers = [n for n in nodes if "input" in n["inputs"]]
+        users = lambda name: [n for n in nodes if name in n["inputs"]]  # noqa: E731
+        if len(readers) != 1 or readers[0]["op"] != "Cast" or readers[0]["attrs"].get("to") != 1:
+            raise ValueError("a uint8 input that is not cast to float once")
+        cast = readers[0]["outputs"][0]
+        divs = users(cast)
+        if len(divs) != 1 or divs[0]["op"] != "Div" or divs[0]["inputs"] != [cast, divs[0]["inputs"][1]] or \
+                self.const(divs[0]["inputs"][1]).ravel().tolist() != [255.0] or self.const(divs[0]["inputs"][1]).ndim > 1:
+            raise ValueError("a uint8 input that is not divided by 255 once")
+        return divs[0]["outputs"][0]
 
     def node(self, name: str, op: str, arity: int | None = None) -> dict[str, Any]:
         node = self.made.get(name)
@@ -80,13 +96,13 @@ class _Matcher:
         """``name`` is the input with the spec's border applied (Pad, or the symmetric mirror), or the input."""
         spec, r = self.spec, self.r
         if spec.border in ("zeros", "copy") or r == 0:
-            if name != "input":
+            if name != self.input:
                 raise ValueError("the Conv does not read the input")
             return
         if spec.border in ("reflect", "replicate"):
             pad = self.node(name, "Pad")
             mode = {"reflect": "reflect", "replicate": "edge"}[spec.border]
-            if pad["inputs"][0] != "input" or len(pad["inputs"]) != 2 or pad["attrs"].get("mode") != mode or \
+            if pad["inputs"][0] != self.input or len(pad["inputs"]) != 2 or pad["attrs"].get("mode") != mode or \
                     self.const(pad["inputs"][1]).tolist() != [0, 0, r, r, 0, 0, r, r]:
                 raise ValueError("the Pad is not the border's")
             return
@@ -102,7 +118,7 @@ class _Matcher:
                 if sl["inputs"][0] != mid or args != [start, end, [axis], [-1]]:
                     raise ValueError("a Slice that is not the symmetric mirror")
             x = mid
-        if x != "input":
+        if x != self.input:
             raise ValueError("the mirror is not of the input")
 
     def response(self, name: str) -> tuple[np.ndarray, float]:
@@ -149,10 +165,12 @@ class _Matcher:
         return squares
 
 
-def _close(got: np.ndarray, want: np.ndarray) -> bool:
-    """float32 weights equal the metadata's (float32) up to the rounding of a separable product, per tap."""
-    scale = np.abs(want) + np.float64(np.finfo(np.float32).eps) * np.abs(got)
-    return bool(np.all(np.abs(got - want) <= 4 * np.finfo(np.float32).eps * scale + 1e-30))
+def _same_response(got: tuple[np.ndarray, float], want: tuple[np.ndarray, float]) -> bool:
+    """A graph's (kernel, bias) is the metadata's (float32) to float32 precision, relative to the kernel's scale
+    (:func:`~kernelnet.runtime.float_bounds.weights_match`): a separable pair's product may round each tap."""
+    (kernel, bias), (want_kernel, want_bias) = got, want
+    scale = float(np.abs(want_kernel).sum()) + abs(want_bias)
+    return weights_match(kernel, want_kernel) and abs(bias - want_bias) <= 4 * UNIT_ROUNDOFF["fp32"] * scale + TINY
 
 
 def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
@@ -161,7 +179,7 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"its graph cannot be read ({exc})"
-    ops = NATIVE_OPS | allowed_ops(spec)
+    ops = NATIVE_OPS | allowed_ops(spec) | ({"Cast", "Div"} if spec.input.dtype == "uint8" else frozenset())
     for node in nodes:
         if node["domain"] not in ("", "ai.onnx") or node["op"] not in ops:
             return f"its graph holds a {node['op'] or '?'} node, which no native stencil form has"
@@ -177,8 +195,8 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
     if len(found) != len(want) and not (len(found) == 2 and len(want) == 2):
         return "its graph combines another number of responses"
     # the magnitude is symmetric in its two responses, and a simplifier may merge two equal Convs into one
-    matched = [any(_close(k, w) and _close(np.array([b]), np.array([wb])) for w, wb in want) for k, b in found]
-    covered = [any(_close(k, w) and _close(np.array([b]), np.array([wb])) for k, b in found) for w, wb in want]
+    matched = [any(_same_response(f, w) for w in want) for f in found]
+    covered = [any(_same_response(f, w) for f in found) for w in want]
     if not all(matched) or not all(covered):
         return "its graph's weights are not the metadata's"
     return ""

@@ -1,7 +1,7 @@
 """The output stage and the copy border of a graph, read backwards for :mod:`kernelnet.runtime.graph_check`.
 
 :func:`peel_output` accepts exactly the nodes ``kernelnet.export.onnx_graph`` writes for a spec's output stage —
-``Mul`` (scale), ``Add`` (offset), ``Mul``/``Round``/``Div`` (grid), ``Clip``, the rounding (``Round`` |
+``Mul`` (scale), ``Add`` (offset), ``Mul``/``Round``/``Div`` (grid; ``Round`` alone for grid 1), ``Clip``, the rounding (``Round`` |
 ``Floor(y + 0.5)`` | ``Floor`` | ``Sign(y)·Floor(|y|)``) — and the copy border's ``Where`` over the edge mask
 (``Shape`` → ``Gather`` → ``Range`` compared with k//2 and size − k//2), each constant equal to the spec's in
 float32, and returns the tensor the stage starts from. Torch-free, like the rest of the runtime.
@@ -20,7 +20,8 @@ RING_OPS = frozenset({"Where", "And", "Shape", "Gather", "Range", "GreaterOrEqua
 
 
 Reader = Any
-"""graph_check's matcher: ``spec``, ``node(name, op, arity)`` → the node making ``name``, ``const(name)`` → array."""
+"""graph_check's matcher: ``spec``, ``input`` (the tensor of the filter's float input values), ``node(name, op,
+arity)`` → the node making ``name``, ``const(name)`` → array."""
 
 
 def allowed_ops(spec: FilterSpec) -> frozenset[str]:
@@ -84,7 +85,7 @@ def _edge_mask(reader: Reader, name: str) -> None:
         gather = reader.node(size, "Gather", 2)
         shape = reader.node(gather["inputs"][0], "Shape", 1)
         if _int(reader, gather["inputs"][1]) != axis or gather["attrs"].get("axis", 0) != 0 or \
-                shape["inputs"][0] != "input" or shape["attrs"]:  # Shape's start / end would pick other dims
+                shape["inputs"][0] != reader.input or shape["attrs"]:  # Shape's start / end would pick other dims
             raise ValueError("an edge mask of another axis")
 
 
@@ -95,7 +96,7 @@ def peel_output(reader: Reader, name: str) -> str:
         where = reader.node(name, "Where", 3)
         _edge_mask(reader, where["inputs"][0])
         ring = reader.node(_rounded(reader, where["inputs"][2], out.rounding), "Mul", 2)
-        if ring["inputs"][0] != "input":
+        if ring["inputs"][0] != reader.input:
             raise ValueError("a copy ring that is not the input's")
         _scalar(reader, ring["inputs"][1], spec.ring_scale)
         name = where["inputs"][1]
@@ -105,7 +106,9 @@ def peel_output(reader: Reader, name: str) -> str:
         _scalar(reader, clip["inputs"][1], out.clip[0])
         _scalar(reader, clip["inputs"][2], out.clip[1])
         name = clip["inputs"][0]
-    if out.grid is not None:
+    if out.grid == 1:
+        name = reader.node(name, "Round", 1)["inputs"][0]
+    elif out.grid is not None:
         div = reader.node(name, "Div", 2)
         _scalar(reader, div["inputs"][1], float(out.grid))
         mul = reader.node(reader.node(div["inputs"][0], "Round", 1)["inputs"][0], "Mul", 2)

@@ -26,11 +26,10 @@ import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import ModelInfo, Runner
+from kernelnet.runtime.stencil_isa import load_stencil
 
-try:
-    from kernelnet.runtime import _stencil
-except ImportError:  # built without a C compiler: onnxruntime runs everything
-    _stencil = None
+_stencil, ISA, BUILD_PROBLEM = load_stencil()
+"""The stencil build this process runs (its instruction set), or ``None`` and why (one line, with the fix)."""
 
 BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2, "symmetric": 3, "copy": 0}
 """The stencil's borders; ``copy`` (Pillow: the input ring kept) is a zeros stencil whose ring the output stage
@@ -43,6 +42,8 @@ MAX_THREADS = 1024
 PARALLEL_MIN_PIXELS = 1 << 15
 """Below this many pixels per call one thread is faster than waking a second one."""
 PROBE_SHAPE = (2, 1, 37, 41)
+INPUT_SCALES = {"float32": 1.0, "uint8": 1.0 / 255.0}
+"""Graph input dtypes the stencil reads, with the value mapping it applies (uint8: v / 255, as the graph's Div)."""
 
 
 def available() -> bool:
@@ -61,14 +62,16 @@ def default_threads() -> int:
 def unsupported(info: ModelInfo, input_dtype: str) -> str:
     """Why the native backend cannot run a model described by ``info`` (empty string: it can)."""
     if _stencil is None:
-        return "the C stencil extension is not built (reinstall kernelnet where a C compiler exists)"
+        return BUILD_PROBLEM
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet kernel metadata"
-    if info.precision != "fp32" or input_dtype != "float32" or spec.input.dtype != "float32":
-        return f"only fp32 models with float32 input run natively (this one: {info.precision}, {input_dtype} input)"
-    if spec.input.scale != 1.0 or spec.input.channels != 1:
-        return "the stencil runs gray filters of float32 [0, 1] input"
+    if info.precision != "fp32":
+        return f"only fp32 models run natively (this one is {info.precision})"
+    if input_dtype != spec.input.dtype or input_dtype not in INPUT_SCALES:
+        return f"its graph takes {input_dtype} input where its metadata says {spec.input.dtype}"
+    if spec.input.scale != INPUT_SCALES[input_dtype] or spec.input.channels != 1:
+        return "the stencil runs gray filters of float32 [0, 1] or uint8 / 255 input"
     if spec.border not in BORDERS:
         return f"unknown border {spec.border!r}"
     if spec.kernel_size > MAX_KERNEL:
@@ -94,11 +97,12 @@ class NativeRunner(Runner):
 
     def __init__(self, info: ModelInfo, threads: int | None = None, path: Path | None = None,
                  name: str = "native") -> None:
-        reason = unsupported(info, "float32")
+        spec = info.spec
+        reason = unsupported(info, spec.input.dtype if spec is not None else "float32")
         if reason:
             raise KernelnetError(f"native backend cannot run {path or 'this model'}: {reason}")
-        spec = info.spec
         assert spec is not None
+        self.input_dtype = spec.input.dtype
         self.info, self.path, self.name = info, path, name
         self.threads = threads if threads is not None else default_threads()
         if not 1 <= self.threads <= MAX_THREADS:
@@ -159,7 +163,8 @@ class NativeRunner(Runner):
         return 0  # reads the image in place and writes rows straight into the caller's output
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "threads": self.threads, "kernel": f"direct {self.k}x{self.k} stencil"}
+        return {**super().describe(), "threads": self.threads, "kernel": f"direct {self.k}x{self.k} stencil",
+                "isa": ISA}
 
 
 def stage_tuple(spec: Any) -> tuple[float, float, int, float, float, int, int, float] | None:
@@ -192,41 +197,47 @@ def probe_shapes(spec: Any, seed: int) -> list[tuple[int, int, int, int]]:
 def probe_difference(native: Runner, graph: Runner, seed: int | None = None) -> float:
     """Largest difference between two runners on random probe batches — values in [−3, 4], beyond the [0, 1] of
     images, so that a graph that clips its input shows, and for an output stage values in [0, 1] too, where it
-    does not clip everything — relative to the output bound.
+    does not clip everything — as a multiple of what float32 rounding allows two implementations of the spec
+    (twice :func:`~kernelnet.runtime.float_bounds.output_error_bound`): at most 1 when they agree.
 
     With a rounding or grid in the output stage, the two sums of the same taps in other orders may fall on either
     side of a tie: a difference of exactly one step (1, or 1/grid) counts as agreement at up to 0.1% of the
-    probe's values plus the share that float32 noise, amplified by the stage's scale, can reach (the stage itself
-    was proven equal to the metadata's by :func:`~kernelnet.runtime.graph_check.stencil_problem`). On real images
-    an integer black box's values sit on the grid, where such ties do not arise."""
+    probe's values plus the share that the float32 bound can reach (the stage itself was proven equal to the
+    metadata's by :func:`~kernelnet.runtime.graph_check.stencil_problem`). On real images an integer black box's
+    values sit on the grid, where such ties do not arise."""
+    from kernelnet.runtime.float_bounds import output_error_bound
+
     seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
     rng = random.Random(seed)  # the standard library's: numpy.random costs 11 ms of import on every load
     spec = native.info.spec
-    bound = max(1.0, float(np.abs(native.info.kernels).sum())) if spec is not None else 1.0
-    staged = spec is not None and not spec.output.identity
+    assert spec is not None
+    levels = spec.input.dtype == "uint8"  # every byte value is a valid input: no values beyond [0, 1] to try
+    allowed = 2 * output_error_bound(spec, 1.0 if levels else PROBE_INPUT_MAX)
+    staged = not spec.output.identity
     step = 1.0 if staged and spec.output.rounding else (1.0 / spec.output.grid if staged and spec.output.grid else 0.0)
     worst = 0.0
     shapes = probe_shapes(spec, seed)
-    for i, shape in enumerate(shapes * (2 if staged else 1)):
-        x = _uniform(rng, shape)
-        x = x if i >= len(shapes) else (x * 7 - 3).astype(np.float32)
+    for i, shape in enumerate(shapes * (2 if staged and not levels else 1)):
+        if levels:
+            x = np.frombuffer(rng.randbytes(int(np.prod(shape))), dtype=np.uint8).reshape(shape)
+        else:
+            x = _uniform(rng, shape)
+            x = x if i >= len(shapes) else (x * 7 - 3).astype(np.float32)
         want, got = graph.run(x), native.run(x)
         with np.errstate(invalid="ignore"):
             diff = np.abs(got.astype(np.float64) - want)
         if not np.isfinite(diff).all():
             return float("inf")
-        scale = bound * 4.0  # inputs up to 4: outputs up to 4× the bound
         if step:
-            noise = spec.kernel_size ** 2 * float(np.finfo(np.float32).eps) * scale * abs(spec.output.scale)
-            ties = np.abs(diff - step) <= PROBE_TOLERANCE * scale
-            if np.count_nonzero(ties) <= (1e-3 + 2 * noise / step) * diff.size:
+            ties = np.abs(diff - step) <= allowed
+            if np.count_nonzero(ties) <= (1e-3 + 2 * allowed / step) * diff.size:
                 diff = np.where(ties, 0.0, diff)
-        worst = max(worst, float(diff.max()) / scale)
+        worst = max(worst, float(diff.max()) / allowed)
     return worst
 
 
-PROBE_TOLERANCE = 1e-5
-"""Relative to the output bound Σ|K|: float32 rounding of a k ≤ 31 stencil stays far below it."""
+PROBE_INPUT_MAX = 4.0
+"""The probe's inputs lie in [−3, 4]."""
 
 
 def try_native(graph: Runner, threads: int | None = None, name: str = "native") -> tuple[NativeRunner | None, str]:
@@ -244,6 +255,7 @@ def try_native(graph: Runner, threads: int | None = None, name: str = "native") 
         return None, f"its metadata does not describe the graph: {problem}"
     native = NativeRunner(graph.info, threads, graph.path, name)
     diff = probe_difference(native, graph)
-    if not diff <= PROBE_TOLERANCE:
-        return None, f"its metadata does not describe the graph (probe difference {diff:.2e} of the output bound)"
+    if not diff <= 1.0:
+        return None, (f"its metadata does not describe the graph (probe difference {diff:.3g}× what float32 "
+                      "rounding allows)")
     return native, ""

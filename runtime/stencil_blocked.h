@@ -2,8 +2,8 @@
  * vector loaded feeds up to BLOCK_ROWS multiply-adds (output row r takes source row s with kernel row s − r).
  *
  * The accumulators — 4 rows × 6 vectors of 16 floats for one kernel, 4 × 3 × 2 for a magnitude pair — stay in
- * the 32 zmm registers (GCC vector extensions, compiled for x86-64-v4 and used only where the CPU has AVX-512:
- * with 16 registers they would spill, and the row-at-a-time path runs there instead; a 4 rows × 3 ymm variant
+ * the 32 zmm registers (GCC vector extensions, in the x86-64-v4 build alone, which runs only where the CPU has
+ * AVX-512: with 16 registers they would spill, and the row-at-a-time path runs there instead; a 4 rows × 3 ymm variant
  * measured no faster than it with everything compiled for AVX2). Measured at 1080p, 2 threads, against the
  * row-at-a-time path: 9×9 2.5 → 1.6–1.7 ms, 15×15 6.9 → 4.2–4.6 ms, 31×31 27.6 → 15.1–17.0 ms single and
  * 54.7 → 34.5–37.6 ms magnitude. Every pixel still sums its bias, then its taps in
@@ -16,7 +16,8 @@
 
 #define BLOCK_ROWS 4
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#if defined(__GNUC__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VL__) /* the x86-64-v4 build */
 #pragma GCC diagnostic ignored "-Wpsabi" /* 64-byte vectors only pass between always-inlined helpers */
 #define HAVE_BLOCKED 1
 #define LANES 16
@@ -96,9 +97,8 @@ static inline __attribute__((always_inline)) void vstore(float *p, vfloat v) { m
 /* Columns [0, n_done) of BLOCK_ROWS output rows from their k + BLOCK_ROWS − 1 source rows (output column x reads
  * src[s][x .. x + k)); magnitudes are square roots taken after the block, like every other path's sqrtf. Sets
  * *bad when an output is not finite. */
-__attribute__((target("arch=x86-64-v4"))) static Py_ssize_t blocked_rows(const float *const *src, float *const *out, Py_ssize_t n, int k,
-                                            int channels, int combine, const float *kern, const float *bias,
-                                            int *bad) {
+static Py_ssize_t blocked_rows(const float *const *src, float *const *out, Py_ssize_t n, int k, int channels,
+                               int combine, const float *kern, const float *bias, int *bad) {
     Py_ssize_t x0 = 0;
     if (channels == 1) {
         SINGLE_BODY
@@ -115,20 +115,12 @@ __attribute__((target("arch=x86-64-v4"))) static Py_ssize_t blocked_rows(const f
     }
     return x0;
 }
-
-/* True where blocked_rows may run: a CPU with the AVX-512 subsets x86-64-v4 names. */
-static int blocked_supported(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512cd");
-}
 #else
+#define HAVE_BLOCKED 0
 static Py_ssize_t blocked_rows(const float *const *src, float *const *out, Py_ssize_t n, int k, int channels,
                                int combine, const float *kern, const float *bias, int *bad) {
     return 0;
 }
-static int blocked_supported(void) { return 0; }
 #endif
 
 #endif

@@ -33,7 +33,7 @@ static void check_fast_quotients(void) {
     u16_fast = ok16;
 }
 
-MULTIVERSION static void convert_u8(const uint8_t *restrict row, float *restrict out, Py_ssize_t w) {
+static void convert_u8(const uint8_t *restrict row, float *restrict out, Py_ssize_t w) {
     if (u8_fast) {
         for (Py_ssize_t j = 0; j < w; j++) out[j] = corrected_quotient((float)row[j], 255.0f, 1.0f / 255.0f);
     } else {
@@ -41,7 +41,7 @@ MULTIVERSION static void convert_u8(const uint8_t *restrict row, float *restrict
     }
 }
 
-MULTIVERSION static void convert_u16(const uint16_t *restrict row, float *restrict out, Py_ssize_t w) {
+static void convert_u16(const uint16_t *restrict row, float *restrict out, Py_ssize_t w) {
     if (u16_fast) {
         for (Py_ssize_t j = 0; j < w; j++) out[j] = corrected_quotient((float)row[j], 65535.0f, 1.0f / 65535.0f);
     } else {
@@ -68,7 +68,7 @@ MULTIVERSION static void convert_u16(const uint16_t *restrict row, float *restri
         bad |= !(fabsf(a) <= FLT_MAX);                                                                       \
     }
 
-MULTIVERSION static int pointwise_integer_row(const void *restrict row, int kind, float *restrict out,
+static int pointwise_integer_row(const void *restrict row, int kind, float *restrict out,
                                               Py_ssize_t w, int channels, int combine, const float *kern,
                                               const float *bias) {
     const float ka = kern[0], kb = channels == 2 ? kern[1] : 0.0f, ba = bias[0], bb = channels == 2 ? bias[1] : 0.0f;

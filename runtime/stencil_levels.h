@@ -10,7 +10,7 @@
 #ifndef KERNELNET_STENCIL_LEVELS_H
 #define KERNELNET_STENCIL_LEVELS_H
 
-MULTIVERSION static void extrema_of(const float *restrict v, Py_ssize_t n, float *lo, float *hi) {
+static void extrema_of(const float *restrict v, Py_ssize_t n, float *lo, float *hi) {
     float a[16], b[16]; /* 16 lanes each, so that the compares vectorise */
     int nan[16] = {0};
     for (int j = 0; j < 16; j++) a[j] = b[j] = v[0];
@@ -35,7 +35,7 @@ MULTIVERSION static void extrema_of(const float *restrict v, Py_ssize_t n, float
     *hi = nan[0] ? NAN : b[0];
 }
 
-MULTIVERSION static void unit_levels_of(const float *restrict v, Py_ssize_t n, float factor, float shift, float top,
+static void unit_levels_of(const float *restrict v, Py_ssize_t n, float factor, float shift, float top,
                                         int kind, void *restrict out) {
     float t[1024];
     for (Py_ssize_t i0 = 0; i0 < n; i0 += 1024) {

@@ -49,7 +49,7 @@ static int parse_stage(PyObject *obj, Stage *stage) {
  * for every non-NaN v, and the stencil's values are proven finite. */
 #define CLAMPED(v, lo, hi) ((v) < (lo) ? (lo) : (v) > (hi) ? (hi) : (v))
 
-MULTIVERSION static void stage_values(const Stage *st, float *restrict v, Py_ssize_t w) {
+static void stage_values(const Stage *st, float *restrict v, Py_ssize_t w) {
     const float scale = st->scale, offset = st->offset, grid = st->grid, lo = st->lo, hi = st->hi;
     const int rule = st->rounding;
     if (scale != 1.0f)
@@ -66,7 +66,7 @@ MULTIVERSION static void stage_values(const Stage *st, float *restrict v, Py_ssi
         for (Py_ssize_t x = 0; x < w; x++) v[x] = ROUNDED(v[x], rule);
 }
 
-MULTIVERSION static void store_levels(const float *restrict v, Py_ssize_t w, int kind, void *restrict out) { /* NaN -> 0 */
+static void store_levels(const float *restrict v, Py_ssize_t w, int kind, void *restrict out) { /* NaN -> 0 */
     if (kind == KIND_U8) {
         uint8_t *o = (uint8_t *)out;
         for (Py_ssize_t x = 0; x < w; x++) o[x] = (uint8_t)(v[x] >= 0.0f ? (v[x] <= 255.0f ? v[x] : 255.0f) : 0.0f);

@@ -26,3 +26,22 @@ def cli():
 def exact_run(tmp_path):
     """Factory: ``exact_run(name, kernel=..., model=..., normalize=..., padding=...)`` → run directory."""
     return lambda name="run", **kw: save_exact_run(tmp_path / name, **kw)
+
+
+def _stencil_builds() -> list[str | None]:
+    from kernelnet.runtime.stencil_isa import available
+
+    return list(available()) or [None]
+
+
+@pytest.fixture(params=_stencil_builds())
+def stencil_build(request, monkeypatch):
+    """Each build of the C stencil this CPU runs in turn (baseline, avx2, avx512 on an AVX-512 x86-64; its one
+    build elsewhere), so every path is tested on every machine that has it; ``None`` where none is built."""
+    from kernelnet.runtime import native_backend
+    from kernelnet.runtime.stencil_isa import available
+
+    if request.param is not None:
+        monkeypatch.setattr(native_backend, "_stencil", available()[request.param])
+        monkeypatch.setattr(native_backend, "ISA", request.param)
+    return request.param

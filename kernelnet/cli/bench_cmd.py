@@ -46,7 +46,7 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
     from kernelnet.cli.common import parse_tile
     from kernelnet.cli.common import print_table
     from kernelnet.runtime.atomic import ensure_writable_dir
-    from kernelnet.runtime.backends import discover
+    from kernelnet.runtime.backends import chosen_backend, discover
     from kernelnet.runtime.bench import bench_document, open_contenders, plot_timings, run_bench
     from kernelnet.runtime.sizes import parse_sizes
 
@@ -63,6 +63,8 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
                                  sizes=tuple(s for s in size_list if s[0] * s[1] >= 1 << 20) or size_list[-1:]))
         click.echo()
     contenders, skipped, nets = open_contenders(model, threads, tile_arg, use_opencv)
+    backend, declined = chosen_backend(model)
+    click.echo(f"load() runs this model on {backend}" + (f" (native declined: {declined})" if declined else ""))
     if use_torch:
         if importlib.util.find_spec("torch") is None:
             skipped.append("pytorch: torch not installed")

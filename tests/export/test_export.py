@@ -102,7 +102,7 @@ def test_export_refuses_mismatch_and_leaves_nothing(exact_run, monkeypatch):
     import kernelnet.export.onnx_export as ox
 
     run = exact_run()
-    monkeypatch.setattr(ox, "VERIFY_TOLERANCE", {"fp32": -1.0, "fp16": -1.0})  # every comparison now fails
+    monkeypatch.setattr(ox, "VERIFY_ROUNDINGS", -1.0)  # every comparison now fails
     with pytest.raises(CheckFailed):
         export_onnx(run)
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]

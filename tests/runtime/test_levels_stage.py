@@ -16,6 +16,8 @@ from kernelnet.runtime.images import quantize_unit, value_range
 from kernelnet.runtime.spec import FilterSpec, OutputStage
 from tests.helpers import spec_onnx
 
+pytestmark = pytest.mark.usefixtures("stencil_build")  # every stencil build this CPU runs
+
 SOBEL = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
 
 

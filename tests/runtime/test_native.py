@@ -24,8 +24,9 @@ from kernelnet.runtime.reference import apply_kernels
 from tests.helpers import edit_weight, kn
 from tests.helpers import SOBEL, copy_run, exported, make_onnx
 
-pytestmark = pytest.mark.skipif(not native_backend.available(),
-                                reason="the C stencil extension is not built (no C compiler at install)")
+pytestmark = [pytest.mark.skipif(not native_backend.available(),
+                                 reason="the C stencil extension is not built (no C compiler at install)"),
+              pytest.mark.usefixtures("stencil_build")]  # every stencil build this CPU runs
 
 
 def stencil(kernels: np.ndarray, bias: np.ndarray | None = None, normalize: bool = False, padding: str = "zeros",
@@ -111,20 +112,45 @@ def test_metadata_that_does_not_describe_the_graph_is_not_used(tmp_path):
     assert res.exit_code == 1 and "skipped native" in res.stdout.replace(":", "")
 
 
-def test_backends_the_stencil_cannot_run_fall_back_to_onnxruntime(tmp_path, monkeypatch):
+def test_uint8_input_graphs_run_natively(tmp_path):
     u8 = make_onnx(tmp_path / "u8.onnx", SOBEL[None], input_dtype="uint8")
     with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load(u8)
+    assert model.runner.name == "native" and model.input_dtype == "uint8"
+    x = np.random.default_rng(5).integers(0, 256, (2, 1, 33, 47), dtype=np.uint8)
+    want = apply_kernels(x / 255.0, SOBEL[None])
+    bound = 2 * 12 * 2.0 ** -24 * 8  # two float32 sums of 12 terms, Σ|K| = 8, inputs in [0, 1]
+    assert np.abs(model(x) - want).max() <= bound
+    assert np.abs(model(x) - load(u8, backend="onnxruntime")(x)).max() <= bound
+    unit = x / np.float32(255)  # float frames are quantised to the graph's uint8 input by both backends alike
+    assert np.array_equal(model(unit), load(u8, backend="native")(unit))
+
+
+def test_backends_the_stencil_cannot_run_fall_back_to_onnxruntime(tmp_path, monkeypatch):
+    half = copy_run("single", tmp_path) / "model.onnx"
+    edit_weight(half, lambda w: w, precision="fp16")  # fp16 metadata: the stencil computes float32 only
+    with warnings.catch_warnings():
         warnings.simplefilter("error")  # an expected fallback is silent
-        assert load(u8).runner.name == "onnxruntime"
-    with pytest.raises(KernelnetError, match="float32 input"):
-        load(u8, backend="native")
-    np.save(tmp_path / "x.npy", np.zeros((8, 9), np.uint8))
-    res = kn("apply", u8, tmp_path / "x.npy", "--out", tmp_path / "y.npy", "--backend", "native")
-    assert res.exit_code == 2 and "float32 input" in res.stderr and not (tmp_path / "y.npy").exists()
+        assert load(half).runner.name == "onnxruntime"
+    with pytest.raises(KernelnetError, match="only fp32 models"):
+        load(half, backend="native")
+    np.save(tmp_path / "x.npy", np.zeros((8, 9), np.float32))
+    res = kn("apply", half, tmp_path / "x.npy", "--out", tmp_path / "y.npy", "--backend", "native")
+    assert res.exit_code == 2 and "only fp32 models" in res.stderr and not (tmp_path / "y.npy").exists()
+
+
+def test_a_stencil_that_is_not_built_is_said_once_with_the_fix(monkeypatch):
+    problem = "the C stencil extension is not built (no module), so every model runs on onnxruntime"
     monkeypatch.setattr(native_backend, "_stencil", None)
-    assert load(exported("single")).runner.name == "onnxruntime"
-    with pytest.raises(KernelnetError, match="extension is not built"):
+    monkeypatch.setattr(native_backend, "BUILD_PROBLEM", problem)
+    with pytest.warns(UserWarning, match="not built"):
+        assert load(exported("single")).runner.name == "onnxruntime"
+    with pytest.raises(KernelnetError, match="extension is not built"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         load(exported("single"), backend="native")
+    info = kn("info", exported("single"))
+    assert info.exit_code == 0 and "onnxruntime" in info.stdout and "not built" in info.stdout
 
 
 def test_full_width_strips_are_written_in_place_bit_equal(monkeypatch):
@@ -197,30 +223,3 @@ def test_uint8_frames_are_read_by_the_stencil_bit_equal_to_converting_first(vari
         assert np.array_equal(load(exported(variant), tile=tile)(x), want), tile
     one = NativeRunner(model.runner.info, threads=1)
     assert np.array_equal(one.run(np.ascontiguousarray(x)), want)
-
-
-def test_blocked_rows_give_the_bits_of_the_row_at_a_time_path(tmp_path):
-    """Kernels above 7×7 run four rows at a time on AVX-512 CPUs; KERNELNET_STENCIL_ROWWISE=1 turns that off
-    (where the CPU has no AVX-512 both runs take the row-at-a-time path and this compares it with itself)."""
-    import subprocess
-    import sys
-
-    from kernelnet.runtime.spec import FilterSpec
-    from tests.helpers import spec_onnx
-
-    rng = np.random.default_rng(9)
-    x = rng.random((2, 1, 75, 333), dtype=np.float32)
-    np.save(tmp_path / "x.npy", x)
-    cases = []
-    for k, kind in ((9, "single"), (15, "double"), (31, "single"), (11, "abs")):
-        kernels = rng.uniform(-1, 1, (k, k))
-        spec = (FilterSpec(kernels=kernels[None], combine="abs", border="symmetric") if kind == "abs"
-                else FilterSpec.from_kind(kernels, kind, padding="replicate"))
-        cases.append(spec_onnx(tmp_path / f"{k}{kind}.onnx", spec))
-    script = ("import sys, numpy as np; from kernelnet.runtime import load; x = np.load(sys.argv[1]); "
-              "[np.save(p + '.out.npy', load(p, backend='native')(x)) for p in sys.argv[2:]]")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.npy"), *map(str, cases)], check=True,
-                   env={**os.environ, "KERNELNET_STENCIL_ROWWISE": "1"})
-    for path in cases:
-        blocked = load(path, backend="native")(x)
-        assert np.array_equal(blocked, np.load(str(path) + ".out.npy")), path.name

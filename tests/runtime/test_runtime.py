@@ -159,14 +159,14 @@ def test_describe_engine_tolerates_a_bad_side_car(tmp_path):
 
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"plan")
-    assert describe(engine) == {"path": str(engine), "size_bytes": 4, "format": "tensorrt"}
+    assert describe(engine) == {"path": str(engine), "size_bytes": 4, "format": "tensorrt", "backend": "tensorrt"}
     side = tmp_path / "model.engine.json"
     side.write_text(json.dumps({"profile": [[1, 1, 1, 1]] * 3, "metadata": {"kernelnet.kernel_size": "3"}}))
     described = describe(engine)
     assert described["profile"] == [[1, 1, 1, 1]] * 3 and described["kernel_size"] == 3
     for bad in ("{broken", "[1, 2]", '{"metadata": {"kernelnet.kernels": [1]}}'):  # read as missing, like the runner
         side.write_text(bad)
-        assert describe(engine) == {"path": str(engine), "size_bytes": 4, "format": "tensorrt"}
+        assert describe(engine) == {"path": str(engine), "size_bytes": 4, "format": "tensorrt", "backend": "tensorrt"}
 
 
 class _LimitedRunner(Runner):
