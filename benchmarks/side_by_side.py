@@ -21,8 +21,16 @@ Sections (p50 ms; ratio = the best of OpenCV and Halide / ours, > 1: ours is fas
 4. folder — ``benchmarks/folder_apply.py``: ``kernelnet apply`` on 600 gray 256² PNGs against a plain one-process
    OpenCV loop, whole-process wall.
 
+5. exact fits — Sobel single and magnitude fitted by ``kernelnet train --solver exact`` (kernels with float noise
+   where the filter has zeros, exported separable or split) against OpenCV ``filter2D`` of the true Sobel, and
+   the folder run with such a model (``--exact-fit``); needs the [train] extra.
+
+``--isa avx2`` (or ``baseline``) runs every contender as on a CPU without AVX-512: the stencil's AVX2 build
+(``KERNELNET_STENCIL_ISA``), OpenCV with its AVX-512 dispatch disabled (``OPENCV_CPU_DISABLE``) and Halide
+compiled for an AVX2 target. The header names the CPU and the stencil build.
+
     python benchmarks/side_by_side.py [--sizes 3,5,7,9,11,15] [--all-sizes] [--halide-max 15] [--rounds 3]
-                                      [--reps 10] [--no-folder]
+                                      [--reps 10] [--no-folder] [--isa avx2] [--sections sweep,exact]
 """
 
 from __future__ import annotations
@@ -117,10 +125,19 @@ def halide_pipeline(hl, kernels: np.ndarray, frame: np.ndarray, out: np.ndarray,
         f[x, y] = response(kernels[0])
     yo, yi = hl.Var("yo"), hl.Var("yi")
     f.split(y, yo, yi, 16).parallel(yo).vectorize(x, 16)
-    f.compile_jit(hl.get_jit_target_from_environment())
+    f.compile_jit(halide_target(hl))
     inp.set(hl.Buffer(frame))
     result = hl.Buffer(out)
     return lambda: f.realize(result)
+
+
+HALIDE_TARGETS = {"avx2": "x86-64-linux-avx-avx2-f16c-fma-sse41", "baseline": "x86-64-linux"}
+
+
+def halide_target(hl):
+    """The JIT target: this CPU's, or the instruction set ``--isa`` names."""
+    isa = os.environ.get("KERNELNET_STENCIL_ISA", "")
+    return hl.Target(HALIDE_TARGETS[isa]) if isa in HALIDE_TARGETS else hl.get_jit_target_from_environment()
 
 
 def scipy_contender(ndimage, kernels: list[np.ndarray], frame: np.ndarray, out: np.ndarray) -> Callable[[], None]:
@@ -249,6 +266,55 @@ def integer_output(args: argparse.Namespace, hl, cv2) -> None:
                   f"{med.get('halide', float('nan')):.3f} | {best / med['native']:.2f}× |", flush=True)
 
 
+OPENCV_AVX512 = "AVX512_COMMON,AVX512_SKX,AVX512_KNL,AVX512_KNM,AVX512_CNL,AVX512_CLX,AVX512_ICL"
+
+
+def exact_fits(args: argparse.Namespace, cv2) -> None:
+    """Exact-solver Sobel fits (single, magnitude) through load() against OpenCV's filter2D of the true Sobel."""
+    import subprocess
+
+    from kernelnet.runtime import load
+
+    print("\n## Exact-solver fits of Sobel (kernelnet train --solver exact; float32 frames; ratio = OpenCV / native)\n")
+    print("| model | graph form | size | native | OpenCV | ratio |\n|---|---|---|---|---|---|")
+    sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+    rng = np.random.default_rng(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("single", "double"):
+            run = Path(tmp) / model
+            subprocess.run([sys.executable, "-m", "kernelnet", "train", "--solver", "exact", "--model", model,
+                            "--out", str(run), "--no-plots", "-q"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, "-m", "kernelnet", "export", str(run)], check=True,
+                           stdout=subprocess.DEVNULL)
+            net = load(run / "model.onnx", threads=args.threads)
+            form = net.info.fields.get("graph_form", "?")
+            for shape in (FULL_HD, UHD):
+                frame = rng.random(shape, dtype=np.float32)
+                mine, out, other = (np.empty(shape, np.float32) for _ in range(3))
+
+                def opencv() -> None:
+                    cv2.filter2D(frame, cv2.CV_32F, sobel, dst=out, borderType=cv2.BORDER_CONSTANT)
+                    if model == "double":
+                        cv2.filter2D(frame, cv2.CV_32F, sobel.T, dst=other, borderType=cv2.BORDER_CONSTANT)
+                        cv2.magnitude(out, other, magnitude=out)
+
+                med = median_ms({"native": lambda: net(frame, out=mine), "opencv": opencv}, args.rounds, args.reps)
+                print(f"| {model} | {form} ({net.runner.name}) | {shape[0]}x{shape[1]} | {med['native']:.3f} | "
+                      f"{med['opencv']:.3f} | {med['opencv'] / med['native']:.2f}× |", flush=True)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="3,5,7,9,11,15", help="kernel sizes of the sweep (double: those ≤ 5)")
@@ -259,10 +325,21 @@ def main() -> None:
     parser.add_argument("--halide-max", type=int, default=15,
                         help="largest k given to Halide (its JIT takes 10-100 s per pipeline above 15x15)")
     parser.add_argument("--no-folder", action="store_true", help="skip the folder run")
+    parser.add_argument("--isa", choices=["baseline", "avx2"], default=None,
+                        help="run every contender as on a CPU without AVX-512 (see above)")
+    parser.add_argument("--sections", default="copy,sweep,levels,exact,folder",
+                        help="which sections to run (comma list of copy, sweep, levels, exact, folder)")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     os.environ["HL_NUM_THREADS"] = str(args.threads)  # before Halide starts its thread pool
+    if args.isa:  # before kernelnet and cv2 are imported: both read these on import
+        os.environ["KERNELNET_STENCIL_ISA"] = args.isa
+        os.environ["OPENCV_CPU_DISABLE"] = OPENCV_AVX512 + (",AVX2,FMA3,AVX,F16C,POPCNT,SSE4_2,SSE4_1,SSSE3,SSE3"
+                                                            if args.isa == "baseline" else "")
     sys.path.insert(0, str(Path(__file__).parent))
     import cv2
+
+    from kernelnet.runtime import native_backend
 
     try:
         import halide as hl
@@ -274,16 +351,24 @@ def main() -> None:
     except ImportError:
         ndimage = None
     cv2.setNumThreads(args.threads)
-    print(f"# Side by side: {args.threads} threads, {os.cpu_count()} CPUs, rounds {args.rounds} × reps {args.reps}")
-    copy_floor(args)
-    sweep(args, hl, cv2, ndimage)
-    integer_output(args, hl, cv2)
-    if not args.no_folder:
+    print(f"# Side by side: {cpu_name()}, {args.threads} threads, {os.cpu_count()} CPUs, stencil build "
+          f"{native_backend.ISA}, Halide target {halide_target(hl) if hl else '-'}, rounds {args.rounds} × reps "
+          f"{args.reps}")
+    if "copy" in sections:
+        copy_floor(args)
+    if "sweep" in sections:
+        sweep(args, hl, cv2, ndimage)
+    if "levels" in sections:
+        integer_output(args, hl, cv2)
+    if "exact" in sections:
+        exact_fits(args, cv2)
+    if "folder" in sections and not args.no_folder:
         import folder_apply
 
-        print("\n## Folder\n")
-        sys.argv = [sys.argv[0], "--threads", str(args.threads)]
-        folder_apply.main()
+        for extra in ([], ["--exact-fit"]):
+            print(f"\n## Folder{' (an exact-solver Sobel fit)' if extra else ''}\n")
+            sys.argv = [sys.argv[0], "--threads", str(args.threads), *extra]
+            folder_apply.main()
 
 
 if __name__ == "__main__":

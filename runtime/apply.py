@@ -2,8 +2,8 @@
 relative paths, every result staged and renamed into place only when all succeeded (torch-free).
 
     >>> jobs = plan_jobs(expand_inputs(("photos/",)), Path("edges/"), None)          # doctest: +SKIP
-    >>> with staged_outputs(jobs):                                                  # doctest: +SKIP
-    ...     run_all(load("model.onnx"), jobs, bits=8, scale="auto")
+    >>> with staged_outputs(jobs) as staging:                                       # doctest: +SKIP
+    ...     run_all(load("model.onnx"), jobs, bits=8, scale="auto", staging=staging)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from kernelnet.runtime.atomic import owner_tag
 from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
+    from kernelnet.runtime.commit import Staged
     from kernelnet.runtime.model import Model
 
 FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "npy": ".npy"}
@@ -143,54 +144,57 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+@dataclass
+class Staging:
+    """Where :func:`run_all` leaves each job's result for :func:`staged_outputs` to place: unnamed files
+    (``unnamed``; their folders are made when they are placed) or the jobs' staging names."""
+
+    unnamed: bool
+    results: dict[Job, Staged] = field(default_factory=dict)
+
+
 @contextlib.contextmanager
-def staged_outputs(jobs: list[Job]) -> Iterator[None]:
-    """All or nothing: create the output folders, and once every result is staged rename them into place, the
-    files they replace parked beside them until the last rename succeeded (then removed; on failure put back).
-    On any error the staged results, the parked files' absence and the folders this created are undone. Leftovers
-    of a killed run in these folders are removed first (:func:`~kernelnet.runtime.atomic.sweep_dead`)."""
-    from kernelnet.runtime.atomic import ensure_writable_dir, sweep_dead
+def staged_outputs(jobs: list[Job]) -> Iterator[Staging]:
+    """All or nothing: yield the :class:`Staging` that :func:`run_all` fills with each job's result — an unnamed
+    file where the OS and the file system have them and the process may hold that many open, else its staging name
+    (output folders are then made first) — and once every result is in, place them all
+    (:func:`~kernelnet.runtime.commit.place_all`: the files they replace parked until the last one is placed).
+    On any error the results, the parked files' absence and the folders this made are undone. Leftovers of a
+    killed run in these folders are removed or rolled back first (:func:`~kernelnet.runtime.atomic.sweep_dead`)."""
+    from kernelnet.runtime.atomic import check_can_make_dir, ensure_writable_dir, sweep_dead
+    from kernelnet.runtime.commit import Staged, descriptors_for, place_all, unnamed_files_work
 
     check_targets(jobs)
+    folders = sorted({job.target.parent for job in jobs})
+    for folder in folders:
+        if folder.is_dir():
+            ensure_writable_dir(folder)
+            sweep_dead(folder)
+        else:
+            check_can_make_dir(folder)
+    staging = Staging(descriptors_for(len(jobs)) and unnamed_files_work(folders))
     created: list[Path] = []
-    for folder in sorted({job.target.parent for job in jobs}):
-        missing = [p for p in (folder, *folder.parents) if not p.exists()]
-        ensure_writable_dir(folder)
-        created.extend(missing)
-        sweep_dead(folder)
-    parked: list[Job] = []
-    placed: list[Job] = []
+    if not staging.unnamed:  # staging names need their folders now
+        for folder in folders:
+            created.extend(p for p in (folder, *folder.parents) if not p.exists())
+            ensure_writable_dir(folder)
     try:
-        yield
-        for job in jobs:
-            if job.target.exists():
-                os.replace(job.target, job.parked)
-                parked.append(job)
-            os.replace(job.staged, job.target)
-            placed.append(job)
+        yield staging
+        place_all([staging.results.get(job) or Staged(job.target, job.staged) for job in jobs],
+                  {job.target: job.parked for job in jobs})
     except BaseException as exc:
         for job in jobs:
-            with contextlib.suppress(OSError):
-                job.staged.unlink()
-        for job in placed:
-            with contextlib.suppress(OSError):
-                job.target.unlink()
-        for job in parked:
-            with contextlib.suppress(OSError):
-                os.replace(job.parked, job.target)
+            (staging.results.get(job) or Staged(job.target, job.staged)).discard()
         for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):  # deepest first
             with contextlib.suppress(OSError):
                 folder.rmdir()
         if isinstance(exc, OSError):
             raise KernelnetError(f"cannot write the outputs: {exc.strerror or exc} (nothing was replaced)") from exc
         raise
-    for job in parked:
-        with contextlib.suppress(OSError):
-            job.parked.unlink()
 
 
-def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None,
-            workers: int | None = None) -> list[tuple[Job, str]]:
+def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None, workers: int | None = None,
+            staging: Staging | None = None) -> list[tuple[Job, str]]:
     """Run every job (progress bar for several files on a terminal); results in input order; errors name the file
     they came from.
 
@@ -199,28 +203,43 @@ def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None,
     :mod:`kernelnet.runtime.apply_workers`); each file's filter then runs on one thread."""
     from kernelnet.runtime import apply_workers
     from kernelnet.runtime.apply_jobs import run_job
+    from kernelnet.runtime.commit import Staged, stage
 
     encoding = target_encoding(model)
     workers = min(workers or _default_workers(model), len(jobs))
+    unnamed = staging is not None and staging.unnamed
 
-    def one(job: Job) -> str:
+    def one(job: Job) -> apply_workers.Result:
+        item = stage(job.target, job.staged, unnamed)
         try:
-            return run_job(model, job, bits, scale, encoding)
+            return run_job(model, job, bits, scale, encoding, into=item.path), item.fd
         except KernelnetError as exc:
+            item.discard()
             text = str(exc)
             raise KernelnetError(text if str(job.source) in text else f"{job.source}: {text}") from None
+        except BaseException:
+            item.discard()
+            raise
 
     with _progress(len(jobs)) as step:
         if workers > 1 and model.runner.forkable and apply_workers.fork_available():
-            lines = apply_workers.run_forked(one, jobs, workers, step, before=lambda: _one_thread(model))
+            results = apply_workers.run_forked(one, jobs, workers, step, before=lambda: _one_thread(model))
         elif workers > 1 and model.runner.concurrent:
-            lines = apply_workers.run_threaded(one, jobs, workers, step)
+            results = apply_workers.run_threaded(one, jobs, workers, step)
         else:
-            lines = []
-            for job in jobs:
-                lines.append(one(job))
-                step()
-    return list(zip(jobs, lines))
+            results = []
+            try:
+                for job in jobs:
+                    results.append(one(job))
+                    step()
+            except BaseException:
+                apply_workers.close_results(results)
+                raise
+    if staging is not None:
+        staging.results.update((job, Staged(job.target, job.staged, fd)) for job, (_, fd) in zip(jobs, results))
+    else:
+        apply_workers.close_results(results)
+    return [(job, line) for job, (line, _) in zip(jobs, results)]
 
 
 def _default_workers(model: Model) -> int:

@@ -2,8 +2,9 @@
 
 8- and 16-bit gray frames (and 8-bit RGB planes) reach the model as the integers they are stored as — the native
 stencil converts each row as it reads it, bit-equal to converting the frame first — and a model with an integer
-output stage has its levels written by the stencil. Files are written straight to the job's staging name (the
-all-or-nothing rename into place is :func:`kernelnet.runtime.apply.staged_outputs`' work).
+output stage has its levels written by the stencil. Files are written straight to where the job's result waits —
+an unnamed file or the job's staging name (placing them all at once is
+:func:`kernelnet.runtime.apply.staged_outputs`' work).
 
     >>> line = run_job(load("model.onnx"), Job(Path("in.png"), Path("out.png")), None, None)   # doctest: +SKIP
 """
@@ -11,6 +12,7 @@ all-or-nothing rename into place is :func:`kernelnet.runtime.apply.staged_output
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,7 +58,7 @@ def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
     return release
 
 
-def run_encoded(model: Model, job: Job, encoding: dict[str, Any]) -> str:
+def run_encoded(model: Model, job: Job, encoding: dict[str, Any], into: Path) -> str:
     """A pair-trained model's output written as its training targets were (levels, bit depth, channels)."""
     from kernelnet.runtime.images import read_planes, write_encoded
 
@@ -75,28 +77,29 @@ def run_encoded(model: Model, job: Job, encoding: dict[str, Any]) -> str:
         y = model.levels(batch)[:, 0]  # the stencil writes the levels (others: the graph's, stored as integers)
     else:
         y = model(batch)[:, 0]
-    return write_encoded(job.staged, np.moveaxis(y, 0, -1) if len(y) == 3 else y[0], encoding["dtype"],
-                         atomic=False)
+    return write_encoded(job.target, np.moveaxis(y, 0, -1) if len(y) == 3 else y[0], encoding["dtype"], into=into)
 
 
 def run_job(model: Model, job: Job, bits: int | None, scale: str | None,
-            encoding: dict[str, Any] | None = None) -> str:
-    """Filter ``job.source`` into ``job.staged``; returns the one-line description of what was written. A
-    pair-trained model (``encoding``) writes its targets' encoding unless a PNG bit depth or scale is asked for."""
+            encoding: dict[str, Any] | None = None, into: Path | None = None) -> str:
+    """Filter ``job.source`` into ``into`` (default ``job.staged``) in the format of ``job.target``; returns the
+    one-line description of what was written. A pair-trained model (``encoding``) writes its targets' encoding
+    unless a PNG bit depth or scale is asked for."""
     from kernelnet.runtime.images import read_levels, write_image
     from kernelnet.runtime.inputs import as_batch
     from kernelnet.runtime.npyio import create_npy, open_npy
 
     kind = OUT_SUFFIXES[job.target.suffix.lower()]
+    into = into if into is not None else job.staged
     if encoding is not None and bits is None and scale is None:
-        return run_encoded(model, job, encoding)
+        return run_encoded(model, job, encoding, into)
     bits, scale = bits or 8, scale or "auto"
     if job.source.suffix.lower() == ".npy":
         src = open_npy(job.source)
         try:
             batch, _ = as_batch(src.array, str(job.source))  # checked here so that errors name the file
             if kind == "npy":  # stream tile by tile between two memory maps: never resident whole
-                dst = create_npy(job.staged, src.array.shape, np.float32)
+                dst = create_npy(into, src.array.shape, np.float32)
                 try:
                     model.apply_to(batch, as_batch(dst.array)[0], after_tile=_release_pages(src, dst))
                 finally:
@@ -108,13 +111,13 @@ def run_job(model: Model, job: Job, bits: int | None, scale: str | None,
     else:
         y = model(read_levels(job.source))
     if kind == "npy":
-        write_image(job.staged, y, atomic=False)
+        write_image(job.target, y, into=into)
         return "float32 .npy (exact)"
     if y.ndim != 2:
         raise KernelnetError(f"{job.source} holds {y.shape[0]} images: write .npy for batches (PNG/TIFF take one)")
     if kind == "tiff":
-        write_image(job.staged, y, atomic=False)
+        write_image(job.target, y, into=into)
         return "float32 TIFF (exact)"
     factor, shift, text = png_mapping(y, scale)
-    write_image(job.staged, y, bits=bits, scale=factor, shift=shift, atomic=False)
+    write_image(job.target, y, bits=bits, scale=factor, shift=shift, into=into)
     return f"{bits}-bit PNG, pixel = round({text} x {2**bits - 1})"

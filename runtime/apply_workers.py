@@ -7,7 +7,8 @@ Measured on 600 gray 256² PNGs (2 cores, a Sobel model on the native stencil): 
 
 * :func:`run_forked` — POSIX, the native stencil (plain C and numpy after the fork: no thread pool in the child
   waits for threads that did not survive it): each child takes the next file index from a shared counter,
-  filters it into its staging name and sends its one-line result back over its own pipe. The parent only waits,
+  filters it into an unnamed file (or its staging name) and sends its one-line result, and the file's descriptor,
+  back over its own socket pair. The parent only waits,
   counts progress and collects the results in job order.
 * :func:`run_threaded` — backends whose sessions take concurrent calls (onnxruntime).
 
@@ -19,6 +20,7 @@ is raised once they are reaped; their staged files are then removed with the res
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -30,6 +32,8 @@ from typing import Any, TypeVar
 from kernelnet.runtime.errors import KernelnetError
 
 J = TypeVar("J")
+Result = tuple[str, "int | None"]
+"""What a job gives back: its one-line description, and the descriptor of the unnamed file holding its output."""
 SEND_EVERY = 8
 """A child sends its results in batches of this many files (the parent wakes once per batch)."""
 
@@ -39,22 +43,26 @@ def fork_available() -> bool:
     return hasattr(os, "fork") and hasattr(os, "waitpid")
 
 
-def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: Callable[[], Any],
-               before: Callable[[], None] | None = None) -> list[str]:
+def run_forked(one: Callable[[J], Result], jobs: Sequence[J], workers: int, done: Callable[[], Any],
+               before: Callable[[], None] | None = None) -> list[Result]:
     """``one(job)`` for every job in ``workers`` forked processes (``before()`` runs first in each); the
-    results in job order. A child's :class:`KernelnetError` is raised here with its message, an ``OSError``
+    results in job order, each a line and the descriptor of the file it wrote (or ``None``), which travels to
+    this process (a unix socket's SCM_RIGHTS) and is closed here on any failure. A child's :class:`KernelnetError` is raised here with its message, an ``OSError``
     (disk full, no permission) as an ``OSError`` of the same errno, anything else as ``RuntimeError``; warnings
     a child raised are raised here again. A child that dies (SIGKILL, out of memory) ends the others."""
     import multiprocessing
     from multiprocessing.connection import wait
 
+    from multiprocessing.reduction import recv_handle
+
     ctx = multiprocessing.get_context("fork")
     counter = ctx.Value("q", 0)
     readers, pids = [], []
+    results: list[Result | None] = [None] * len(jobs)
     gc.freeze()  # the inherited objects: out of the children's collections, so their pages stay shared
     try:
         for _ in range(workers):
-            reader, writer = ctx.Pipe(duplex=False)
+            reader, writer = ctx.Pipe(duplex=True)  # a socket pair: descriptors travel over it
             pid = os.fork()
             if pid == 0:  # the child: never returns
                 reader.close()
@@ -64,7 +72,6 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
             writer.close()
             readers.append(reader)
             pids.append(pid)
-        results: list[str | None] = [None] * len(jobs)
         failure: tuple[str, Any] | None = None
         owner = dict(zip(readers, pids))
         live = list(readers)
@@ -84,13 +91,15 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
                     for category, text in caught:
                         warnings.warn(text, category, stacklevel=2)
                     if kind == "ok":
-                        results[index] = payload
+                        line, has_fd = payload
+                        results[index] = (line, recv_handle(conn) if has_fd else None)  # sent after the batch
                         done()
                     elif failure is None:
                         failure = (kind, payload)
     except BaseException:
         for pid in pids:  # interrupted: end the children now
             _signal(pid, signal.SIGKILL)
+        close_results(results)
         raise
     finally:
         for pid in pids:
@@ -98,6 +107,8 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
         for conn in readers:
             conn.close()
         gc.unfreeze()
+    if failure is not None or any(r is None for r in results):
+        close_results(results)
     if failure is not None:
         kind, payload = failure
         if kind == "kernelnet":
@@ -113,7 +124,27 @@ def run_forked(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: C
     return [r for r in results if r is not None]
 
 
-def _child(one: Callable[[J], str], jobs: Sequence[J], counter: Any, conn: Any,
+def close_results(results: Sequence[Result | None]) -> None:
+    """Close the descriptors of results that will not be placed (their unnamed files vanish)."""
+    for result in results:
+        if result is not None and result[1] is not None:
+            with contextlib.suppress(OSError):
+                os.close(result[1])
+
+
+def _send(conn: Any, batch: list[tuple[int, str, Any, list[tuple[type[Warning], str]]]]) -> None:
+    """A batch of outcomes, then the descriptor of each result that has one (the parent takes them in order)."""
+    from multiprocessing.reduction import send_handle
+
+    conn.send([(i, kind, (payload[0], payload[1] is not None) if kind == "ok" else payload, caught)
+               for i, kind, payload, caught in batch])
+    for _, kind, payload, _ in batch:
+        if kind == "ok" and payload[1] is not None:
+            send_handle(conn, payload[1], os.getppid())
+            os.close(payload[1])
+
+
+def _child(one: Callable[[J], Result], jobs: Sequence[J], counter: Any, conn: Any,
            before: Callable[[], None] | None) -> None:
     code = 0
     try:
@@ -141,10 +172,10 @@ def _child(one: Callable[[J], str], jobs: Sequence[J], counter: Any, conn: Any,
             if batch[-1][1] != "ok":
                 break
             if len(batch) >= SEND_EVERY:
-                conn.send(batch)
+                _send(conn, batch)
                 batch = []
         if batch:
-            conn.send(batch)
+            _send(conn, batch)
     except BrokenPipeError:
         code = 1  # the parent is gone
     except BaseException as exc:  # a bug outside the jobs: reported to the parent, which raises it
@@ -190,11 +221,12 @@ def _reap(pid: int) -> str:
         return signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else ""
 
 
-def run_threaded(one: Callable[[J], str], jobs: Sequence[J], workers: int, done: Callable[[], Any]) -> list[str]:
+def run_threaded(one: Callable[[J], Result], jobs: Sequence[J], workers: int,
+                 done: Callable[[], Any]) -> list[Result]:
     """``one(job)`` for every job on ``workers`` threads that take the next file as they finish one (the calling
     thread only waits); the results in job order. The first error stops the others after their current file and
     is raised here, as is an interrupt, once every worker has stopped."""
-    results: list[str | None] = [None] * len(jobs)
+    results: list[Result | None] = [None] * len(jobs)
     errors: list[BaseException] = []
     lock, stop = threading.Lock(), threading.Event()
     queue = iter(range(len(jobs)))
@@ -225,7 +257,9 @@ def run_threaded(one: Callable[[J], str], jobs: Sequence[J], workers: int, done:
         stop.set()  # an interrupt: the running files finish before their staging is undone
         for thread in threads:
             thread.join()
+        close_results(results)
         raise
     if errors:
+        close_results(results)
         raise errors[0]
-    return [r or "" for r in results]
+    return [r for r in results if r is not None]

@@ -25,7 +25,8 @@ from typing import Any
 from kernelnet.runtime.errors import KernelnetError
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -39,7 +40,14 @@ def owner_tag() -> str:
     return f".p{os.getpid()}."
 
 
-def _alive(pid: int) -> bool:
+def owner_of(name: str) -> int | None:
+    """The pid a temporary name carries (:func:`owner_tag`), else ``None``."""
+    match = _OWNER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def alive(pid: int) -> bool:
+    """True unless ``pid`` is surely gone (someone else's process counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,15 +58,20 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_dead(folder: str | os.PathLike[str], prefixes: tuple[str, ...] = (".tmp-", ".kernelnet-partial-")) -> int:
-    """Remove the temporary files in ``folder`` whose writer process is gone (killed mid-write); returns how many."""
+    """Remove the temporary files in ``folder`` whose writer process is gone (killed mid-write); returns how many.
+    A dead writer's unfinished placing of many files is rolled back first
+    (:func:`kernelnet.runtime.commit.roll_back_dead`), so that its parked files go back, not away."""
+    from kernelnet.runtime.commit import roll_back_dead
+
+    roll_back_dead(folder)
     removed = 0
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
     for entry in entries:
-        match = _OWNER.search(entry.name)
-        if not entry.name.startswith(prefixes) or match is None or _alive(int(match.group(1))):
+        pid = owner_of(entry.name)
+        if not entry.name.startswith(prefixes) or pid is None or alive(pid):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False):
@@ -111,6 +124,21 @@ def check_creatable(path: str | os.PathLike[str]) -> None:
         raise KernelnetError(f"cannot write {path}: {parent} is not writable") from None
 
 
+def check_can_make_dir(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`KernelnetError` unless the folder ``path`` exists or could be made (its nearest existing
+    ancestor is a writable folder); makes nothing that stays."""
+    path = Path(path)
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise KernelnetError(f"cannot create output directory {path}: {parent} is not a folder")
+    try:
+        ensure_writable_dir(parent)
+    except KernelnetError as exc:
+        raise KernelnetError(f"cannot create output directory {path}: {exc}") from None
+
+
 @contextlib.contextmanager
 def created_or_removed(path: str | os.PathLike[str]) -> Iterator[Path]:
     """:func:`ensure_writable_dir` ``path`` and yield it; on :class:`KernelnetError` inside the block, remove it
@@ -138,7 +166,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}{owner_tag()}", dir=folder)
     except OSError as exc:
         raise _cannot_write(target, exc) from None
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the artifact the usual permissions
+    os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; give the artifact the usual permissions
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -143,15 +143,16 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, scale: float | None = None,
-                shift: float = 0.0, atomic: bool = True) -> float:
+                shift: float = 0.0, into: str | os.PathLike[str] | None = None) -> float:
     """Write (H, W) float data: ``.npy`` exact float32, ``.tif/.tiff`` float32, ``.png`` 8/16-bit.
 
     For PNG the values are multiplied by ``scale`` (default: 1/max, or 1 when max ≤ 1), ``shift`` is added and
-    the result clipped to [0, 1] before quantisation. Returns the scale used (1.0 for exact formats). Written atomically unless ``atomic`` is
-    false (the caller writes to a staging name of its own, as ``kernelnet apply`` does).
+    the result clipped to [0, 1] before quantisation. Returns the scale used (1.0 for exact formats). Written
+    atomically, or straight into ``into`` in ``path``'s format (the caller stages and places the file, as
+    ``kernelnet apply`` does).
     """
     path = Path(path)
-    write_with = _writer(atomic)
+    write_with = _writer(into)
     suffix = path.suffix.lower()
     data = np.asarray(image, dtype=np.float32)
     if suffix == ".npy":
@@ -214,13 +215,13 @@ def value_range(data: np.ndarray) -> tuple[float, float]:
     return float(data.min()), float(data.max())
 
 
-def _writer(atomic: bool):
-    """``write_with(path, fn)``: atomic (temporary file renamed into place) or straight to ``path``."""
-    if atomic:
+def _writer(into: str | os.PathLike[str] | None):
+    """``write_with(path, fn)``: atomic (a temporary file renamed into place), or ``fn(into)``."""
+    if into is None:
         from kernelnet.runtime.atomic import write_with
 
         return write_with
-    return lambda path, fn: fn(Path(path))
+    return lambda path, fn: fn(Path(into))
 
 
 def read_planes(path: str | os.PathLike[str], channels: int, levels: bool = False) -> np.ndarray:
@@ -241,11 +242,13 @@ def read_planes(path: str | os.PathLike[str], channels: int, levels: bool = Fals
     return planes if levels else planes.astype(np.float32) / np.float32(255.0)
 
 
-def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str, atomic: bool = True) -> str:
+def write_encoded(path: str | os.PathLike[str], values: np.ndarray, dtype: str,
+                  into: str | os.PathLike[str] | None = None) -> str:
     """Write (H, W) or (H, W, 3) output values as the training targets held them: integer levels as 8/16-bit
-    PNG / TIFF or ``.npy`` of that dtype, floats as float32 TIFF / ``.npy``; returns a one-line description."""
+    PNG / TIFF or ``.npy`` of that dtype, floats as float32 TIFF / ``.npy``; returns a one-line description.
+    Atomically, or straight into ``into`` (see :func:`write_image`)."""
     path = Path(path)
-    write_with = _writer(atomic)
+    write_with = _writer(into)
     suffix = path.suffix.lower()
     if values.dtype == dtype:
         data = values  # levels already (the native stencil writes them)

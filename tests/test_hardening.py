@@ -54,18 +54,16 @@ def test_apply_checks_every_target_first_and_restores_what_it_replaced(tmp_path,
     assert (out / "a.png").read_bytes() == b"old a"
     (out / "b.png").rmdir()
     (out / "b.png").write_bytes(b"old b")
-    from kernelnet.runtime import apply as apply_module
+    from kernelnet.runtime import commit
 
-    real = os.replace
-    calls = []
+    real = commit.name_unnamed
 
-    def flaky(a, b):  # the second result's rename fails: the first must be put back as it was
-        calls.append(b)
-        if str(b).endswith("b.png") and ".part." in str(a):
+    def flaky(fd, target):  # the second result's placing fails: the first must be put back as it was
+        if str(target).endswith("b.png"):
             raise OSError(28, "No space left on device")
-        return real(a, b)
+        return real(fd, target)
 
-    monkeypatch.setattr(apply_module.os, "replace", flaky)
+    monkeypatch.setattr(commit, "name_unnamed", flaky)
     res = kn("apply", model, src, "--out", out)
     one_line_exit_2(res)
     assert "nothing was replaced" in res.output
@@ -116,11 +114,11 @@ def test_an_interrupted_apply_leaves_nothing_and_replaces_nothing(tmp_path, rng,
     (out / "a.npy").write_bytes(b"old a")
     real, seen = apply_module.run_job, []
 
-    def interrupted(model, job, *args):
+    def interrupted(model, job, *args, **kwargs):
         seen.append(job)
         if len(seen) == 2:
             raise Interrupted(signal.SIGINT)
-        return real(model, job, *args)
+        return real(model, job, *args, **kwargs)
 
     monkeypatch.setattr(apply_module, "run_job", interrupted)
     res = kn("apply", model, src, "--out", out, "--threads", "1")  # one file after the other, in this process

@@ -62,8 +62,8 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
     net = load(model, backend=backend, threads=threads, tile=parse_tile(tile))
     encoding = target_encoding(net)
     jobs = plan_jobs(expand_inputs(inputs), Path(out), fmt, encoding["format"] if encoding else None)
-    with staged_outputs(jobs):
-        lines = run_all(net, jobs, int(bits) if bits else None, scale, workers=threads)
+    with staged_outputs(jobs) as staging:
+        lines = run_all(net, jobs, int(bits) if bits else None, scale, workers=threads, staging=staging)
     if not quiet:
         for job, text in lines:
             click.echo(f"{job.source} -> {job.target}  [{text}]")

@@ -64,26 +64,91 @@ def test_the_first_bad_file_ends_a_parallel_run_with_one_line_and_writes_nothing
     assert tree(out) == {"keep.txt": b"old"}
 
 
-def test_sigint_during_a_parallel_run_leaves_nothing(tmp_path, rng):
+def unnamed_files(pid: int, folder: Path) -> int:
+    """How many unnamed files (``O_TMPFILE``: /proc shows them as ``folder/#INODE (deleted)``) under ``folder``
+    the process ``pid`` and its children hold open."""
+    pids, count = [pid], 0
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(p) for p in task.read_text().split()]
+    for one in pids:
+        for fd in Path(f"/proc/{one}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            count += target.startswith(str(folder)) and target.endswith("(deleted)")
+    return count
+
+
+def start_apply(tmp_path: Path, rng, count: int = 400) -> tuple[subprocess.Popen, Path]:
+    """A slow parallel ``kernelnet apply`` (15×15 on 400 frames) into a folder that holds an old output."""
     model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(np.ones((15, 15)) / 225, "single"))
-    frames(tmp_path / "in", 400, rng, size=(160, 200))
+    frames(tmp_path / "in", count, rng, size=(160, 200))
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "b").mkdir()
+    (out / "b").mkdir(parents=True)
     (out / "b" / "000.png").write_bytes(b"old")
     proc = subprocess.Popen([sys.executable, "-m", "kernelnet", "apply", str(model), str(tmp_path / "in"),
-                             "--out", str(out), "--threads", "2"], stderr=subprocess.PIPE, text=True)
+                             "--out", str(out), "--threads", "2"], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, out
+
+
+def wait_for(proc: subprocess.Popen, out: Path, files: int) -> None:
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and \
-            not any(p.name.startswith(".kernelnet-partial-") for p in (out / "a").glob("*")
-                    if (out / "a").exists()):
-        time.sleep(0.01)
+    while time.monotonic() < deadline and proc.poll() is None and unnamed_files(proc.pid, out) < files:
+        time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be interrupted"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="unnamed files (O_TMPFILE) and /proc are Linux's")
+def test_sigint_during_a_parallel_run_leaves_nothing(tmp_path, rng):
+    proc, out = start_apply(tmp_path, rng)
+    wait_for(proc, out, 1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.startswith("error: interrupted by SIGINT") and err.count("\n") == 1, err
     assert tree(out) == {"b/000.png": b"old"}
-    assert not [p for p in out.rglob("*") if p.name.startswith(".kernelnet-partial-")]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="unnamed files (O_TMPFILE) and /proc are Linux's")
+@pytest.mark.parametrize("files", [1, 40, 300])
+def test_sigkill_while_files_are_written_leaves_only_the_old_outputs(tmp_path, rng, files):
+    """Killed (the whole process group, at once) after the first result, a tenth of them and most of them: the
+    results are unnamed files until they are all placed, so nothing is left, not even a hidden file."""
+    proc, out = start_apply(tmp_path, rng)
+    wait_for(proc, out, files)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert tree(out) == {"b/000.png": b"old"}
+    assert sorted(p.name for p in out.rglob("*")) == ["000.png", "b"]
+
+
+def test_sigkill_while_results_are_placed_is_rolled_back_by_the_next_run(tmp_path, rng):
+    """Killed inside the last step (after 5 of 40 results were named): the next apply into the folder puts the old
+    files back and removes the new ones before it does anything else — here it then fails on a bad input."""
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 40, rng)
+    out = tmp_path / "out"
+    assert kn("apply", model, tmp_path / "in", "--out", out, "-q").exit_code == 0
+    old = tree(out)
+    script = ("import os, signal, sys\nfrom kernelnet.runtime import commit\nreal, count = commit.name_unnamed, [0]\n"
+              "def dying(fd, target):\n    count[0] += 1\n    if count[0] > 5:\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n    real(fd, target)\n"
+              "commit.name_unnamed = dying\nfrom kernelnet.cli import main\nmain(sys.argv[1:])")
+    other = spec_onnx(tmp_path / "other.onnx", FilterSpec.from_kind(SOBEL.T, "single"))
+    killed = subprocess.run([sys.executable, "-c", script, "apply", str(other), str(tmp_path / "in"), "--out", str(out)],
+                            capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    left = tree(out)
+    assert left != old and any(name.startswith((".kernelnet-partial-commit", "a/.kernelnet-partial-commit",
+                                                "b/.kernelnet-partial-commit")) for name in left)
+    for sub in ("a", "b"):  # the next write into those folders
+        (tmp_path / "bad" / sub).mkdir(parents=True)
+        (tmp_path / "bad" / sub / "x.png").write_bytes(b"not a png")
+    res = kn("apply", model, tmp_path / "bad", "--out", out)
+    assert res.exit_code == 2 and "x.png" in res.output
+    assert tree(out) == old
 
 
 def _levels(dtype, channels: int) -> tuple[np.ndarray, bytes]:
@@ -147,17 +212,17 @@ def test_the_console_script_flushes_everything_before_its_quick_exit(tmp_path, r
 
 
 def _failing_writer(monkeypatch, on: str, action):
-    """Make the PNG writer of every worker process ``action()`` for the file whose staged name holds ``on``."""
-    from kernelnet.runtime import images
+    """Make every worker process ``action()`` when it writes the file whose output name holds ``on``."""
+    from kernelnet.runtime import apply_jobs
 
-    real = images.write_png
+    real = apply_jobs.run_job
 
-    def writer(target, image):
-        if on in str(target):
+    def job(model, one, *args, **kwargs):
+        if on in str(one.target):
             action()
-        return real(target, image)
+        return real(model, one, *args, **kwargs)
 
-    monkeypatch.setattr(images, "write_png", writer)
+    monkeypatch.setattr(apply_jobs, "run_job", job)
 
 
 def test_a_disk_error_in_a_worker_is_one_line_and_stops_the_others(tmp_path, rng, monkeypatch):
@@ -192,3 +257,18 @@ def test_warnings_raised_in_workers_are_printed(tmp_path, rng, monkeypatch):
     frames(tmp_path / "in", 10, rng)
     res = kn("apply", model, tmp_path / "in", "--out", tmp_path / "out", "--threads", "2", "-q")
     assert res.exit_code == 0 and "odd frame" in res.output, res.output
+
+
+def test_where_there_are_no_unnamed_files_staging_names_do_the_same(tmp_path, rng, monkeypatch):
+    """Without O_TMPFILE (another OS, a file system without it) results wait under pid-named staging names:
+    the same files, and nothing left once placed or on a failure."""
+    from kernelnet.runtime import commit
+
+    monkeypatch.setattr(commit, "unnamed_file", lambda folder: None)
+    model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
+    frames(tmp_path / "in", 12, rng)
+    assert kn("apply", model, tmp_path / "in", "--out", tmp_path / "named", "--threads", "2").exit_code == 0
+    monkeypatch.undo()
+    assert kn("apply", model, tmp_path / "in", "--out", tmp_path / "unnamed", "--threads", "2").exit_code == 0
+    assert tree(tmp_path / "named") == tree(tmp_path / "unnamed")
+    assert not [p for p in (tmp_path / "named").rglob(".*")]
