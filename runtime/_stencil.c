@@ -322,7 +322,7 @@ static void *run_job(void *arg) {
         const Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
         const Py_ssize_t left = job->rows - g % job->rows; /* rows of this image still to come */
         int count = 1;
-        if (k > 7 && blocked_ok && job->row1 - g >= BLOCK_ROWS && left >= BLOCK_ROWS) count = BLOCK_ROWS;
+        if (k >= BLOCKED_MIN_K && blocked_ok && job->row1 - g >= BLOCK_ROWS && left >= BLOCK_ROWS) count = BLOCK_ROWS;
         if (k == 1 && job->srcint != NULL) { /* 1×1 on an integer frame: convert and filter in one pass */
             float *out = direct ? (float *)job->dst + g * w : scratch;
             const char *row = (const char *)job->srcint + (n * h + y) * w * kind_size(job->in_kind);

@@ -73,16 +73,18 @@ def test_every_build_gives_the_answer_of_the_others(tmp_path):
                 assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 1e-3, path.name
 
 
-@pytest.mark.skipif("avx512" not in available(), reason="the register-blocked rows are in the avx512 build (this CPU "
-                    "has no AVX-512)")
-def test_blocked_rows_give_the_bits_of_the_row_at_a_time_path(tmp_path):
-    """Kernels above 7×7 run four rows at a time in the avx512 build; KERNELNET_STENCIL_ROWWISE=1 turns that off."""
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_blocked_rows_give_the_bits_of_the_row_at_a_time_path(tmp_path, isa):
+    """Kernels from 5×5 up run several rows at a time in the optimised builds; KERNELNET_STENCIL_ROWWISE=1 turns
+    that off."""
+    if isa not in available():
+        pytest.skip(f"this CPU does not run the {isa} build")
     rng = np.random.default_rng(3)
     x = rng.random((2, 1, 75, 333), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
-    paths = [path for spec, path in cases(tmp_path, rng) if spec.kernel_size > 7]
-    blocked = run_in("avx512", paths, tmp_path / "x.npy")
-    rowwise = run_in("avx512", paths, tmp_path / "x.npy", {"KERNELNET_STENCIL_ROWWISE": "1"})
+    paths = [path for spec, path in cases(tmp_path, rng) if spec.kernel_size >= 5]
+    blocked = run_in(isa, paths, tmp_path / "x.npy")
+    rowwise = run_in(isa, paths, tmp_path / "x.npy", {"KERNELNET_STENCIL_ROWWISE": "1"})
     for path, a, b in zip(paths, blocked, rowwise):
         assert np.array_equal(a, b), path.name
 
