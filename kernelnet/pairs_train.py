@@ -103,11 +103,11 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     import torch
 
     from kernelnet.models import build_model, set_kernels
-    from kernelnet.rundir import save_history, save_metrics, save_model
-    from kernelnet.runtime.atomic import created_or_removed
+    from kernelnet.rundir import check_run_dir, run_transaction, save_history, save_metrics, save_model
     from kernelnet.training import TrainResult
 
     t0 = time.perf_counter()
+    check_run_dir(out, (data, targets))  # before any work: not into the user's folders, not over a stranger
     pairs = load_pairs(data, targets)
     first = read_raw(pairs.pairs[0].source)
     in_levels = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(first.dtype)
@@ -150,12 +150,12 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     }
     model = build_model(spec.model, spec.kernel_size, True, spec.normalize, spec.border)
     set_kernels(model, spec.kernels.astype(np.float32), spec.bias.astype(np.float32))
-    with created_or_removed(run_dir):
-        save_model(run_dir, model, config)
-        save_metrics(run_dir, metrics)
-        save_history(run_dir, history)
+    with run_transaction(run_dir) as staging:  # replaces run_dir whole once written
+        save_model(staging, model, config)
+        save_metrics(staging, metrics)
+        save_history(staging, history)
         if plots:
-            _plot(run_dir, spec, pairs)
+            _plot(staging, spec, pairs)
     torch.set_grad_enabled(True)
     return TrainResult(run_dir, model, config, metrics)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,65 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 
 def default_run_dir(config: RunConfig, root: str | os.PathLike[str] = "artifacts/runs") -> Path:
     return Path(root) / config.run_name
+
+
+def partial_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Where a run is built before it replaces ``run_dir`` whole (a hidden folder beside it; kept after an
+    interrupt when it holds a checkpoint, which ``train --resume`` continues)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.kernelnet-partial"
+
+
+def check_run_dir(run_dir: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = ()) -> Path:
+    """``run_dir`` as a place to write a run, or one KernelnetError line: it may not be, hold or lie inside an input
+    folder (a run's plots would land among the user's images), may not be an existing folder that is not a
+    kernelnet run (one with files and no config.json), and its parent must accept new folders — all checked
+    before any work."""
+    from kernelnet.runtime.atomic import check_can_make_dir
+
+    run_dir = Path(run_dir)
+    real = Path(os.path.realpath(run_dir))
+    for folder in inputs:
+        other = Path(os.path.realpath(folder))
+        if real == other or other in real.parents or real in other.parents:
+            raise KernelnetError(f"the run directory {run_dir} overlaps the input folder {folder}: choose an --out "
+                                 "outside the data and the targets")
+    if run_dir.exists() or run_dir.is_symlink():
+        if not run_dir.is_dir() or run_dir.is_symlink():
+            raise KernelnetError(f"the run directory {run_dir} exists and is not a folder")
+        if not (run_dir / CONFIG_FILE).is_file() and any(run_dir.iterdir()):
+            raise KernelnetError(f"{run_dir} exists and is not a kernelnet run (no {CONFIG_FILE}): choose another "
+                                 "--out, or empty it")
+    check_can_make_dir(run_dir.parent)
+    return run_dir
+
+
+@contextlib.contextmanager
+def run_transaction(run_dir: str | os.PathLike[str], resume: bool = False) -> Iterator[Path]:
+    """Yield the folder to write a run into (:func:`partial_dir`); once the block succeeds it replaces
+    ``run_dir`` whole, an earlier run there parked until then — so a failure, a full disk or an interrupt leaves
+    the earlier run as it was. Bad input removes the partial run; an interrupt keeps it only when it holds a
+    checkpoint (``resume`` starts from it, else it is started afresh), and says so in the interrupt's line."""
+    from kernelnet.runtime.atomic import replace_dir
+
+    run_dir = Path(run_dir)
+    staging = partial_dir(run_dir)
+    if not resume and staging.exists():
+        shutil.rmtree(staging)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KernelnetError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from None
+    try:
+        yield staging
+        replace_dir(staging, run_dir)
+    except BaseException as exc:
+        if isinstance(exc, KernelnetError) or not (staging / CHECKPOINT_FILE).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:  # an interrupt with a checkpoint: --resume continues it
+            exc.kernelnet_note = (f"{run_dir} was not touched; the partial run waits in {staging} "  # type: ignore[attr-defined]
+                                  "(kernelnet train --resume continues it)")
+        raise
 
 
 def save_model(run_dir: str | os.PathLike[str], model: Any, config: RunConfig) -> None:

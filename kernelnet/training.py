@@ -251,18 +251,20 @@ def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resum
           progress: bool = True, plots: bool = True) -> TrainResult:
     """Train a model per ``config`` and write the run directory ``out`` (default ``artifacts/runs/<name>``).
 
-    With ``resume`` the run continues from ``out/checkpoint.safetensors`` (its stored config wins) and ends
-    with the same result as an uninterrupted run.
+    The run is written beside ``out`` and replaces it whole when complete (an earlier run there stays until then).
+    With ``resume`` an interrupted run continues from the checkpoint its partial folder kept
+    (:func:`kernelnet.rundir.partial_dir`; its stored config wins) and ends with the same result as an
+    uninterrupted run.
     """
-    from kernelnet.rundir import default_run_dir
+    from kernelnet.rundir import check_run_dir, default_run_dir, partial_dir, run_transaction
 
     config = resolve_config(config)
     run_dir = Path(out) if out is not None else default_run_dir(config)
     resume_state = None
     if resume:
-        ckpt = run_dir / CHECKPOINT_FILE
+        ckpt = partial_dir(run_dir) / CHECKPOINT_FILE
         if not ckpt.is_file():
-            raise KernelnetError(f"nothing to resume: {ckpt} does not exist")
+            raise KernelnetError(f"nothing to resume: no interrupted run of {run_dir} ({ckpt} does not exist)")
         resume_state = load_state(ckpt)
         missing = sorted(RESUME_KEYS - set(resume_state)) if isinstance(resume_state, dict) else ["everything"]
         if missing:
@@ -271,15 +273,18 @@ def train(config: RunConfig, out: str | os.PathLike[str] | None = None, *, resum
             config = RunConfig.from_dict(resume_state["config"])
         except (AttributeError, TypeError, ValueError) as exc:
             raise KernelnetError(f"{ckpt} holds an invalid run config: {exc}") from None
+    check_run_dir(run_dir, () if config.data == "builtin" else (config.data,))
     device = pick_device(config.device)
     split = split_images(load_source(config.data))
-    from kernelnet.runtime.atomic import created_or_removed, remove_stale_temps
+    from kernelnet.runtime.atomic import remove_stale_temps
 
-    # bad input found on the way (crop too large, divergence, ...) leaves no half-made run
-    with created_or_removed(run_dir):
+    # the run is built beside run_dir and replaces it whole: bad input, a full disk or an interrupt leave an
+    # earlier run there as it was
+    with run_transaction(run_dir, resume=resume_state is not None) as staging:
         if resume_state is not None:
-            remove_stale_temps(run_dir)  # the interrupted process may have died inside an atomic write
-        return _train_into(config, run_dir, device, split, resume_state, progress, plots)
+            remove_stale_temps(staging)  # the interrupted process may have died inside an atomic write
+        result = _train_into(config, staging, device, split, resume_state, progress, plots)
+    return TrainResult(run_dir, result.model, result.config, result.metrics)
 
 
 def _train_into(config: RunConfig, run_dir: Path, device: torch.device, split: Split,

@@ -237,6 +237,15 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def replace_dir(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put the folder ``tmp`` at ``target`` whole (an existing ``target`` parked meanwhile, removed after, put back
+    on failure); one :class:`KernelnetError` line when it cannot."""
+    try:
+        _swap_in(Path(tmp), Path(target))
+    except OSError as exc:
+        raise _cannot_write(Path(target), exc) from None
+
+
 def _swap_in(tmp: Path, target: Path) -> None:
     """Rename ``tmp`` to ``target``, an existing ``target`` parked in ``.old-*`` meanwhile and put back on failure."""
     if not target.exists():

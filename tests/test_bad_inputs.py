@@ -103,10 +103,11 @@ def w(tmp_path_factory) -> SimpleNamespace:
     broken_run("truncated_onnx_run", "model.onnx", onnx_bytes[:200])
     from safetensors.numpy import save_file
 
-    (root / "garbage_ckpt").mkdir()
-    (root / "garbage_ckpt" / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
-    (root / "foreign_ckpt").mkdir()
-    save_file({"w": np.zeros(3, np.float32)}, str(root / "foreign_ckpt" / "checkpoint.safetensors"))
+    (root / ".garbage_ckpt.kernelnet-partial").mkdir()  # interrupted runs' partial folders (train --resume)
+    (root / ".garbage_ckpt.kernelnet-partial" / "checkpoint.safetensors").write_bytes(
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
+    (root / ".foreign_ckpt.kernelnet-partial").mkdir()
+    save_file({"w": np.zeros(3, np.float32)}, str(root / ".foreign_ckpt.kernelnet-partial" / "checkpoint.safetensors"))
     w.a_file = root / "a_file"
     w.a_file.write_text("a regular file: nothing can be created below it\n")
     return w
@@ -355,10 +356,11 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
     args = ["train", *KILL_TRAIN, "--data", str(data)]
 
     killed = tmp_path / "killed"
+    partial = tmp_path / ".killed.kernelnet-partial"  # where the run is built until it is complete
     proc = subprocess.Popen([sys.executable, "-m", "kernelnet", *args, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while _epochs_done(killed / "checkpoint.safetensors") < 2:
+    while _epochs_done(partial / "checkpoint.safetensors") < 2:
         assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "no checkpoint after 120 s"
         time.sleep(0.005)
@@ -366,16 +368,18 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    # nothing half-written: the checkpoint (complete, loadable) and at most a stray temp file of a killed write
-    left = sorted(p.name for p in killed.iterdir())
+    # nothing half-written: no run at --out, and beside it the checkpoint (complete, loadable) and at most a stray
+    # temp file of a killed write
+    assert not killed.exists()
+    left = sorted(p.name for p in partial.iterdir())
     assert [n for n in left if not n.startswith(".tmp-")] == ["checkpoint.safetensors"], left
     from kernelnet.checkpoint import load_state
 
-    saved = load_state(killed / "checkpoint.safetensors")["history"]
+    saved = load_state(partial / "checkpoint.safetensors")["history"]
     assert 2 <= len(saved) < 12, len(saved)
 
     # a kill that lands inside an atomic write leaves its temp file; --resume clears it
-    (killed / ".tmp-checkpoint.safetensors.k1ll3d").write_bytes(b"half a checkpoint")
+    (partial / ".tmp-checkpoint.safetensors.k1ll3d").write_bytes(b"half a checkpoint")
     res = run_cli("train", "--out", str(killed), "--resume", "--no-plots", "-q")
     assert res.returncode == 0, res.stderr
     full = tmp_path / "full"
@@ -392,6 +396,7 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
     # checkpoint's, timings included
     assert [float(r["seconds"]) for r in history[0][:len(saved)]] == [h["seconds"] for h in saved]
     assert sorted(p.name for p in killed.iterdir()) == sorted(p.name for p in full.iterdir())  # no stray temp
+    assert not partial.exists()
 
 
 # --------------------------------------------------------------------------- atomic folder swap

@@ -109,7 +109,8 @@ def _signals_unwind() -> Any:
 
 def _exit_interrupted(exc: Interrupted) -> None:
     name = "SIGINT" if exc.signum == signal.SIGINT else "SIGTERM"
-    click.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+    note = getattr(exc, "kernelnet_note", "nothing half-written was left")  # set where something was kept
+    click.echo(f"error: interrupted by {name}; {note}", err=True)
     sys.exit(130 if exc.signum == signal.SIGINT else 143)
 
 

@@ -67,15 +67,20 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, photo_dir, mo
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
 
     monkeypatch.setattr(training, "save_state", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
+    (tmp_path / "cut").mkdir()  # an earlier run there stays as it was until the new one is complete
+    (tmp_path / "cut" / "config.json").write_text("{}")
+    with pytest.raises(KeyboardInterrupt) as interrupted:
         train(small_config(photo_dir), tmp_path / "cut", progress=False, plots=False)
-    assert (tmp_path / "cut" / "checkpoint.safetensors").is_file()
-    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    assert "the partial run waits in" in interrupted.value.kernelnet_note
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["config.json"]
+    partial = tmp_path / ".cut.kernelnet-partial"
+    assert (partial / "checkpoint.safetensors").is_file() and not (partial / "model.safetensors").exists()
     monkeypatch.setattr(training, "save_state", real_save)
     resumed = train(small_config(photo_dir), tmp_path / "cut", resume=True, progress=False, plots=False)
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert resumed.metrics["epochs_run"] == 4
+    assert not partial.exists() and (tmp_path / "cut" / "model.safetensors").is_file()
 
 
 def test_resume_without_checkpoint_is_error(tmp_path):
