@@ -26,10 +26,13 @@ def run_spec(config: RunConfig, weights: dict[str, np.ndarray], input_dtype: str
 
 
 def build_metadata(config: RunConfig, weights: dict[str, np.ndarray], metrics: dict[str, Any], input_dtype: str,
-                   precision: str, graph_form: str | None = None) -> dict[str, str]:
-    """String key/values describing the model: version, spec, target, provenance, headline metrics."""
+                   precision: str, graph_form: str | None = None, weights_sha256: str | None = None) -> dict[str, str]:
+    """String key/values describing the model: version, spec, target, provenance (``weights_sha256``: the digest
+    of the run's model.safetensors, so a stale export is refused), headline metrics."""
     kept = {k: _short(metrics[k]) for k in METRIC_KEYS if k in metrics}
     extra = {"version": __version__, "filter": config.filter, "metrics": json.dumps(kept, separators=(",", ":"))}
+    if weights_sha256 is not None:
+        extra["weights_sha256"] = weights_sha256
     if graph_form is not None:
         extra["graph_form"] = graph_form
     if config.is_pairs:  # how the black box's files hold their values: apply writes the same by default

@@ -141,6 +141,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     from kernelnet.export.metadata import build_metadata, run_spec
     from kernelnet.export.onnx_graph import FORMS, build_graph, choose_form
     from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
+    from kernelnet.runtime.describe import weights_digest
     from kernelnet.runtime.spec import min_side
 
     if input_dtype not in INPUT_DTYPES:
@@ -162,7 +163,8 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     if path.is_dir():
         raise KernelnetError(f"output {path} is a directory")
     check_creatable(path)
-    meta = build_metadata(config, weights, load_metrics(run_dir), input_dtype, precision, chosen)
+    meta = build_metadata(config, weights, load_metrics(run_dir), input_dtype, precision, chosen,
+                          weights_digest(run_dir))
     proto = _check(build_graph(spec, form=chosen, fp16=fp16, opset=opset, static=static), "export")
     if simplify:
         proto = _check(_simplify(proto), "simplification")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from kernelnet.runtime.apply_jobs import OUT_SUFFIXES
-from kernelnet.runtime.atomic import owner_tag
+from kernelnet.runtime.atomic import file_identity, owner_tag
 from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
@@ -124,24 +124,15 @@ def check_targets(jobs: list[Job]) -> None:
     """Refuse, before anything is read or written, a target that is one of the inputs (or the same file under
     another name) and a target that exists as something other than a file."""
     sources = {os.path.realpath(job.source) for job in jobs}
-    identities = {_identity(job.source) for job in jobs} - {None}  # hard links and bind mounts too
+    identities = {file_identity(job.source) for job in jobs} - {None}  # hard links and bind mounts too
     for job in jobs:
         real = os.path.realpath(job.target)
-        if real in sources or _identity(job.target) in identities:
+        if real in sources or file_identity(job.target) in identities:
             raise KernelnetError(f"output {job.target} is an input: choose another output (nothing was written)")
         if job.target.exists() and not job.target.is_file():
             raise KernelnetError(f"output {job.target} exists and is not a file")
         if job.target.is_symlink():
             raise KernelnetError(f"output {job.target} is a symbolic link: refusing to write through it")
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of an existing file (what ``os.path.samefile`` compares), else None."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 @dataclass

@@ -139,6 +139,37 @@ def check_can_make_dir(path: str | os.PathLike[str]) -> None:
         raise KernelnetError(f"cannot create output directory {path}: {exc}") from None
 
 
+def check_output_file(path: str | os.PathLike[str], reads: tuple[str | os.PathLike[str] | None, ...] = (),
+                      what: str = "output") -> Path:
+    """The one guard for a command's output file (``--json``, ``--plot``, ``--out``): refused, with one line,
+    when it is a folder, one of the files the command ``reads`` (or the same file under another name), or lies
+    inside a folder it reads (a report among the user's images would become one of them); its folder must
+    accept new files. Nothing is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise KernelnetError(f"{what} {path} is a folder: name a file")
+    real = Path(os.path.realpath(path))
+    same = file_identity(path)
+    for read in filter(None, reads):
+        read = Path(read)
+        other = Path(os.path.realpath(read))
+        if real == other or (same is not None and same == file_identity(read)):
+            raise KernelnetError(f"{what} {path} is an input of this command ({read}): choose another file")
+        if read.is_dir() and other in real.parents:
+            raise KernelnetError(f"{what} {path} lies inside the input folder {read}: choose a file outside it")
+    check_creatable(path)
+    return path
+
+
+def file_identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (what ``os.path.samefile`` compares), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 @contextlib.contextmanager
 def created_or_removed(path: str | os.PathLike[str]) -> Iterator[Path]:
     """:func:`ensure_writable_dir` ``path`` and yield it; on :class:`KernelnetError` inside the block, remove it

@@ -16,7 +16,7 @@ from typing import Any
 
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.base import Runner
-from kernelnet.runtime.describe import resolve_model_path
+from kernelnet.runtime.describe import check_fresh, resolve_model_path
 from kernelnet.runtime.session import SessionConfig
 
 BACKENDS = ("auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
@@ -42,7 +42,9 @@ def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: in
     if chosen == "tensorrt":
         from kernelnet.runtime.tensorrt_backend import TensorRTRunner
 
-        return TensorRTRunner(path, name=name or "tensorrt")
+        runner: Runner = TensorRTRunner(path, name=name or "tensorrt")
+        check_fresh(path, runner.info.fields)
+        return runner
     from kernelnet.runtime.onnxruntime_backend import load_onnxruntime
 
     if chosen in ("auto", "native"):
@@ -51,6 +53,7 @@ def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: in
         if BUILD_PROBLEM:  # said once per process (the warnings registry drops repeats of one line)
             warnings.warn(f"kernelnet: {BUILD_PROBLEM}", stacklevel=2)
         graph = load_onnxruntime(path, threads=threads, config=config, name=None if chosen == "native" else name)
+        check_fresh(path, graph.info.fields)
         native, reason = try_native(graph, threads=threads or graph.config.intra_op_threads or None,
                                     name=name or "native")
         if native is not None:
@@ -62,7 +65,9 @@ def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: in
             warnings.warn(f"native backend not used for {path}: {reason}; running it with onnxruntime", stacklevel=2)
         return graph  # onnxruntime runs what the stencil cannot (int8, fp16, uint8 input, no metadata)
     device = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-tensorrt": "tensorrt"}[chosen]
-    return load_onnxruntime(path, threads=threads, device=device, config=config, name=name)
+    graph = load_onnxruntime(path, threads=threads, device=device, config=config, name=name)
+    check_fresh(path, graph.info.fields)
+    return graph
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,31 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
     if not path.is_file():
         raise KernelnetError(f"model file {path} not found")
     return path
+
+
+WEIGHTS_FILE = "model.safetensors"
+"""A run directory's trained weights (kernelnet.rundir.MODEL_FILE)."""
+
+
+def weights_digest(run_dir: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a run's model.safetensors (``None`` where there is none)."""
+    path = Path(run_dir) / WEIGHTS_FILE
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def check_fresh(path: Path, fields: dict[str, Any]) -> None:
+    """Refuse a model exported from other weights than the run directory it sits in holds now (the run was
+    trained again after the export): one line that says how to mend it."""
+    recorded = fields.get("weights_sha256")
+    if not isinstance(recorded, str):
+        return
+    current = weights_digest(path.parent)
+    if current is not None and current != recorded:
+        raise KernelnetError(f"{path} was exported from other weights than {path.parent / WEIGHTS_FILE} holds now "
+                             f"(the run was trained again): export it again (kernelnet export {path.parent})")
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import click
 
@@ -45,16 +44,17 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
     """
     from kernelnet.cli.common import parse_tile
     from kernelnet.cli.common import print_table
-    from kernelnet.runtime.atomic import ensure_writable_dir
+    from kernelnet.runtime.atomic import check_output_file
     from kernelnet.runtime.backends import chosen_backend, discover
     from kernelnet.runtime.bench import bench_document, open_contenders, plot_timings, run_bench
     from kernelnet.runtime.sizes import parse_sizes
 
     size_list = parse_sizes(sizes)
     tile_arg = parse_tile(tile)
-    for path in (json_path, plot_path):
+    reads = (*(a.path for a in discover(model)), run)  # the model's files (a report may go in its run folder)
+    for path, what in ((json_path, "--json"), (plot_path, "--plot")):
         if path is not None:
-            ensure_writable_dir(Path(path).parent)
+            check_output_file(path, reads, what)
     if autotune:
         from kernelnet.cli.tune_cmd import report_tune
         from kernelnet.runtime.autotune import autotune as run_autotune, candidates

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -58,9 +57,10 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
     size_list = parse_sizes(sizes) if sizes else DEFAULT_SIZES
     batch_list = parse_ints(batches, "--batch")
     if json_path is not None:
-        from kernelnet.runtime.atomic import ensure_writable_dir
+        from kernelnet.runtime.atomic import check_output_file
+        from kernelnet.runtime.backends import discover
 
-        ensure_writable_dir(Path(json_path).parent)
+        check_output_file(json_path, (*(a.path for a in discover(model)), run, data, targets), "--json")
     backends, skipped = open_backends(model, threads)
     if run is not None:
         from kernelnet.cli.common import need_train_extra
