@@ -108,7 +108,13 @@ def _sample(pairs: PairSet, clip: tuple[float, float] | None, rows: int, seed: i
 
         raise KernelnetError(f"no usable pixels: pairs must be larger than {2 * m + 1}x{2 * m + 1} and not all "
                              "saturated")
-    return np.concatenate(xs), np.concatenate(ys)
+    patches = np.concatenate(xs)
+    if np.ptp(patches) == 0:
+        from kernelnet.runtime.errors import KernelnetError
+
+        raise KernelnetError("every input pixel holds the same value: no filter can be identified from constant "
+                             "images")
+    return patches, np.concatenate(ys)
 
 
 def _design(patches: np.ndarray, k: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from kernelnet.config import RunConfig
 from kernelnet.identify import Fixed, Identified, identify
-from kernelnet.runtime.pairs import PairSet, load_pairs, read_raw
+from kernelnet.runtime.pairs import PairSet, load_pairs
 from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec
@@ -109,9 +109,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     t0 = time.perf_counter()
     check_run_dir(out, (data, targets))  # before any work: not into the user's folders, not over a stranger
     pairs = load_pairs(data, targets)
-    first = read_raw(pairs.pairs[0].source)
-    in_levels = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(first.dtype)
-    found = identify(pairs, fixed, in_levels)
+    found = identify(pairs, fixed, pairs.input_levels)
     history: list[dict[str, Any]] = []
     gradient_kept = None
     if solver != "exact":

@@ -51,14 +51,14 @@ class Job:
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
     """(file, name relative to its folder/glob root) for every input: files, folders (recursive) and globs."""
-    from kernelnet.runtime.images import IMAGE_SUFFIXES
+    from kernelnet.runtime.images import IMAGE_SUFFIXES, walk_files
 
     found: list[tuple[Path, Path]] = []
     suffixes = (*IMAGE_SUFFIXES, ".npy")
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            files = walk_files(path, suffixes)
             if not files:
                 raise KernelnetError(f"no images or .npy files in folder {path}")
             found.extend((f, f.relative_to(path)) for f in files)
@@ -69,6 +69,8 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
             if not files:
                 raise KernelnetError(f"no images or .npy files match {pattern!r}")
             found.extend((f, Path(f.name)) for f in files)
+        elif path.exists():
+            raise KernelnetError(f"input {pattern} is not a regular file or a folder")
         else:
             raise KernelnetError(f"input {pattern} not found")
     return list(dict.fromkeys(found))

@@ -62,22 +62,41 @@ def run_encoded(model: Model, job: Job, encoding: dict[str, Any], into: Path) ->
     """A pair-trained model's output written as its training targets were (levels, bit depth, channels)."""
     from kernelnet.runtime.images import read_planes, write_encoded
 
+    rgb = encoding["channels"] == 3
     if job.source.suffix.lower() == ".npy":
-        src = np.load(job.source, allow_pickle=False)
-        planes = np.moveaxis(src, -1, 0) if src.ndim == 3 and src.shape[-1] == encoding["channels"] == 3 else src
-        planes = planes if planes.dtype in (np.uint8, np.uint16) else np.asarray(planes, dtype=np.float32)
+        batch = _npy_planes(job.source, rgb)
     else:
-        planes = read_planes(job.source, encoding["channels"], levels=True)
-    if planes.ndim == 2:
-        planes = planes[None]
-    batch = np.ascontiguousarray(planes[:, None])
+        batch = np.ascontiguousarray(read_planes(job.source, encoding["channels"], levels=True)[:, None])
+    if len(batch) > 1 and not rgb and OUT_SUFFIXES[job.target.suffix.lower()] != "npy":
+        raise KernelnetError(f"{job.source} holds {len(batch)} images: write .npy for batches (PNG/TIFF take one)")
     spec = model.info.spec
     bits = spec.output.bits if spec is not None else None
     if bits is not None and encoding["dtype"] == ("uint8" if bits == 8 else "uint16"):
         y = model.levels(batch)[:, 0]  # the stencil writes the levels (others: the graph's, stored as integers)
     else:
         y = model(batch)[:, 0]
-    return write_encoded(job.target, np.moveaxis(y, 0, -1) if len(y) == 3 else y[0], encoding["dtype"], into=into)
+    return write_encoded(job.target, np.moveaxis(y, 0, -1) if rgb else y if len(y) > 1 else y[0], encoding["dtype"],
+                         into=into)
+
+
+def _npy_planes(path: Path, rgb: bool) -> np.ndarray:
+    """A ``.npy`` input of a pair-trained model as its (N, 1, H, W) planes, with the checks every model's inputs
+    get: an HxWx3 image for an RGB model (its three planes), else HxW or NxHxW (a batch)."""
+    from kernelnet.runtime.inputs import as_batch, check_array
+    from kernelnet.runtime.npyio import open_npy
+
+    src = open_npy(path)
+    try:
+        arr = src.array
+        if rgb:
+            if arr.ndim != 3 or arr.shape[-1] != 3:
+                raise KernelnetError(f"{path} has shape {arr.shape}: this model filters RGB images (HxWx3)")
+            check_array(arr[..., 0], str(path))  # dtype, size
+            return np.ascontiguousarray(np.moveaxis(arr, -1, 0)[:, None])  # read whole: the file is closed below
+        batch, _ = as_batch(arr, str(path))
+        return np.array(batch, order="C")
+    finally:
+        src.close()
 
 
 def run_job(model: Model, job: Job, bits: int | None, scale: str | None,

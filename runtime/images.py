@@ -136,10 +136,27 @@ def read_levels(path: str | os.PathLike[str]) -> np.ndarray:
     return _gray(img, path)
 
 
+def walk_files(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Every regular file below ``folder`` whose suffix is one of ``suffixes``, sorted; iterative (any depth: a
+    recursive walk ends in RecursionError past ~1000 levels) and not into symbolic links to folders (a loop
+    ends)."""
+    found, stack = [], [Path(folder)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError as exc:
+            raise KernelnetError(f"cannot list {exc.filename}: {exc.strerror or exc}") from None
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """All files below ``folder`` (recursively) with an image suffix, sorted."""
-    root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return walk_files(folder)
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, bits: int = 8, scale: float | None = None,

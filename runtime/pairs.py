@@ -62,13 +62,18 @@ class Pair:
 
 
 def _files(root: Path) -> dict[str, Path]:
+    from kernelnet.runtime.images import walk_files
+
     found: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in SUFFIXES:
-            key = path.relative_to(root).with_suffix("").as_posix()
-            if key in found:
-                raise KernelnetError(f"{found[key]} and {path} have the same name: pairs are matched by stem")
-            found[key] = path
+    for path in walk_files(root, SUFFIXES):
+        key = path.relative_to(root).with_suffix("").as_posix()
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise KernelnetError(f"{os.fsencode(path)!r}: file names must be UTF-8 (rename it)") from None
+        if key in found:
+            raise KernelnetError(f"{found[key]} and {path} have the same name: pairs are matched by stem")
+        found[key] = path
     return found
 
 
@@ -96,13 +101,49 @@ def match_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str]) -
     return [Pair(name, inputs[name], outputs[name]) for name in sorted(inputs)]
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_SMALL = float(np.finfo(np.float32).tiny) * 2.0 ** 24
+"""Below this a whole file's values are float32 underflow: its fit would be all zeros."""
+
+
+def _png_depth(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG's header, else ``None``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _png16_colour(path: Path) -> np.ndarray:
+    """A 16-bit colour PNG's levels (Pillow reads only their high bytes): decoded by OpenCV where installed."""
+    try:
+        import cv2
+    except ImportError:
+        raise KernelnetError(f"{path} is a 16-bit colour PNG, which Pillow reads as 8-bit: install OpenCV "
+                             "(pip install opencv-python-headless) or save the files as 16-bit TIFF or .npy") from None
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise KernelnetError(f"cannot read image {path} as 16-bit colour")
+    return np.ascontiguousarray(arr[..., 2::-1])  # BGR(A) → RGB
+
+
 def read_raw(path: Path) -> np.ndarray:
-    """A file's pixels as stored: (H, W) or (H, W, 3) uint8 / uint16 / float32 / float64."""
+    """A file's pixels as stored: (H, W) or (H, W, 3) uint8 / uint16 / float32 / float64, float values within
+    float32's range."""
     if path.suffix.lower() == ".npy":
+        from kernelnet.runtime.npyio import open_npy
+
+        src = open_npy(path)  # the header checked against the file's size before anything is allocated
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise KernelnetError(f"cannot read {path}: {exc}") from exc
+            arr = np.array(src.array)
+        finally:
+            src.close()
+    elif (_png_depth(path) or (0, 0))[0] == 16 and (_png_depth(path) or (0, 0))[1] in (2, 6):
+        arr = _png16_colour(path)
     else:
         from kernelnet.runtime.images import open_image
 
@@ -125,14 +166,56 @@ def read_raw(path: Path) -> np.ndarray:
             arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise KernelnetError(f"{path}: expected an HxW or HxWx3 image of uint8, uint16, int16 or float, got "
                              f"{arr.dtype} {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise KernelnetError(f"{path} holds NaN or Inf")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise KernelnetError(f"{path} holds NaN or Inf")
+        peak = float(np.abs(arr).max(initial=0.0))
+        if peak > FLOAT32_MAX:
+            raise KernelnetError(f"{path} holds values up to {peak:.3g}, beyond float32 (the model's arithmetic)")
+        if 0.0 < peak < FLOAT32_SMALL:
+            raise KernelnetError(f"{path} holds values no larger than {peak:.3g}, below float32's precision (the "
+                                 "model's arithmetic): scale them up first")
     return arr
 
 
 def encoding_of(path: Path, arr: np.ndarray) -> TargetEncoding:
     fmt = FORMATS.get(path.suffix.lower(), "png")
     return TargetEncoding(fmt, str(arr.dtype), 3 if arr.ndim == 3 else 1)
+
+
+_MODES = {"1": ("uint8", 1), "L": ("uint8", 1), "LA": ("uint8", 1), "I;16": ("uint16", 1), "I;16L": ("uint16", 1),
+          "I;16B": ("uint16", 1), "I": ("uint16", 1), "F": ("float32", 1)}
+"""Pillow modes → what :func:`read_raw` gives (colour modes: uint8 RGB)."""
+
+
+def probe_encoding(path: Path) -> TargetEncoding:
+    """What :func:`read_raw` will give for ``path`` — format, dtype, channels — from its header alone."""
+    fmt = FORMATS.get(path.suffix.lower(), "png")
+    if fmt == "npy":
+        from kernelnet.runtime.npyio import open_npy
+
+        src = open_npy(path)
+        try:
+            dtype, shape = src.array.dtype, src.array.shape
+        finally:
+            src.close()
+        return TargetEncoding(fmt, "uint8" if dtype == np.bool_ else str(dtype), 3 if len(shape) == 3 else 1)
+    depth = _png_depth(path)
+    if depth is not None and depth[0] == 16 and depth[1] in (2, 6):
+        return TargetEncoding(fmt, "uint16", 3)
+    from kernelnet.runtime.images import open_image
+
+    dtype, channels = _MODES.get(open_image(path).mode, ("uint8", 3))
+    return TargetEncoding(fmt, dtype, channels)
+
+
+def _agreeing(found: dict[TargetEncoding, Path], what: str) -> TargetEncoding:
+    """The one encoding a set of files shares, or one line naming two that differ."""
+    if len(found) > 1:
+        (a, pa), (b, pb) = list(found.items())[:2]
+        raise KernelnetError(f"{what} mix encodings: {pa} is {a.dtype} x{a.channels} {a.format}, {pb} is "
+                             f"{b.dtype} x{b.channels} {b.format}")
+    return next(iter(found))
 
 
 def as_unit(arr: np.ndarray) -> np.ndarray:
@@ -158,21 +241,30 @@ def planes(source: np.ndarray, target: np.ndarray, channels: int) -> list[tuple[
 
 @dataclass(frozen=True)
 class PairSet:
-    """Matched pairs, their common target encoding, and the split (by source file)."""
+    """Matched pairs, their common target encoding, the inputs' common dtype, and the split (by source file)."""
 
     pairs: list[Pair]
     encoding: TargetEncoding
     train: list[Pair]
     test: list[Pair]
+    input_dtype: str = "uint8"
+
+    @property
+    def input_levels(self) -> float | None:
+        """255 or 65535 for 8- or 16-bit inputs (their levels are what integer black boxes compute with)."""
+        return {"uint8": 255.0, "uint16": 65535.0}.get(self.input_dtype)
 
     def held_out(self) -> PairSet:
         """The test pairs as a set of their own (all pairs when nothing is held out)."""
-        return PairSet(self.test or self.pairs, self.encoding, self.train, self.test)
+        return PairSet(self.test or self.pairs, self.encoding, self.train, self.test, self.input_dtype)
 
     def iter_planes(self, pairs: list[Pair]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """(name, x, y) per pair and channel, one file pair in memory at a time."""
         for pair in pairs:
             source, target = read_raw(pair.source), read_raw(pair.target)
+            if encoding_of(pair.target, target) != self.encoding or str(source.dtype) != self.input_dtype:
+                raise KernelnetError(f"{pair.target} or its input decodes to another encoding than its header said "
+                                     f"({target.dtype}, input {source.dtype}): the pairs must share one")
             if source.shape[:2] != target.shape[:2]:
                 raise KernelnetError(f"{pair.target} is {target.shape[1]}x{target.shape[0]} but its input "
                                      f"{pair.source} is {source.shape[1]}x{source.shape[0]}")
@@ -189,17 +281,16 @@ def load_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str],
     """Match, check the targets share one encoding, and split by source file (at least one pair held out when
     there are two or more)."""
     pairs = match_pairs(data, targets)  # (an empty data folder is reported as such by match_pairs)
-    encodings = {}
-    for pair in pairs:  # headers only where Pillow allows; .npy are memory-light to open
-        arr = read_raw(pair.target)
-        encodings.setdefault(encoding_of(pair.target, arr), pair.target)
-    if len(encodings) > 1:
-        (a, pa), (b, pb) = list(encodings.items())[:2]
-        raise KernelnetError(f"targets mix encodings: {pa} is {a.dtype} x{a.channels} {a.format}, {pb} is "
-                             f"{b.dtype} x{b.channels} {b.format}")
-    encoding = next(iter(encodings))
+    encodings: dict[TargetEncoding, Path] = {}
+    inputs: dict[TargetEncoding, Path] = {}
+    for pair in pairs:  # headers only: every file's encoding checked before any is decoded
+        encodings.setdefault(probe_encoding(pair.target), pair.target)
+        found = probe_encoding(pair.source)
+        inputs.setdefault(TargetEncoding("", found.dtype, found.channels), pair.source)
+    encoding = _agreeing(encodings, "targets")
+    source = _agreeing(inputs, "inputs")  # mixed 8/16-bit inputs: the grid and rounding would depend on file order
     test = [p for p in pairs if _bucket(p.name) < test_fraction]
     if not test and len(pairs) > 1:
         test = [min(pairs, key=lambda p: _bucket(p.name))]
     train = [p for p in pairs if p not in test]
-    return PairSet(pairs, encoding, train or pairs, test)
+    return PairSet(pairs, encoding, train or pairs, test, source.dtype)

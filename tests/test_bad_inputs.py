@@ -232,7 +232,7 @@ CASES: list[tuple[str, Args, str]] = [
     ("bench-plot-in-proc", lambda w, o: ["bench", w.run, "--sizes", "8x8", "--plot", PROC.parent / "b.png"],
      "not writable"),
     ("bench-json-under-a-file", lambda w, o: ["bench", w.run, "--sizes", "8x8", "--json", w.a_file / "b.json"],
-     "cannot create output directory"),
+     "is not a folder"),
     ("bench-sizes-0x8", lambda w, o: ["bench", w.run, "--sizes", "0x8"], "invalid size"),
     ("tune-truncated-onnx", lambda w, o: ["tune", _at(w, "truncated.onnx")], "cannot load ONNX model"),
     ("tune-tiles-garbage", lambda w, o: ["tune", w.run, "--tiles", "3xx"], "invalid --tile"),

@@ -102,6 +102,7 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
 def _train_pairs(data: str, targets: str, out: str | None, model: str | None, normalize: bool | None,
                  kernel_size: int | None, padding: str | None, clip_: str, rounding: str, seed: int,
                  no_plots: bool, solver: str, epochs: int, lr: float) -> None:
+    import math
     from pathlib import Path
 
     from kernelnet.identify import Fixed
@@ -123,7 +124,13 @@ def _train_pairs(data: str, targets: str, out: str | None, model: str | None, no
             lo, hi = (float(v) for v in clip_.split(","))
         except ValueError:
             raise KernelnetError(f"invalid --clip {clip_!r}: use auto, none or LO,HI") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise KernelnetError(f"invalid --clip {clip_!r}: LO and HI must be finite numbers with LO < HI")
         clip = (lo, hi)
+    if not (math.isfinite(lr) and lr > 0):
+        raise KernelnetError(f"--lr must be a finite number above 0, got {lr}")
+    if epochs < 1:
+        raise KernelnetError(f"--epochs must be at least 1, got {epochs}")
     fixed = Fixed(combine, kernel_size, padding, clip, None if rounding == "none" else rounding)  # type: ignore[arg-type]
     run_dir = Path(out) if out else Path("artifacts/runs") / f"pairs-{Path(targets).resolve().name}"
     result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots, solver=solver,

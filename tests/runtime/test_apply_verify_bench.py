@@ -238,7 +238,7 @@ def test_kernel_gap_respects_model_symmetries(rng):
     (["{run}", "--sizes", "0x4"], "invalid size"),
     (["{run}", "--sizes", "abc"], "invalid size"),
     (["{run}", "--batch", "0"], "invalid --batch"),
-    (["{run}", "--json", "/proc/forbidden/v.json"], "cannot create output directory"),
+    (["{run}", "--json", "/proc/forbidden/v.json"], "is not writable"),
     pytest.param(["{run}", "--run", "/nonexistent/run"], "does not exist", marks=needs_torch),
 ])
 def test_verify_bad_input_exits_2(tmp_path, args, needle):
@@ -289,7 +289,7 @@ def test_tune_then_bench_uses_the_stored_choice(tmp_path):
 @pytest.mark.parametrize("command,args,needle", [
     ("bench", ["{bad}"], "cannot load ONNX model"),
     ("bench", ["{run}", "--sizes", "12"], "invalid size"),
-    ("bench", ["{run}", "--json", "/proc/forbidden/b.json"], "cannot create output directory"),
+    ("bench", ["{run}", "--json", "/proc/forbidden/b.json"], "is not writable"),
     ("tune", ["{run}", "--levels", "turbo"], "invalid --levels"),
     ("tune", ["{bad}"], "cannot load ONNX model"),
 ])
