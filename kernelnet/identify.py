@@ -37,6 +37,10 @@ FLOOR_MARGIN = 1.25
 """A residual within 25% of the noise floor reaches it (the floor of rounded levels is 1/√12 ≈ 0.289)."""
 SATURATED_SHARE = 0.005
 MAX_GRID = 256
+PASS_PIXELS = 50_000_000
+"""The clip search stops after this many target pixels (in a fixed spread order over the corpus)."""
+RING_PIXELS = 500_000
+"""Each border candidate is scored on this many ring pixels at most (a wrong border misses most of them)."""
 
 
 @dataclass
@@ -70,7 +74,10 @@ def clip_bounds(pairs: PairSet, fixed: Fixed) -> tuple[float, float] | None:
         return pairs.encoding.int_range
     lo = hi = None
     lo_n = hi_n = total = 0
-    for _, _, y in pairs.iter_planes(pairs.train):
+    for strip in pairs.iter_strips(pairs.spread(pairs.train), halo=0):
+        if total >= PASS_PIXELS:
+            break
+        y = strip.y
         total += y.size
         mn, mx = float(y.min()), float(y.max())
         lo, lo_n = (mn, 0) if lo is None or mn < lo else (lo, lo_n)
@@ -89,20 +96,29 @@ def _sample(pairs: PairSet, clip: tuple[float, float] | None, rows: int, seed: i
     per_plane = max(256, rows // max(1, planes))
     rng = np.random.default_rng(seed)
     m = MAX_RAW // 2
-    xs, ys = [], []
-    for _, x, y in pairs.iter_planes(pairs.train):
-        if min(x.shape) <= 2 * m:
+    xs, ys, taken = [], [], 0
+    for strip in pairs.iter_strips(pairs.spread(pairs.train)):
+        if taken >= rows:  # enough: a corpus of many small pairs is sampled, not read whole
+            break
+        x, y, height, width = strip.x, strip.y, strip.height, strip.x.shape[1]
+        if min(height, width) <= 2 * m:
             continue
-        keep = np.ones((x.shape[0] - 2 * m, x.shape[1] - 2 * m), dtype=bool)
-        inner = y[m:-m, m:-m]
+        image_rows = strip.image_rows()
+        inner = np.flatnonzero((image_rows >= m) & (image_rows < height - m)) + strip.own.start  # strip rows
+        if not inner.size:
+            continue
+        targets = y[inner, m:width - m]
+        keep = np.ones(targets.shape, dtype=bool)
         if clip is not None:
-            keep &= (inner > clip[0]) & (inner < clip[1])
+            keep &= (targets > clip[0]) & (targets < clip[1])
         idx = np.flatnonzero(keep)
-        idx = rng.choice(idx, min(per_plane, idx.size), replace=False) if idx.size else idx
+        share = -(-per_plane * inner.size // (height - 2 * m))  # this strip's part of the plane's sample
+        idx = rng.choice(idx, min(share, idx.size), replace=False) if idx.size else idx
         r, c = np.unravel_index(idx, keep.shape)
         windows = np.lib.stride_tricks.sliding_window_view(x, (MAX_RAW, MAX_RAW))
-        xs.append(windows[r, c])
-        ys.append(inner.ravel()[idx])
+        xs.append(windows[inner[r] - m, c])
+        ys.append(targets.ravel()[idx])
+        taken += len(idx)
     if not xs or not sum(len(v) for v in ys):
         from kernelnet.runtime.errors import KernelnetError
 
@@ -246,14 +262,24 @@ def bias_candidates(bias: float, grid: int | None) -> list[float]:
 
 
 def _ring_error(pairs: PairSet, spec: FilterSpec) -> float:
+    """Mean squared error of ``spec`` on the outer ring of k//2 pixels (all pixels for k = 1)."""
     r, total, count = spec.halo, 0.0, 0
-    for _, x, y in pairs.iter_planes(pairs.train):
-        if min(x.shape) < max(spec.min_side, 2 * r + 1):
+    for strip in pairs.iter_strips(pairs.spread(pairs.train)):
+        if count >= RING_PIXELS:
+            break
+        height, width = strip.height, strip.x.shape[1]
+        if min(height, width) < max(spec.min_side, 2 * r + 1):
             continue
-        pred = apply_spec(x, spec)
-        ring = np.ones(x.shape, dtype=bool)
-        ring[r:-r, r:-r] = False
-        total += float(np.sum((pred[ring] - y[ring]) ** 2))
+        image_rows = strip.image_rows()
+        ring = np.zeros((image_rows.size, width), dtype=bool)
+        ring[(image_rows < r) | (image_rows >= height - r)] = True
+        ring[:, :r] = ring[:, width - r:] = True
+        if r == 0:
+            ring[:] = True
+        if not ring.any():
+            continue
+        pred = apply_spec(strip.x, spec)[strip.own]
+        total += float(np.sum((pred[ring] - strip.y[strip.own][ring]) ** 2))
         count += int(ring.sum())
     return total / max(count, 1)
 
@@ -266,14 +292,14 @@ def choose_rounding(pairs: PairSet, spec: FilterSpec, fixed: Fixed) -> tuple[str
     biases = bias_candidates(float(spec.bias[0]), spec.output.grid) if spec.combine != "magnitude" else [None]
     trials = [(rule, b) for b in biases for rule in rules]
     hits = [0] * len(trials)
-    for index, (_, x, y) in enumerate(pairs.iter_planes(pairs.train)):
+    for index, strip in enumerate(pairs.iter_strips(pairs.train)):
         if index >= 8:
             break
         for t, (rule, b) in enumerate(trials):
             out = spec.output
             trial = spec.replace(output=OutputStage(out.scale, out.offset, out.clip, rule, out.bits, out.grid),
                                  bias=spec.bias if b is None else [b])
-            hits[t] += int(np.count_nonzero(apply_spec(x, trial) == y))
+            hits[t] += int(np.count_nonzero(apply_spec(strip.x, trial)[strip.own] == strip.y[strip.own]))
     rule, b = trials[int(np.argmax(hits))]  # ties keep the order: the fitted bias, half_even first
     return rule, spec if b is None else spec.replace(bias=[b])
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from kernelnet.config import RunConfig
 from kernelnet.identify import Fixed, Identified, identify
-from kernelnet.runtime.pairs import PairSet, load_pairs
+from kernelnet.runtime.pairs import PairSet, load_pairs, planes
 from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec
@@ -29,6 +29,8 @@ from kernelnet.runtime.spec import FilterSpec
 FLOAT_REPRODUCED_DB = 100.0
 """Float targets count as reproduced at ≥ 100 dB held-out PSNR (float32 resolution lies beyond 130 dB)."""
 EXACT_REPRODUCED = 0.99
+PLOT_SIDE = 512
+"""The sample plots show at most this corner of each image."""
 NAMED_MATCH = 1e-3
 
 
@@ -83,12 +85,13 @@ def _config(pairs: PairSet, found: Identified, data: str, targets: str, seed: in
                      target_channels=pairs.encoding.channels)
 
 
-def _train_mse(pairs: PairSet, spec: FilterSpec, planes: int = 8) -> float:
+def _train_mse(pairs: PairSet, spec: FilterSpec, strips: int = 8) -> float:
     sq = count = 0.0
-    for index, (_, x, y) in enumerate(pairs.iter_planes(pairs.train)):
-        if index >= planes:
+    for index, strip in enumerate(pairs.iter_strips(pairs.train)):
+        if index >= strips:
             break
-        sq += float(np.sum((apply_spec(x, spec) - y) ** 2))
+        y = strip.y[strip.own]
+        sq += float(np.sum((apply_spec(strip.x, spec)[strip.own] - y) ** 2))
         count += y.size
     return sq / max(count, 1)
 
@@ -165,7 +168,11 @@ def _plot(run_dir: Path, spec: FilterSpec, pairs: PairSet) -> None:
 
     (run_dir / "plots").mkdir(exist_ok=True)
     plot_kernels(spec.kernels, spec.kernels, run_dir / "plots" / "kernels.png", title="Identified kernels")
-    samples = [(name, x, y) for name, x, y in pairs.iter_planes((pairs.test or pairs.train)[:3])][:3]
+    samples = []
+    for pair in (pairs.test or pairs.train)[:3]:
+        source, target = (a[:PLOT_SIDE, :PLOT_SIDE] for a in pairs.raw(pair))  # a corner of large images
+        samples += [(pair.name, x, y) for x, y in planes(source, target, pairs.encoding.channels)]
+    samples = samples[:3]
     plot_samples([x for _, x, _ in samples], [y for _, _, y in samples], [apply_spec(x, spec) for _, x, _ in samples],
                  run_dir / "plots" / "samples.png", names=[n for n, _, _ in samples])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +142,7 @@ def read_raw(path: Path) -> np.ndarray:
             arr = np.array(src.array)
         finally:
             src.close()
-    elif (_png_depth(path) or (0, 0))[0] == 16 and (_png_depth(path) or (0, 0))[1] in (2, 6):
+    elif _png_depth(path) in ((16, 2), (16, 6)):
         arr = _png16_colour(path)
     else:
         from kernelnet.runtime.images import open_image
@@ -183,6 +183,10 @@ def encoding_of(path: Path, arr: np.ndarray) -> TargetEncoding:
     return TargetEncoding(fmt, str(arr.dtype), 3 if arr.ndim == 3 else 1)
 
 
+_PNG_TYPES = {**{(bits, 0): ("uint8", 1) for bits in (1, 2, 4, 8)}, (16, 0): ("uint16", 1), (8, 2): ("uint8", 3),
+              (16, 2): ("uint16", 3), **{(bits, 3): ("uint8", 3) for bits in (1, 2, 4, 8)}, (8, 4): ("uint8", 1),
+              (8, 6): ("uint8", 3), (16, 6): ("uint16", 3)}
+"""PNG (bit depth, colour type) → what :func:`read_raw` gives (palettes become RGB, alpha is dropped)."""
 _MODES = {"1": ("uint8", 1), "L": ("uint8", 1), "LA": ("uint8", 1), "I;16": ("uint16", 1), "I;16L": ("uint16", 1),
           "I;16B": ("uint16", 1), "I": ("uint16", 1), "F": ("float32", 1)}
 """Pillow modes → what :func:`read_raw` gives (colour modes: uint8 RGB)."""
@@ -201,8 +205,8 @@ def probe_encoding(path: Path) -> TargetEncoding:
             src.close()
         return TargetEncoding(fmt, "uint8" if dtype == np.bool_ else str(dtype), 3 if len(shape) == 3 else 1)
     depth = _png_depth(path)
-    if depth is not None and depth[0] == 16 and depth[1] in (2, 6):
-        return TargetEncoding(fmt, "uint16", 3)
+    if depth is not None and depth in _PNG_TYPES:  # the header's 26 bytes say it (no decoder started)
+        return TargetEncoding(fmt, *_PNG_TYPES[depth])
     from kernelnet.runtime.images import open_image
 
     dtype, channels = _MODES.get(open_image(path).mode, ("uint8", 3))
@@ -239,15 +243,77 @@ def planes(source: np.ndarray, target: np.ndarray, channels: int) -> list[tuple[
     return [(x, y if y.ndim == 2 else y @ LUMA)]
 
 
+STRIP_ROWS, STRIP_HALO = 512, 16
+"""Rows per strip of :meth:`PairSet.iter_strips`, and its default context (≥ the half-width of any filter)."""
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Rows of one plane: ``x`` / ``y`` (float64) hold image rows [row0, row0 + len(x)) of a plane ``height`` rows
+    high; the strip owns rows ``own`` of them (the rest is context)."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    own: slice
+    row0: int
+    height: int
+
+    def image_rows(self) -> np.ndarray:
+        """The image row of each owned row."""
+        return np.arange(self.own.start, self.own.stop) + self.row0
+
+
+CACHE_BYTES = 1 << 29
+"""Decoded files a :class:`PairSet` keeps (512 MiB of their stored values): a corpus of small pairs is decoded once
+for all the passes over it; beyond the budget, files are decoded when used."""
+
+
+@dataclass
+class DecodedPairs:
+    """Pairs decoded so far, as stored, up to ``budget`` bytes."""
+
+    budget: int = CACHE_BYTES
+    held: int = 0
+    files: dict[Pair, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def keep(self, pair: Pair, source: np.ndarray, target: np.ndarray) -> None:
+        if self.held + source.nbytes + target.nbytes <= self.budget:
+            self.files[pair] = (source, target)
+            self.held += source.nbytes + target.nbytes
+
+
 @dataclass(frozen=True)
 class PairSet:
-    """Matched pairs, their common target encoding, the inputs' common dtype, and the split (by source file)."""
+    """Matched pairs, their common target encoding, the inputs' common dtype, and the split (by source file).
+    Decoded pairs are kept up to ``CACHE_BYTES``."""
 
     pairs: list[Pair]
     encoding: TargetEncoding
     train: list[Pair]
     test: list[Pair]
     input_dtype: str = "uint8"
+    cache: DecodedPairs = field(default_factory=DecodedPairs, compare=False, repr=False)
+
+    def raw(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        """(input, target) as stored (:func:`read_raw`), checked against the set's encodings; decoded once while
+        the cache has room."""
+        if pair in self.cache.files:
+            return self.cache.files[pair]
+        source, target = read_raw(pair.source), read_raw(pair.target)
+        if encoding_of(pair.target, target) != self.encoding or str(source.dtype) != self.input_dtype:
+            raise KernelnetError(f"{pair.target} or its input decodes to another encoding than its header said "
+                                 f"({target.dtype}, input {source.dtype}): the pairs must share one")
+        if source.shape[:2] != target.shape[:2]:
+            raise KernelnetError(f"{pair.target} is {target.shape[1]}x{target.shape[0]} but its input "
+                                 f"{pair.source} is {source.shape[1]}x{source.shape[0]}")
+        self.cache.keep(pair, source, target)
+        return source, target
+
+    def spread(self, pairs: list[Pair]) -> list[Pair]:
+        """``pairs`` in a fixed pseudo-random order: a pass that stops once it has seen enough pixels sees pairs
+        from the whole corpus, not its first folder."""
+        return sorted(pairs, key=lambda p: _bucket("spread/" + p.name))
 
     @property
     def input_levels(self) -> float | None:
@@ -256,20 +322,27 @@ class PairSet:
 
     def held_out(self) -> PairSet:
         """The test pairs as a set of their own (all pairs when nothing is held out)."""
-        return PairSet(self.test or self.pairs, self.encoding, self.train, self.test, self.input_dtype)
+        return PairSet(self.test or self.pairs, self.encoding, self.train, self.test, self.input_dtype, self.cache)
 
     def iter_planes(self, pairs: list[Pair]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """(name, x, y) per pair and channel, one file pair in memory at a time."""
+        """(name, x, y) per pair and channel, float64, one pair's planes at a time."""
         for pair in pairs:
-            source, target = read_raw(pair.source), read_raw(pair.target)
-            if encoding_of(pair.target, target) != self.encoding or str(source.dtype) != self.input_dtype:
-                raise KernelnetError(f"{pair.target} or its input decodes to another encoding than its header said "
-                                     f"({target.dtype}, input {source.dtype}): the pairs must share one")
-            if source.shape[:2] != target.shape[:2]:
-                raise KernelnetError(f"{pair.target} is {target.shape[1]}x{target.shape[0]} but its input "
-                                     f"{pair.source} is {source.shape[1]}x{source.shape[0]}")
-            for x, y in planes(source, target, self.encoding.channels):
+            for x, y in planes(*self.raw(pair), self.encoding.channels):
                 yield pair.name, x, y
+
+    def iter_strips(self, pairs: list[Pair], halo: int = STRIP_HALO) -> Iterator[Strip]:
+        """Each pair's planes in strips of ``STRIP_ROWS`` rows with ``halo`` rows of context above and below (as
+        many as the image has), float64 one strip at a time: a 10000² pair costs its stored values plus a few
+        strips, not a float64 copy of each plane and of every prediction. A filter of half-width ≤ ``halo``
+        evaluated on ``x`` (its border rule at the cut edges) is exact on the strip's own rows."""
+        for pair in pairs:
+            source, target = self.raw(pair)
+            height = source.shape[0]
+            for start in range(0, height, STRIP_ROWS):
+                stop = min(height, start + STRIP_ROWS)
+                lo, hi = max(0, start - halo), min(height, stop + halo)
+                for x, y in planes(source[lo:hi], target[lo:hi], self.encoding.channels):
+                    yield Strip(pair.name, x, y, slice(start - lo, stop - lo), lo, height)
 
 
 def _bucket(name: str) -> float:
@@ -292,5 +365,6 @@ def load_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str],
     test = [p for p in pairs if _bucket(p.name) < test_fraction]
     if not test and len(pairs) > 1:
         test = [min(pairs, key=lambda p: _bucket(p.name))]
-    train = [p for p in pairs if p not in test]
+    held = set(test)
+    train = [p for p in pairs if p not in held]
     return PairSet(pairs, encoding, train or pairs, test, source.dtype)

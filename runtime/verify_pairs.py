@@ -62,12 +62,13 @@ class PairScore:
 
 
 def score_pairs(pairs: PairSet, which: list[Any], predict: Callable[[np.ndarray], np.ndarray]) -> PairScore:
-    """Score ``predict`` (x (H, W) float64 in [0, 1] → (H, W)) on the pairs ``which`` of ``pairs``, one plane at a
-    time."""
+    """Score ``predict`` (x (H, W) float64 in [0, 1] → (H, W)) on the pairs ``which`` of ``pairs``, one strip at a
+    time (``predict`` sees the strip with its context rows: a same-size filter of half-width ≤ 16)."""
     sq = hits = count = 0.0
     worst, lo, hi = 0.0, math.inf, -math.inf
-    for _, x, y in pairs.iter_planes(which):
-        diff = np.abs(np.asarray(predict(x), dtype=np.float64) - y)
+    for strip in pairs.iter_strips(which):  # strips with context: a 10000² pair is not held as float64 planes
+        y = strip.y[strip.own]
+        diff = np.abs(np.asarray(predict(strip.x), dtype=np.float64)[strip.own] - y)
         sq += float(np.sum(diff ** 2))
         hits += float(np.count_nonzero(diff == 0))
         count += y.size
