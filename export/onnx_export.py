@@ -140,7 +140,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     from kernelnet.export.graph_module import INPUT_DTYPES, ReferenceModule
     from kernelnet.export.metadata import build_metadata, run_spec
     from kernelnet.export.onnx_graph import FORMS, build_graph, choose_form
-    from kernelnet.rundir import load_config, load_metrics, load_weights, model_from_weights
+    from kernelnet.rundir import check_embedded_config, load_config, load_metrics, load_weights, model_from_weights
     from kernelnet.runtime.describe import weights_digest
     from kernelnet.runtime.spec import min_side
 
@@ -152,6 +152,7 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
         raise KernelnetError(f"unknown graph form {form!r}: use one of {', '.join(FORMS)}")
     config = load_config(run_dir)
     weights = load_weights(run_dir)
+    check_embedded_config(run_dir, config)
     model = model_from_weights(config, weights, run_dir)
     if static is not None and min(static[2:]) < min_side(config.padding, config.kernel_size // 2):
         raise KernelnetError(f"{config.padding} border needs H and W >= "

@@ -104,6 +104,17 @@ class RunConfig:
             raise KernelnetError(f"patience must be >= 0, got {self.patience}")
         if not self.lr > 0:
             raise KernelnetError(f"learning rate must be > 0, got {self.lr}")
+        if self.target_format not in ("", "png", "tiff", "npy"):
+            raise KernelnetError(f"target format must be png, tiff or npy, got {self.target_format!r}")
+        if self.target_dtype not in ("", "uint8", "uint16", "int16", "float32", "float64"):
+            raise KernelnetError(f"target dtype must be uint8, uint16, int16, float32 or float64, got "
+                                 f"{self.target_dtype!r}")
+        if self.target_channels not in (1, 3):
+            raise KernelnetError(f"target channels must be 1 or 3, got {self.target_channels!r}")
+        if self.target_format == "png" and self.target_dtype not in ("", "uint8", "uint16"):
+            raise KernelnetError(f"PNG targets hold 8- or 16-bit levels, not {self.target_dtype}")
+        if self.target_dtype in ("uint8", "uint16") and self.output_bits not in (None, int(self.target_dtype[4:])):
+            raise KernelnetError(f"{self.target_dtype} targets with {self.output_bits}-bit outputs")
         if self.target_kernel and len(self.target_kernel) > self.kernel_size:
             raise KernelnetError(
                 f"kernel size {self.kernel_size} is smaller than the target kernel ({len(self.target_kernel)})")

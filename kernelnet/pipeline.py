@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelnet.runtime.atomic import created_or_removed, write_json
+from kernelnet.runtime.atomic import write_json
 from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import CheckFailed
 
@@ -115,7 +115,11 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
     parse_sizes(bench_sizes)
     if verify_sizes:
         parse_sizes(verify_sizes)
-    with created_or_removed(out) as out_dir:
+    from kernelnet.rundir import built_in_place, check_run_dir
+
+    inputs = tuple(p for p in (config.data, config.targets) if p and p != "builtin")
+    check_run_dir(out, inputs, marker="pipeline.json")
+    with built_in_place(out) as out_dir:  # an earlier output stays until this one is complete
         return _run_stages(config, out_dir, bench_sizes, bench_min_time, verify_sizes, progress, say)
 
 

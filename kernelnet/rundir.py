@@ -16,7 +16,7 @@ import numpy as np
 
 from kernelnet.runtime.atomic import write_json, write_text, write_with
 from kernelnet.config import RunConfig
-from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.errors import CheckFailed, KernelnetError
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -36,11 +36,12 @@ def partial_dir(run_dir: str | os.PathLike[str]) -> Path:
     return run_dir.parent / f".{run_dir.name}.kernelnet-partial"
 
 
-def check_run_dir(run_dir: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = ()) -> Path:
+def check_run_dir(run_dir: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = (),
+                  marker: str = CONFIG_FILE) -> Path:
     """``run_dir`` as a place to write a run, or one KernelnetError line: it may not be, hold or lie inside an input
     folder (a run's plots would land among the user's images), may not be an existing folder that is not a
-    kernelnet run (one with files and no config.json), and its parent must accept new folders — all checked
-    before any work."""
+    kernelnet run (one with files and no ``marker``, config.json for a run), and its parent must accept new
+    folders — all checked before any work."""
     from kernelnet.runtime.atomic import check_can_make_dir
 
     run_dir = Path(run_dir)
@@ -53,9 +54,9 @@ def check_run_dir(run_dir: str | os.PathLike[str], inputs: tuple[str | os.PathLi
     if run_dir.exists() or run_dir.is_symlink():
         if not run_dir.is_dir() or run_dir.is_symlink():
             raise KernelnetError(f"the run directory {run_dir} exists and is not a folder")
-        if not (run_dir / CONFIG_FILE).is_file() and any(run_dir.iterdir()):
-            raise KernelnetError(f"{run_dir} exists and is not a kernelnet run (no {CONFIG_FILE}): choose another "
-                                 "--out, or empty it")
+        if not (run_dir / marker).is_file() and any(run_dir.iterdir()):
+            raise KernelnetError(f"{run_dir} exists and is not a kernelnet {'run' if marker == CONFIG_FILE else 'output'}"
+                                 f" (no {marker}): choose another --out, or empty it")
     check_can_make_dir(run_dir.parent)
     return run_dir
 
@@ -120,6 +121,28 @@ def load_weights(run_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         return load_file(str(path))
     except (OSError, SafetensorError, ValueError) as exc:
         raise KernelnetError(f"corrupt model file {path}: {exc}") from None
+
+
+def check_embedded_config(run_dir: str | os.PathLike[str], config: RunConfig) -> None:
+    """Refuse a model.safetensors whose embedded config (written with it) is not the run's config.json (the
+    weights were swapped in from another run, or config.json was edited)."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / MODEL_FILE
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            embedded = (fh.metadata() or {}).get("config")
+    except Exception:  # noqa: BLE001 - unreadable: load_weights says so
+        return
+    if embedded is None:
+        return
+    try:
+        same = RunConfig.from_dict(json.loads(embedded)) == config
+    except (TypeError, ValueError, KernelnetError):
+        same = False
+    if not same:
+        raise KernelnetError(f"{path} was saved with another config than {Path(run_dir) / CONFIG_FILE} (weights "
+                             "from another run, or an edited config): train the run again")
 
 
 def model_from_weights(config: RunConfig, weights: dict[str, np.ndarray],
@@ -188,3 +211,34 @@ def run_facts(seconds: float, history: list[dict[str, Any]], config: RunConfig, 
         "best_val_loss": min((h["val_loss"] for h in history), default=None),
         "split": {"train": sorted(split.train), "val": sorted(split.val), "test": sorted(split.test)},
     }
+
+
+@contextlib.contextmanager
+def built_in_place(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield ``out`` to build an output folder in place — for outputs that record their own paths (the pipeline's
+    reports) — with an earlier one parked beside it until the new one is complete: on bad input or an interrupt
+    the new folder is removed and the earlier one put back; a failed check keeps the new one (the user reads
+    why). An earlier one left parked by a killed build is put back first."""
+    out = Path(out)
+    parked = out.parent / f".{out.name}.kernelnet-old"
+    if parked.is_dir():  # a build was killed: the parked folder is the last complete one
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(parked, out)
+    try:
+        if out.exists():
+            os.replace(out, parked)
+        out.mkdir(parents=True)
+    except OSError as exc:
+        raise KernelnetError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+    try:
+        yield out
+    except CheckFailed:
+        shutil.rmtree(parked, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        if parked.is_dir():
+            os.replace(parked, out)
+        raise
+    shutil.rmtree(parked, ignore_errors=True)
+

@@ -90,3 +90,27 @@ def test_reports_may_not_overwrite_the_model_or_an_input(pairs, tmp_path):
     assert {**tree(data), **tree(run)} == before
     assert not (targets / "r.json").exists()
     assert kn("verify", run, "--sizes", "9x9", "--json", run / "verify.json").exit_code == 0  # beside the model: fine
+
+
+@pytest.mark.slow
+def test_an_interrupted_pipeline_puts_the_earlier_output_back(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "pipe"
+    out.mkdir()
+    (out / "pipeline.json").write_text('{"old": true}')
+    (out / "report.md").write_text("old report")
+    proc = subprocess.Popen([sys.executable, "-m", "kernelnet", "pipeline", "--out", str(out), "--bench-sizes", "32x32",
+                             "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / ".train.kernelnet-partial").exists():  # training has started inside the new output
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.count("\n") == 1, err
+    assert tree(out) == {"pipeline.json": b'{"old": true}', "report.md": b"old report"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
