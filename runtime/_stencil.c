@@ -474,10 +474,16 @@ static PyObject *cpu_isas(PyObject *self, PyObject *unused) {
     const int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
                    __builtin_cpu_supports("avx512cd");
-    if ((v3 && PyList_Append(found, PyUnicode_FromString("avx2")) < 0) ||
-        (v4 && PyList_Append(found, PyUnicode_FromString("avx512")) < 0)) {
-        Py_DECREF(found);
-        return NULL;
+    const char *names[2] = {v3 ? "avx2" : NULL, v4 ? "avx512" : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (names[i] == NULL) continue;
+        PyObject *name = PyUnicode_FromString(names[i]);
+        if (name == NULL || PyList_Append(found, name) < 0) { /* PyList_Append takes no reference of its own */
+            Py_XDECREF(name);
+            Py_DECREF(found);
+            return NULL;
+        }
+        Py_DECREF(name);
     }
 #endif
     return found;

@@ -62,6 +62,8 @@ def load_stencil() -> tuple[ModuleType | None, str, str]:
     if not wanted:
         isa = list(builds)[-1]
         return builds[isa], isa, ""
+    if wanted in builds:  # a build this machine has by name (an aarch64 machine's one build is "aarch64")
+        return builds[wanted], wanted, ""
     rank = {name: i for i, name in enumerate(("baseline", *OPTIMISED))}
     if wanted not in rank:
         return None, "", f"{ISA_ENV}={wanted!r} is not one of {', '.join(rank)} (unset it for the best build)"
