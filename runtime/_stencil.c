@@ -133,6 +133,8 @@ stencil_row(const float *const *rows, float *restrict out, Py_ssize_t w, int k, 
             bad |= !(fabsf(y) <= FLT_MAX);
         }
     } else if (k <= 7) {
+#pragma GCC unroll 4 /* four vectors of pixels per pass: their two chains of k² dependent multiply-adds overlap
+                        (magnitude 3×3 at 4K: AVX2 3.4 → 3.0 ms, AVX-512 3.2 → 2.5 ms on a Zen 4 EPYC) */
         for (Py_ssize_t x = 0; x < w; x++) {
             float a = ba, b = bb;
 #pragma GCC unroll 8

@@ -40,13 +40,24 @@ class Job:
 
     @property
     def staged(self) -> Path:
-        """Where the result is written first; renamed to ``target`` once every job has succeeded."""
-        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{self.owner}part{self.target.suffix}")
+        """Where the result is written first where unnamed files are unavailable (renamed to ``target`` once every
+        job has succeeded)."""
+        return self.target.with_name(f"{PARTIAL_PREFIX}{_short(self.target.stem)}{self.owner}part{self.target.suffix}")
 
     @property
     def parked(self) -> Path:
-        """Where an existing ``target`` waits while the new results are renamed in (put back on failure)."""
-        return self.target.with_name(f"{PARTIAL_PREFIX}{self.target.stem}{self.owner}old{self.target.suffix}")
+        """Where an existing ``target`` waits while the new results are placed (put back on failure)."""
+        return self.target.with_name(f"{PARTIAL_PREFIX}{_short(self.target.stem)}{self.owner}old{self.target.suffix}")
+
+
+def _short(stem: str) -> str:
+    """``stem``, or for a long one (a 240-character file name is legal) its start and a digest, so that the
+    temporary names stay within the 255 bytes a file name may have."""
+    if len(stem.encode("utf-8", "surrogateescape")) <= 160:
+        return stem
+    import hashlib
+
+    return stem[:40] + "~" + hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
