@@ -269,40 +269,6 @@ def integer_output(args: argparse.Namespace, hl, cv2) -> None:
 OPENCV_AVX512 = "AVX512_COMMON,AVX512_SKX,AVX512_KNL,AVX512_KNM,AVX512_CNL,AVX512_CLX,AVX512_ICL"
 
 
-def exact_fits(args: argparse.Namespace, cv2) -> None:
-    """Exact-solver Sobel fits (single, magnitude) through load() against OpenCV's filter2D of the true Sobel."""
-    import subprocess
-
-    from kernelnet.runtime import load
-
-    print("\n## Exact-solver fits of Sobel (kernelnet train --solver exact; float32 frames; ratio = OpenCV / native)\n")
-    print("| model | graph form | size | native | OpenCV | ratio |\n|---|---|---|---|---|---|")
-    sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
-    rng = np.random.default_rng(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        for model in ("single", "double"):
-            run = Path(tmp) / model
-            subprocess.run([sys.executable, "-m", "kernelnet", "train", "--solver", "exact", "--model", model,
-                            "--out", str(run), "--no-plots", "-q"], check=True, stdout=subprocess.DEVNULL)
-            subprocess.run([sys.executable, "-m", "kernelnet", "export", str(run)], check=True,
-                           stdout=subprocess.DEVNULL)
-            net = load(run / "model.onnx", threads=args.threads)
-            form = net.info.fields.get("graph_form", "?")
-            for shape in (FULL_HD, UHD):
-                frame = rng.random(shape, dtype=np.float32)
-                mine, out, other = (np.empty(shape, np.float32) for _ in range(3))
-
-                def opencv() -> None:
-                    cv2.filter2D(frame, cv2.CV_32F, sobel, dst=out, borderType=cv2.BORDER_CONSTANT)
-                    if model == "double":
-                        cv2.filter2D(frame, cv2.CV_32F, sobel.T, dst=other, borderType=cv2.BORDER_CONSTANT)
-                        cv2.magnitude(out, other, magnitude=out)
-
-                med = median_ms({"native": lambda: net(frame, out=mine), "opencv": opencv}, args.rounds, args.reps)
-                print(f"| {model} | {form} ({net.runner.name}) | {shape[0]}x{shape[1]} | {med['native']:.3f} | "
-                      f"{med['opencv']:.3f} | {med['opencv'] / med['native']:.2f}× |", flush=True)
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -361,7 +327,9 @@ def main() -> None:
     if "levels" in sections:
         integer_output(args, hl, cv2)
     if "exact" in sections:
-        exact_fits(args, cv2)
+        import exact_fits
+
+        exact_fits.main(args, cv2, median_ms)
     if "folder" in sections and not args.no_folder:
         import folder_apply
 

@@ -109,34 +109,29 @@ def ensure_writable_dir(path: str | os.PathLike[str], probe: bool = True) -> Pat
     return path
 
 
-def check_creatable(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`KernelnetError` unless ``path`` could be created: its nearest existing ancestor must be a
-    folder that accepts new files. Creates nothing that stays (a probe file comes and goes)."""
-    path = Path(path)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise KernelnetError(f"cannot write {path}: {parent} is not a folder")
-    try:
-        ensure_writable_dir(parent)
-    except KernelnetError:
-        raise KernelnetError(f"cannot write {path}: {parent} is not writable") from None
-
-
-def check_can_make_dir(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`KernelnetError` unless the folder ``path`` exists or could be made (its nearest existing
-    ancestor is a writable folder); makes nothing that stays."""
-    path = Path(path)
+def _writable_ancestor(path: Path, what: str) -> None:
+    """Raise ``KernelnetError("{what}: …")`` unless the nearest existing ancestor of ``path`` (``path`` itself when it
+    exists) is a folder that accepts new files (a probe file comes and goes)."""
     parent = path
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise KernelnetError(f"cannot create output directory {path}: {parent} is not a folder")
+        raise KernelnetError(f"{what}: {parent} is not a folder")
     try:
         ensure_writable_dir(parent)
-    except KernelnetError as exc:
-        raise KernelnetError(f"cannot create output directory {path}: {exc}") from None
+    except KernelnetError:
+        raise KernelnetError(f"{what}: {parent} is not writable") from None
+
+
+def check_creatable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`KernelnetError` unless the file ``path`` could be created; creates nothing that stays."""
+    _writable_ancestor(Path(path).parent, f"cannot write {path}")
+
+
+def check_can_make_dir(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`KernelnetError` unless the folder ``path`` exists or could be made; makes nothing that
+    stays."""
+    _writable_ancestor(Path(path), f"cannot create output directory {path}")
 
 
 def check_output_file(path: str | os.PathLike[str], reads: tuple[str | os.PathLike[str] | None, ...] = (),
