@@ -115,12 +115,20 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
     parse_sizes(bench_sizes)
     if verify_sizes:
         parse_sizes(verify_sizes)
-    from kernelnet.rundir import built_in_place, check_run_dir
+    from kernelnet.rundir import built_in_place, check_run_dir, recover_parked
 
     inputs = tuple(p for p in (config.data, config.targets) if p and p != "builtin")
+    recover_parked(out, _finished)  # a killed build's parked output first: then out is judged as it is
     check_run_dir(out, inputs, marker="pipeline.json")
-    with built_in_place(out) as out_dir:  # an earlier output stays until this one is complete
+    with built_in_place(out, _finished) as out_dir:  # an earlier output stays until this one is complete
         return _run_stages(config, out_dir, bench_sizes, bench_min_time, verify_sizes, progress, say)
+
+
+def _finished(out: Path) -> bool:
+    """True when ``out`` holds a pipeline that ran to its end (its pipeline.json has the total)."""
+    from kernelnet.runtime.atomic import read_json_or_empty
+
+    return "total_seconds" in read_json_or_empty(out / "pipeline.json")
 
 
 def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: float, verify_sizes: str | None,

@@ -8,7 +8,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +65,19 @@ def check_run_dir(run_dir: str | os.PathLike[str], inputs: tuple[str | os.PathLi
 def run_transaction(run_dir: str | os.PathLike[str], resume: bool = False) -> Iterator[Path]:
     """Yield the folder to write a run into (:func:`partial_dir`); once the block succeeds it replaces
     ``run_dir`` whole, an earlier run there parked until then — so a failure, a full disk or an interrupt leaves
-    the earlier run as it was. Bad input removes the partial run; an interrupt keeps it only when it holds a
-    checkpoint (``resume`` starts from it, else it is started afresh), and says so in the interrupt's line."""
+    the earlier run as it was. A partial run that holds a checkpoint is kept whatever ends the block (``resume``
+    starts from it) and the error or interrupt line says where; one without is removed. A new run (not ``resume``)
+    discards an earlier interrupted one, with a warning when it had a checkpoint."""
+    import warnings
+
     from kernelnet.runtime.atomic import replace_dir
 
     run_dir = Path(run_dir)
     staging = partial_dir(run_dir)
     if not resume and staging.exists():
+        if (staging / CHECKPOINT_FILE).is_file():
+            warnings.warn(f"discarded the interrupted run in {staging} (kernelnet train --resume would have "
+                          "continued it)", stacklevel=3)
         shutil.rmtree(staging)
     try:
         staging.mkdir(parents=True, exist_ok=True)
@@ -81,11 +87,13 @@ def run_transaction(run_dir: str | os.PathLike[str], resume: bool = False) -> It
         yield staging
         replace_dir(staging, run_dir)
     except BaseException as exc:
-        if isinstance(exc, KernelnetError) or not (staging / CHECKPOINT_FILE).is_file():
+        if not (staging / CHECKPOINT_FILE).is_file():
             shutil.rmtree(staging, ignore_errors=True)
-        else:  # an interrupt with a checkpoint: --resume continues it
-            exc.kernelnet_note = (f"{run_dir} was not touched; the partial run waits in {staging} "  # type: ignore[attr-defined]
-                                  "(kernelnet train --resume continues it)")
+            raise
+        kept = f"the partial run waits in {staging} (kernelnet train --resume continues it)"
+        if isinstance(exc, KernelnetError):
+            raise KernelnetError(f"{exc}; {kept}") from exc
+        exc.kernelnet_note = f"{run_dir} was not touched; {kept}"  # type: ignore[attr-defined]
         raise
 
 
@@ -213,17 +221,43 @@ def run_facts(seconds: float, history: list[dict[str, Any]], config: RunConfig, 
     }
 
 
+def _trash(folder: Path) -> None:
+    """Remove ``folder``: renamed to a name of this process first, so that a removal cut short leaves nothing the
+    next run mistakes for an output (the sweep of dead writers' files removes it)."""
+    from kernelnet.runtime.atomic import owner_tag
+
+    trash = folder.parent / f".kernelnet-partial-trash-{folder.name}{owner_tag()}d"
+    try:
+        os.replace(folder, trash)
+    except OSError:
+        trash = folder
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover_parked(out: str | os.PathLike[str], finished: Callable[[Path], bool]) -> None:
+    """After a build of ``out`` was killed: put the earlier output it parked back, unless ``out`` is finished
+    (killed while the parked one was being removed: it goes)."""
+    out = Path(out)
+    parked = out.parent / f".{out.name}.kernelnet-old"
+    if not parked.is_dir():
+        return
+    if out.is_dir() and finished(out):
+        _trash(parked)
+        return
+    if out.exists():
+        _trash(out)
+    os.replace(parked, out)
+
+
 @contextlib.contextmanager
-def built_in_place(out: str | os.PathLike[str]) -> Iterator[Path]:
+def built_in_place(out: str | os.PathLike[str], finished: Callable[[Path], bool]) -> Iterator[Path]:
     """Yield ``out`` to build an output folder in place — for outputs that record their own paths (the pipeline's
     reports) — with an earlier one parked beside it until the new one is complete: on bad input or an interrupt
     the new folder is removed and the earlier one put back; a failed check keeps the new one (the user reads
-    why). An earlier one left parked by a killed build is put back first."""
+    why). A build killed earlier is mended first (:func:`recover_parked`)."""
     out = Path(out)
     parked = out.parent / f".{out.name}.kernelnet-old"
-    if parked.is_dir():  # a build was killed: the parked folder is the last complete one
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(parked, out)
+    recover_parked(out, finished)
     try:
         if out.exists():
             os.replace(out, parked)
@@ -233,12 +267,15 @@ def built_in_place(out: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield out
     except CheckFailed:
-        shutil.rmtree(parked, ignore_errors=True)
+        if parked.exists():
+            _trash(parked)
         raise
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+    except BaseException as exc:
+        _trash(out)
         if parked.is_dir():
             os.replace(parked, out)
+        if hasattr(exc, "kernelnet_note"):  # a stage's partial run went with the folder
+            exc.kernelnet_note = f"nothing half-written was left{'; the earlier output is back' if out.exists() else ''}"
         raise
-    shutil.rmtree(parked, ignore_errors=True)
-
+    if parked.exists():
+        _trash(parked)

@@ -471,8 +471,10 @@ static PyObject *cpu_isas(PyObject *self, PyObject *unused) {
     if (found == NULL) return NULL;
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    const int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                   __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+    const int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && /* x86-64-v3, whole */
+                   __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+                   __builtin_cpu_supports("f16c") && __builtin_cpu_supports("lzcnt") &&
+                   __builtin_cpu_supports("movbe");
     const int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
                    __builtin_cpu_supports("avx512cd");

@@ -79,7 +79,10 @@ def run_forked(one: Callable[[J], Result], jobs: Sequence[J], workers: int, done
             for conn in wait(live):
                 try:
                     batch = conn.recv()
-                except (EOFError, OSError):
+                    for i, kind, payload, _ in batch:  # the descriptors follow the batch, in its order
+                        if kind == "ok":
+                            results[i] = (payload[0], recv_handle(conn) if payload[1] else None)
+                except (EOFError, OSError, RuntimeError):  # a child that died, even between a batch and its files
                     live.remove(conn)
                     died = _reap(owner[conn])
                     if died and failure is None:  # killed without a word: the others may wait on its lock
@@ -91,8 +94,6 @@ def run_forked(one: Callable[[J], Result], jobs: Sequence[J], workers: int, done
                     for category, text in caught:
                         warnings.warn(text, category, stacklevel=2)
                     if kind == "ok":
-                        line, has_fd = payload
-                        results[index] = (line, recv_handle(conn) if has_fd else None)  # sent after the batch
                         done()
                     elif failure is None:
                         failure = (kind, payload)
@@ -140,7 +141,10 @@ def _send(conn: Any, batch: list[tuple[int, str, Any, list[tuple[type[Warning], 
                for i, kind, payload, caught in batch])
     for _, kind, payload, _ in batch:
         if kind == "ok" and payload[1] is not None:
-            send_handle(conn, payload[1], os.getppid())
+            try:
+                send_handle(conn, payload[1], os.getppid())
+            except BaseException:  # the stream is out of step now: end, and the parent reports a worker that died
+                os._exit(1)
             os.close(payload[1])
 
 

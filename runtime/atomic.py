@@ -32,7 +32,7 @@ def umask() -> int:
     return mask
 
 
-_OWNER = re.compile(r"\.p(\d+)\.")
+_OWNER = re.compile(r"\.p(\d+)(?=\.)")
 
 
 def owner_tag() -> str:
@@ -42,8 +42,8 @@ def owner_tag() -> str:
 
 def owner_of(name: str) -> int | None:
     """The pid a temporary name carries (:func:`owner_tag`), else ``None``."""
-    match = _OWNER.search(name)
-    return int(match.group(1)) if match else None
+    found = _OWNER.findall(name)  # the last tag: a user's own "x.p123.png" comes before it
+    return int(found[-1]) if found else None
 
 
 def alive(pid: int) -> bool:

@@ -42,8 +42,9 @@ def unnamed_file(folder: str | os.PathLike[str]) -> int | None:
     flag = getattr(os, "O_TMPFILE", None)
     if flag is None:
         return None
-    try:
-        return os.open(folder, flag | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o666 & ~umask())
+    try:  # owner-only while written (writers reopen it through /proc, which checks the mode); the usual
+        # permissions are given just before it is named (name_unnamed)
+        return os.open(folder, flag | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS):
             return None
@@ -54,6 +55,7 @@ def name_unnamed(fd: int, target: Path) -> None:
     """Give the unnamed file ``fd`` the name ``target`` (atomically; fails if ``target`` exists): ``linkat`` of
     its ``/proc/self/fd`` entry with AT_SYMLINK_FOLLOW, which needs no privilege (a plain ``link`` of that path
     fails with EXDEV)."""
+    os.fchmod(fd, 0o666 & ~umask())
     proc = os.open("/proc/self/fd", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.link(str(fd), target, src_dir_fd=proc, follow_symlinks=True)
@@ -123,21 +125,26 @@ def unnamed_files_work(folders: Iterable[Path]) -> bool:
     return True
 
 
-def _journals(staged: list[Staged], parked: dict[Path, Path]) -> list[Path]:
-    """Write each folder's journal (created names; replaced names and their parked names); returns their paths."""
+def _identity(item: Staged) -> list[int]:
+    """(device, inode) of a result before it is placed: what the rollback checks a name still holds."""
+    st = os.fstat(item.fd) if item.fd is not None else os.stat(item.named)
+    return [st.st_dev, st.st_ino]
+
+
+def _journals(staged: list[Staged], parked: dict[Path, Path], written: list[Path]) -> None:
+    """Write each folder's journal — the names created and the names replaced (with their parked names), each with
+    the identity of the file that goes there — appending each path to ``written`` as soon as it exists."""
     folders: dict[Path, dict[str, list]] = {}
     for item in staged:
         doc = folders.setdefault(item.target.parent, {"created": [], "replaced": []})
         if item.target in parked:
-            doc["replaced"].append([item.target.name, parked[item.target].name])
+            doc["replaced"].append([item.target.name, parked[item.target].name, *_identity(item)])
         else:
-            doc["created"].append(item.target.name)
-    paths = []
+            doc["created"].append([item.target.name, *_identity(item)])
     for folder, doc in folders.items():
         path = folder / f"{JOURNAL_PREFIX}{owner_tag()}json"
+        written.append(path)
         write_json(path, doc)
-        paths.append(path)
-    return paths
 
 
 def place_all(staged: list[Staged], parking: dict[Path, Path]) -> None:
@@ -154,7 +161,7 @@ def place_all(staged: list[Staged], parking: dict[Path, Path]) -> None:
             missing = [p for p in (folder, *folder.parents) if not p.exists()]
             folder.mkdir(parents=True, exist_ok=True)
             made.extend(reversed(missing))
-        journals = _journals(staged, parked)
+        _journals(staged, parked, journals)
         for item in staged:
             if item.target in parked:
                 os.replace(item.target, parked[item.target])
@@ -181,7 +188,7 @@ def place_all(staged: list[Staged], parking: dict[Path, Path]) -> None:
     finally:
         for item in staged:  # descriptors closed (a placed file keeps its name); unplaced results dropped
             item.discard()
-    for path in [parked[t] for t in moved] + journals:
+    for path in journals + [parked[t] for t in moved]:  # the journals first: removing them is the commit
         with contextlib.suppress(OSError):
             path.unlink()
 
@@ -200,8 +207,8 @@ def roll_back_dead(folder: str | os.PathLike[str]) -> int:
             continue
         try:
             doc = json.loads(Path(entry.path).read_text())
-            replaced = [(str(a), str(b)) for a, b in doc.get("replaced", [])]
-            created = [str(a) for a in doc.get("created", [])]
+            replaced = [(str(a), str(b), (int(d), int(i))) for a, b, d, i in doc.get("replaced", [])]
+            created = [(str(a), (int(d), int(i))) for a, d, i in doc.get("created", [])]
         except (OSError, ValueError, TypeError, AttributeError):
             continue  # not a journal of ours: the sweep of dead writers' files removes it
         _undo(Path(folder), replaced, created)
@@ -211,14 +218,18 @@ def roll_back_dead(folder: str | os.PathLike[str]) -> int:
     return done
 
 
-def _undo(folder: Path, replaced: Iterable[tuple[str, str]], created: Iterable[str]) -> None:
-    for name, parked in replaced:
-        if "/" in name or "/" in parked:
+def _undo(folder: Path, replaced: Iterable[tuple[str, str, tuple[int, int]]],
+          created: Iterable[tuple[str, tuple[int, int]]]) -> None:
+    """Put parked files back and remove created ones — only where the name still holds the dead writer's file."""
+    from kernelnet.runtime.atomic import file_identity
+
+    for name, parked, identity in replaced:
+        if "/" in name or "/" in parked or not (folder / parked).exists():
             continue
-        if (folder / parked).exists():  # parked, so the new file (if it got there) is the dead writer's
+        if file_identity(folder / name) in (identity, None):  # its new file, or none yet: the old one goes back
             with contextlib.suppress(OSError):
                 os.replace(folder / parked, folder / name)
-    for name in created:
-        if "/" not in name:
+    for name, identity in created:
+        if "/" not in name and file_identity(folder / name) == identity:
             with contextlib.suppress(OSError):
                 (folder / name).unlink()

@@ -41,6 +41,8 @@ TINY = float(np.finfo(np.float32).tiny)
 def gamma(n: int, precision: str = "fp32") -> float:
     """γₙ = n·u / (1 − n·u): the relative error bound of an n-term floating-point sum."""
     u = UNIT_ROUNDOFF[precision]
+    if n * u >= 1.0:
+        raise ValueError(f"no rounding bound for {n} terms in {precision}")
     return n * u / (1.0 - n * u)
 
 

@@ -60,7 +60,8 @@ def _png_depth(path: Path) -> tuple[int, int] | None:
 
 
 def _png16_colour(path: Path) -> np.ndarray:
-    """A 16-bit colour PNG's levels (Pillow reads only their high bytes): decoded by OpenCV where installed."""
+    """A 16-bit colour (or gray + alpha) PNG's levels (Pillow reads only their high bytes): decoded by OpenCV where
+    installed."""
     try:
         import cv2
     except ImportError:
@@ -69,6 +70,8 @@ def _png16_colour(path: Path) -> np.ndarray:
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
         raise KernelnetError(f"cannot read image {path} as 16-bit colour")
+    if _png_depth(path) == (16, 4):  # gray + alpha: the gray plane (alpha is dropped, as for every format)
+        return np.ascontiguousarray(arr[..., 0])
     return np.ascontiguousarray(arr[..., 2::-1])  # BGR(A) → RGB
 
 
@@ -83,7 +86,7 @@ def read_raw(path: Path) -> np.ndarray:
             arr = np.array(src.array)
         finally:
             src.close()
-    elif _png_depth(path) in ((16, 2), (16, 6)):
+    elif _png_depth(path) in ((16, 2), (16, 4), (16, 6)):
         arr = _png16_colour(path)
     else:
         from kernelnet.runtime.images import open_image
@@ -126,6 +129,7 @@ def encoding_of(path: Path, arr: np.ndarray) -> TargetEncoding:
 
 _PNG_TYPES = {**{(bits, 0): ("uint8", 1) for bits in (1, 2, 4, 8)}, (16, 0): ("uint16", 1), (8, 2): ("uint8", 3),
               (16, 2): ("uint16", 3), **{(bits, 3): ("uint8", 3) for bits in (1, 2, 4, 8)}, (8, 4): ("uint8", 1),
+              (16, 4): ("uint16", 1),
               (8, 6): ("uint8", 3), (16, 6): ("uint16", 3)}
 """PNG (bit depth, colour type) → what :func:`read_raw` gives (palettes become RGB, alpha is dropped)."""
 _MODES = {"1": ("uint8", 1), "L": ("uint8", 1), "LA": ("uint8", 1), "I;16": ("uint16", 1), "I;16L": ("uint16", 1),

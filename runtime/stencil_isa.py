@@ -37,11 +37,12 @@ def available() -> dict[str, ModuleType]:
     (empty when the extension is not built)."""
     try:
         base = _import("_stencil")
-    except ImportError:
+        runs = base.cpu_isas()
+    except (ImportError, AttributeError):  # not built, or built by an older kernelnet (load_stencil says so)
         return {}
     found = {base.isa: base}
     for isa in OPTIMISED:
-        if isa in base.cpu_isas():
+        if isa in runs:
             try:
                 found[isa] = _import(f"_stencil_{isa}")
             except ImportError:  # that build failed (an old compiler): the others still run
@@ -53,10 +54,13 @@ def load_stencil() -> tuple[ModuleType | None, str, str]:
     """(module, its instruction set, problem): the build to run, or ``None`` and one line that says why not and
     how to fix it."""
     try:
-        _import("_stencil")
+        base = _import("_stencil")
     except ImportError as exc:
         return None, "", (f"the C stencil extension is not built ({exc}), so every model runs on onnxruntime, "
                           f"5-10x slower: {FIX}")
+    if not hasattr(base, "cpu_isas"):
+        return None, "", ("the C stencil extension was built by an older kernelnet, so every model runs on "
+                          f"onnxruntime: {FIX}")
     builds = available()
     wanted = os.environ.get(ISA_ENV, "").strip().lower()
     if not wanted:

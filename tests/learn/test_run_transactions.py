@@ -114,3 +114,20 @@ def test_an_interrupted_pipeline_puts_the_earlier_output_back(tmp_path):
     assert proc.returncode == 143 and err.count("\n") == 1, err
     assert tree(out) == {"pipeline.json": b'{"old": true}', "report.md": b"old report"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_a_killed_pipeline_build_is_mended_first(tmp_path):
+    from kernelnet.rundir import recover_parked
+
+    def finished(out) -> bool:
+        return (out / "done").exists()
+
+    out, parked = tmp_path / "p", tmp_path / ".p.kernelnet-old"
+    for new_one_finished in (False, True):
+        out.mkdir()
+        parked.mkdir()
+        (parked / "report.md").write_text("old")
+        (out / "done" if new_one_finished else out / "half").write_text("new")
+        recover_parked(out, finished)
+        assert tree(tmp_path) == ({"p/done": b"new"} if new_one_finished else {"p/report.md": b"old"})
+        shutil.rmtree(out)

@@ -272,3 +272,25 @@ def test_where_there_are_no_unnamed_files_staging_names_do_the_same(tmp_path, rn
     assert kn("apply", model, tmp_path / "in", "--out", tmp_path / "unnamed", "--threads", "2").exit_code == 0
     assert tree(tmp_path / "named") == tree(tmp_path / "unnamed")
     assert not [p for p in (tmp_path / "named").rglob(".*")]
+
+
+def test_the_rollback_touches_only_the_dead_writers_files(tmp_path):
+    """A dead writer's journal puts back what it parked and removes what it created — unless someone else has
+    put another file at that name since. A user's own "x.p123.png" is not taken for a writer's tag."""
+    import json
+
+    from kernelnet.runtime.atomic import file_identity, owner_of, sweep_dead
+
+    assert owner_of(".kernelnet-partial-img.p99999.p1234.old.png") == 1234
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a pid that has just ended
+    for name in ("new.png", "theirs.png", "kept.png"):
+        (tmp_path / name).write_bytes(name.encode())
+    parked = f".kernelnet-partial-kept.p{dead}.old.png"
+    (tmp_path / parked).write_bytes(b"old kept")
+    journal = {"created": [["new.png", *file_identity(tmp_path / "new.png")], ["theirs.png", 0, 0]],
+               "replaced": [["kept.png", parked, *file_identity(tmp_path / "kept.png")]]}
+    (tmp_path / f".kernelnet-partial-commit.p{dead}.json").write_text(json.dumps(journal))
+    sweep_dead(tmp_path)
+    assert tree(tmp_path) == {"theirs.png": b"theirs.png", "kept.png": b"old kept"}
+
