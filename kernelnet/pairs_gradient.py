@@ -63,7 +63,7 @@ def refine(spec: FilterSpec, pairs: PairSet, *, solver: str = "adam", epochs: in
         loss = torch.mean((pred[inner] - y[inner] / scale) ** 2)
         loss.backward()
         opt.step()
-        history.append({"epoch": epoch + 1, "train_loss": float(loss) * scale * scale})
+        history.append({"epoch": epoch + 1, "train_loss": float(loss.detach()) * scale * scale})
     with torch.no_grad():
         kernels = model.conv.weight.detach().double().numpy()[:, 0] * scale
         bias = model.conv.bias.detach().double().numpy() * scale

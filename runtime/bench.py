@@ -139,6 +139,18 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
     return Contender("opencv", fn, f"filter2D t{threads if threads is not None else cv2.getNumThreads()}")
 
 
+def opencv_missing(info: ModelInfo) -> str:
+    """Why :func:`opencv_contender` gives no contender for a model described by ``info``."""
+    import importlib.util
+
+    if importlib.util.find_spec("cv2") is None:
+        return "not installed (pip install 'kernelnet[bench]')"
+    spec = info.spec
+    if spec is None:
+        return "the model has no kernelnet metadata (its kernels are unknown)"
+    return "filter2D has no output stage (clip, grid, rounding) or copy border to compare this model with"
+
+
 def open_contenders(model: str | Path, threads: int, tile: Any = None,
                     opencv: bool = True) -> tuple[list[Contender], list[str], list[Model]]:
     """Every runnable artifact of ``model`` loaded through :func:`kernelnet.runtime.load` with ``threads``
@@ -158,7 +170,7 @@ def open_contenders(model: str | Path, threads: int, tile: Any = None,
         raise KernelnetError(f"nothing runnable found for {model}: {'; '.join(skipped)}")
     if opencv:
         cv = opencv_contender(nets[0].info, threads)
-        contenders.append(cv) if cv else skipped.append("opencv: not installed (pip install 'kernelnet[bench]')")
+        contenders.append(cv) if cv else skipped.append(f"opencv: {opencv_missing(nets[0].info)}")
     return contenders, skipped, nets
 
 

@@ -71,7 +71,10 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
         else:
             from kernelnet.torch_runner import pytorch_contender
 
-            contenders.append(pytorch_contender(run, nets[0].info, threads))
+            try:
+                contenders.append(pytorch_contender(run, nets[0].info, threads))
+            except KernelnetError as exc:  # e.g. an output stage or uint8 input: not a like-for-like contender
+                skipped.append(f"pytorch: {exc}")
     timings = run_bench(contenders, size_list, batch, nets[0].input_dtype, warmup, reps, min_time)
     print_table([t.to_dict() for t in timings], ["size", "contender", "p50_ms", "p90_ms", "p99_ms", "mpix_per_s",
                                                  "vs_opencv", "reps", "max_abs_diff", "settings"])

@@ -98,6 +98,9 @@ def test_prune_quantize_and_pipeline_take_pair_runs(tmp_path):
     pruned = prune_run(tmp_path / "run", tmp_path / "pruned").metrics
     assert pruned["pruned_count"] == 3 and pruned["lossless"] and pruned["score_after"] == pruned["score_before"] == 1
     assert kn("export", tmp_path / "pruned").exit_code == 0
+    res = kn("bench", tmp_path / "pruned", "--sizes", "32x32", "--min-time", "0.01", "--reps", "2")
+    assert res.exit_code == 0 and "load() runs this model on native" in res.output, res.output
+    assert "skipped opencv: filter2D has no output stage" in res.output and "skipped pytorch:" in res.output
     res = kn("verify", tmp_path / "pruned" / "model.onnx", "--data", data, "--targets", targets, "--sizes", "9x11")
     assert res.exit_code == 0, res.output
     report = quantize_run(tmp_path / "pruned", samples=4, latency_runs=0).report
@@ -120,7 +123,7 @@ def test_gradient_solver_trains_from_crops_of_pairs(tmp_path):
     data, targets = make_pairs(tmp_path, lambda c: ndimage.median_filter(c, 3), count=6, side=56)
     res = kn("train", "--data", data, "--targets", targets, "--solver", "adam", "--epochs", "40",
              "--out", tmp_path / "run", "--no-plots")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and "warning" not in res.output, res.output  # no torch warning leaks through
     m = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["solver"] == "adam" and m["epochs_run"] == 40 and isinstance(m["gradient_kept"], bool)
     assert m["verdict"] == "approximated"
