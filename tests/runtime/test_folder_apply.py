@@ -69,9 +69,16 @@ def unnamed_files(pid: int, folder: Path) -> int:
     the process ``pid`` and its children hold open."""
     pids, count = [pid], 0
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        pids += [int(p) for p in task.read_text().split()]
+        try:
+            pids += [int(p) for p in task.read_text().split()]
+        except OSError:  # that thread has just ended
+            continue
     for one in pids:
-        for fd in Path(f"/proc/{one}/fd").glob("*"):
+        try:
+            fds = list(Path(f"/proc/{one}/fd").iterdir())
+        except OSError:  # that process has just ended
+            continue
+        for fd in fds:
             try:
                 target = os.readlink(fd)
             except OSError:
