@@ -90,11 +90,23 @@ def chosen_backend(path: str | os.PathLike[str]) -> tuple[str, str]:
     return ("onnxruntime", reason) if reason else ("native", "")
 
 
+_DECLINED: dict[tuple[str, int, int, int], str] = {}
+"""native_missing's answers by (file, mtime, size, stencil build): one command asks about one file more than once."""
+
+
 def native_missing(path: Path) -> str:
     """Why the native backend cannot run the ONNX model at ``path`` (empty: it can and matches the graph)."""
+    from kernelnet.runtime import native_backend
     from kernelnet.runtime.native_backend import try_native
     from kernelnet.runtime.onnxruntime_backend import OnnxRuntimeRunner
 
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, id(native_backend._stencil))
+    except OSError:
+        key = None
+    if key in _DECLINED:
+        return _DECLINED[key]
     try:
         graph = OnnxRuntimeRunner(path)
     except KernelnetError as exc:
@@ -103,6 +115,8 @@ def native_missing(path: Path) -> str:
         native, reason = try_native(graph, threads=1)
     if native is not None:
         native.close()
+    if key is not None:
+        _DECLINED[key] = reason
     return reason
 
 
