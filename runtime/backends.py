@@ -45,29 +45,46 @@ def open_runner(path: str | os.PathLike[str], backend: str = "auto", threads: in
         runner: Runner = TensorRTRunner(path, name=name or "tensorrt")
         check_fresh(path, runner.info.fields)
         return runner
+    if chosen in ("auto", "native"):
+        return _native_or_graph(path, chosen, threads, name, config)
     from kernelnet.runtime.onnxruntime_backend import load_onnxruntime
 
-    if chosen in ("auto", "native"):
-        from kernelnet.runtime.native_backend import BUILD_PROBLEM, try_native, unsupported
-
-        if BUILD_PROBLEM:  # said once per process (the warnings registry drops repeats of one line)
-            warnings.warn(f"kernelnet: {BUILD_PROBLEM}", stacklevel=2)
-        graph = load_onnxruntime(path, threads=threads, config=config, name=None if chosen == "native" else name)
-        check_fresh(path, graph.info.fields)
-        native, reason = try_native(graph, threads=threads or graph.config.intra_op_threads or None,
-                                    name=name or "native")
-        if native is not None:
-            graph.close()
-            return native
-        if chosen == "native":
-            raise KernelnetError(f"native backend cannot run {path}: {reason}")
-        if not unsupported(graph.info, graph.input_dtype):  # supported, yet differs from the graph: say so
-            warnings.warn(f"native backend not used for {path}: {reason}; running it with onnxruntime", stacklevel=2)
-        return graph  # onnxruntime runs what the stencil cannot (int8, fp16, uint8 input, no metadata)
     device = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-tensorrt": "tensorrt"}[chosen]
     graph = load_onnxruntime(path, threads=threads, device=device, config=config, name=name)
     check_fresh(path, graph.info.fields)
     return graph
+
+
+def _native_or_graph(path: Path, chosen: str, threads: int | None, name: str | None,
+                     config: SessionConfig | None) -> Runner:
+    """The native stencil for a model proven before (no onnxruntime at all) or proven now against its onnxruntime
+    graph; else (``auto``) that graph."""
+    from kernelnet.runtime.native_backend import BUILD_PROBLEM, try_native, unsupported
+    from kernelnet.runtime.native_cache import proven_runner, remember_proven
+    from kernelnet.runtime.session import resolve_session
+
+    if BUILD_PROBLEM:  # said once per process (the warnings registry drops repeats of one line)
+        warnings.warn(f"kernelnet: {BUILD_PROBLEM}", stacklevel=3)
+    config = resolve_session(path, config)[0]  # the tune file read once
+    threads = threads if threads is not None else config.intra_op_threads or None
+    proven, data = proven_runner(path, threads, name or "native")
+    if proven is not None:
+        check_fresh(path, proven.info.fields)
+        return proven
+    from kernelnet.runtime.onnxruntime_backend import load_onnxruntime
+
+    graph = load_onnxruntime(path, threads=threads, config=config, name=None if chosen == "native" else name)
+    check_fresh(path, graph.info.fields)
+    native, reason = try_native(graph, threads=threads, name=name or "native")
+    if native is not None:
+        graph.close()
+        remember_proven(path, data)
+        return native
+    if chosen == "native":
+        raise KernelnetError(f"native backend cannot run {path}: {reason}")
+    if not unsupported(graph.info, graph.input_dtype):  # supported, yet differs from the graph: say so
+        warnings.warn(f"native backend not used for {path}: {reason}; running it with onnxruntime", stacklevel=3)
+    return graph  # onnxruntime runs what the stencil cannot (int8, fp16, uint8 input, no metadata)
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,7 @@ def native_missing(path: Path) -> str:
     """Why the native backend cannot run the ONNX model at ``path`` (empty: it can and matches the graph)."""
     from kernelnet.runtime import native_backend
     from kernelnet.runtime.native_backend import try_native
+    from kernelnet.runtime.native_cache import proven_runner, remember_proven
     from kernelnet.runtime.onnxruntime_backend import OnnxRuntimeRunner
 
     try:
@@ -107,6 +125,9 @@ def native_missing(path: Path) -> str:
         key = None
     if key in _DECLINED:
         return _DECLINED[key]
+    proven, data = proven_runner(path, 1, "native")
+    if proven is not None:
+        return ""
     try:
         graph = OnnxRuntimeRunner(path)
     except KernelnetError as exc:
@@ -115,6 +136,7 @@ def native_missing(path: Path) -> str:
         native, reason = try_native(graph, threads=1)
     if native is not None:
         native.close()
+        remember_proven(path, data)
     if key is not None:
         _DECLINED[key] = reason
     return reason

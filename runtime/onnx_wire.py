@@ -126,3 +126,16 @@ def read_graph(path: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]
     nodes = [_node(v) for f, _, v in entries if f == 1]
     inits = dict(_tensor(v) for f, _, v in entries if f == 5)
     return nodes, inits
+
+
+def read_metadata(data: bytes) -> dict[str, str]:
+    """The model's ``metadata_props`` (ModelProto field 14: key/value string pairs) from an ONNX file's bytes."""
+    if len(data) > MAX_BYTES:
+        raise ValueError("larger than any kernelnet filter")
+    props: dict[str, str] = {}
+    for f, w, v in _fields(data):
+        if f == 14 and w == 2:
+            entry = _fields(v)
+            key = next((x.decode() for g, _, x in entry if g == 1), "")
+            props[key] = next((x.decode() for g, _, x in entry if g == 2), "")
+    return props

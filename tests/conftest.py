@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["KERNELNET_CACHE_DIR"] = ""  # every load proves its model (tests/runtime/test_native_cache.py: on)
 
 from tests.helpers import run_cli, save_exact_run  # noqa: E402
 
