@@ -1,4 +1,5 @@
-"""Build the optional C stencil of the native CPU backend (metadata lives in pyproject.toml).
+"""Build the optional C stencil of the native CPU backend and the PNG row unfilter of the gray PNG reader
+(metadata lives in pyproject.toml).
 
 The extension is optional: without a C compiler the package still installs, and ``kernelnet.runtime`` runs every
 model with onnxruntime instead and says so (``kernelnet info``, ``bench`` and the first ``load``).
@@ -28,7 +29,9 @@ def stencil(module: str, flags: list[str]) -> Extension:
                      optional=True)
 
 
-extensions = [stencil("_stencil", [])]
+extensions = [stencil("_stencil", []),
+              Extension("kernelnet.runtime._png_filters", ["runtime/_png_filters.c"], extra_compile_args=FLAGS,
+                        optional=True)]  # PNG rows unfiltered for runtime/png_decode.py
 if sys.platform != "win32" and platform.machine().lower() in ("x86_64", "amd64"):
     extensions += [stencil(module, [f"-march={arch}", "-mtune=generic"]) for module, arch in X86_BUILDS.items()]
 
