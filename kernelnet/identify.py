@@ -9,7 +9,9 @@ The search, cheapest first, each step on what the previous one fixed:
    k = 1, 3, …, 15; ``abs`` and ``magnitude`` (k ≤ 7) a lifted least squares on y² (its top eigenpairs give the
    kernels) refined by Gauss-Newton on y itself. The smallest k whose residual reaches the data's noise floor wins
    (integer targets: the rounding floor, 1/√12 level RMS; float: float32 resolution), raw before abs before
-   magnitude; nothing at the floor → the best residual, and the verdict says "approximated".
+   magnitude; nothing at the floor → the best residual, and the verdict says "approximated". For integer targets
+   a raw kernel then grows while it writes more levels exactly (a Gaussian cut at 2 σ already reaches the floor's
+   RMS with a few % of its levels one off: :func:`kernelnet.identify_fit.widen`).
 2. **Grid.** Integer-arithmetic black boxes (OpenCV, Pillow) compute integer sums / d: when every coefficient per
    input level and the bias are multiples of 1/d (d ≤ 256), they are snapped, and the output stage snaps values
    to that grid, so that float32 noise can never move an exact tie.
@@ -26,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.identify_fit import MAX_RAW, design, fit_quadratic, fit_raw, predict, sample_interior, widen
 from kernelnet.runtime.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import BORDERS, ROUNDINGS, FilterSpec, OutputStage
 
 KINDS = ("raw", "abs", "magnitude")
-MAX_RAW, MAX_QUADRATIC = 15, 7
+MAX_QUADRATIC = 7
 RAW_ROWS, QUADRATIC_ROWS = 80_000, 24_000
 FLOOR_MARGIN = 1.25
 """A residual within 25% of the noise floor reaches it (the floor of rounded levels is 1/√12 ≈ 0.289)."""
@@ -89,107 +92,6 @@ def clip_bounds(pairs: PairSet, fixed: Fixed) -> tuple[float, float] | None:
     return (lo if lo_n >= SATURATED_SHARE * total else -np.inf, hi if hi_n >= SATURATED_SHARE * total else np.inf)
 
 
-def _sample(pairs: PairSet, clip: tuple[float, float] | None, rows: int, seed: int = 0
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(patches (n, 11, 11), targets (n,)) at uncensored interior pixels, a fixed-seed sample over the planes."""
-    planes = len(pairs.train) * pairs.encoding.channels
-    per_plane = max(256, rows // max(1, planes))
-    rng = np.random.default_rng(seed)
-    m = MAX_RAW // 2
-    xs, ys, taken = [], [], 0
-    for strip in pairs.iter_strips(pairs.spread(pairs.train)):
-        if taken >= rows:  # enough: a corpus of many small pairs is sampled, not read whole
-            break
-        x, y, height, width = strip.x, strip.y, strip.height, strip.x.shape[1]
-        if min(height, width) <= 2 * m:
-            continue
-        image_rows = strip.image_rows()
-        inner = np.flatnonzero((image_rows >= m) & (image_rows < height - m)) + strip.own.start  # strip rows
-        if not inner.size:
-            continue
-        targets = y[inner, m:width - m]
-        keep = np.ones(targets.shape, dtype=bool)
-        if clip is not None:
-            keep &= (targets > clip[0]) & (targets < clip[1])
-        idx = np.flatnonzero(keep)
-        share = -(-per_plane * inner.size // (height - 2 * m))  # this strip's part of the plane's sample
-        idx = rng.choice(idx, min(share, idx.size), replace=False) if idx.size else idx
-        r, c = np.unravel_index(idx, keep.shape)
-        windows = np.lib.stride_tricks.sliding_window_view(x, (MAX_RAW, MAX_RAW))
-        xs.append(windows[inner[r] - m, c])
-        ys.append(targets.ravel()[idx])
-        taken += len(idx)
-    if not xs or not sum(len(v) for v in ys):
-        from kernelnet.runtime.errors import KernelnetError
-
-        raise KernelnetError(f"no usable pixels: pairs must be larger than {2 * m + 1}x{2 * m + 1} and not all "
-                             "saturated")
-    patches = np.concatenate(xs)
-    if np.ptp(patches) == 0:
-        from kernelnet.runtime.errors import KernelnetError
-
-        raise KernelnetError("every input pixel holds the same value: no filter can be identified from constant "
-                             "images")
-    return patches, np.concatenate(ys)
-
-
-def _design(patches: np.ndarray, k: int) -> np.ndarray:
-    m, r = MAX_RAW // 2, k // 2
-    core = patches[:, m - r:m + r + 1, m - r:m + r + 1].reshape(len(patches), -1)
-    return np.concatenate([core, np.ones((len(core), 1))], axis=1)
-
-
-def _fit_raw(d: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    w = np.linalg.lstsq(d, y, rcond=None)[0]
-    return w, float(np.sqrt(np.mean((d @ w - y) ** 2)))
-
-
-def _lifted(d: np.ndarray, y: np.ndarray, c: int) -> np.ndarray:
-    """(c, n) factors of the PSD quadratic form M fitted to y² ≈ dᵀ M d."""
-    n = d.shape[1]
-    iu = np.triu_indices(n)
-    scale = np.where(iu[0] == iu[1], 1.0, 2.0)
-    gram, rhs = np.zeros((len(iu[0]),) * 2), np.zeros(len(iu[0]))
-    for start in range(0, len(d), 4096):
-        rows = d[start:start + 4096]
-        feats = rows[:, iu[0]] * rows[:, iu[1]] * scale
-        gram += feats.T @ feats
-        rhs += feats.T @ (y[start:start + 4096] ** 2)
-    coef = np.linalg.lstsq(gram, rhs, rcond=None)[0]
-    m = np.zeros((n, n))
-    m[iu] = coef
-    m = (m + m.T) / 2
-    vals, vecs = np.linalg.eigh(m)
-    order = np.argsort(vals)[::-1][:c]
-    return (vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))).T
-
-
-def _predict(d: np.ndarray, w: np.ndarray, combine: str) -> np.ndarray:
-    if combine == "magnitude":
-        return np.hypot(d @ w[0], d @ w[1])
-    z = d @ w[0]
-    return np.abs(z) if combine == "abs" else z
-
-
-def _fit_quadratic(d: np.ndarray, y: np.ndarray, combine: str, steps: int = 8) -> tuple[np.ndarray, float]:
-    """Lifted start, then Gauss-Newton on y ≈ |d·w| (abs) or √((d·a)² + (d·b)²) (magnitude)."""
-    c, n = 2 if combine == "magnitude" else 1, d.shape[1]
-    rows = max(4000, 6 * n * (n + 1) // 2)  # the lifted problem has n(n+1)/2 unknowns; Gauss-Newton uses all rows
-    w = _lifted(d[:rows], y[:rows], c)
-    for _ in range(steps):
-        if combine == "abs":
-            sign = np.sign(d @ w[0])
-            sign[sign == 0] = 1
-            w = np.linalg.lstsq(d * sign[:, None], y, rcond=None)[0][None]
-        else:
-            a, b = d @ w[0], d @ w[1]
-            f = np.maximum(np.hypot(a, b), 1e-12)
-            jac = np.concatenate([d * (a / f)[:, None], d * (b / f)[:, None]], axis=1)
-            step = np.linalg.lstsq(jac, y - f, rcond=None)[0]
-            w = w + step.reshape(2, -1)
-    return w, float(np.sqrt(np.mean((_predict(d, w, combine) - y) ** 2)))
-
-
 def floor_rms(pairs: PairSet, y: np.ndarray) -> float:
     """The residual RMS of a perfect model: rounding (1/√12 level) or float32 resolution of the targets."""
     if pairs.encoding.levels is not None:
@@ -201,7 +103,7 @@ def floor_rms(pairs: PairSet, y: np.ndarray) -> float:
 def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
                   ) -> tuple[str, np.ndarray, float, float, list[dict[str, Any]]]:
     """(combine, weights (C, k²+1), rms, floor, candidates) over kinds and sizes, smallest k at the floor first."""
-    patches, y = _sample(pairs, clip, RAW_ROWS)
+    patches, y = sample_interior(pairs, clip, RAW_ROWS)
     floor = floor_rms(pairs, y)
     candidates: list[dict[str, Any]] = []
     best: tuple[float, str, np.ndarray] | None = None
@@ -216,14 +118,16 @@ def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
             continue
         sizes = [fixed.kernel_size] if fixed.kernel_size else range(1, top + 1, 2)
         for k in sizes:
-            d = _design(patches if combine == "raw" else patches[:QUADRATIC_ROWS], k)
+            d = design(patches if combine == "raw" else patches[:QUADRATIC_ROWS], k)
             yy = y if combine == "raw" else y[:QUADRATIC_ROWS]
-            w, rms = _fit_raw(d, yy) if combine == "raw" else _fit_quadratic(d, yy, combine)
+            w, rms = fit_raw(d, yy) if combine == "raw" else fit_quadratic(d, yy, combine)
             w = w.reshape(1, -1) if combine == "raw" else w
             candidates.append({"combine": combine, "kernel_size": k, "rms": rms})
             if best is None or rms < best[0] * 0.98:
                 best = (rms, combine, w)
             if rms <= FLOOR_MARGIN * floor:
+                if combine == "raw" and pairs.encoding.levels is not None and k > 1:
+                    k, w, rms = widen(pairs, clip, (patches, y), k, candidates, grow=fixed.kernel_size is None)
                 return combine, w, rms, floor, candidates
     if best is None:
         from kernelnet.runtime.errors import KernelnetError
@@ -247,7 +151,7 @@ def snap_grid(w: np.ndarray, in_levels: float, patches_y: tuple[np.ndarray, np.n
             continue
         cand = w.copy()
         cand[:, :-1] = snapped * in_levels
-        got = float(np.sqrt(np.mean((_predict(d_patches, cand, combine) - y) ** 2)))
+        got = float(np.sqrt(np.mean((predict(d_patches, cand, combine) - y) ** 2)))
         if got <= rms * 1.02 + 1e-12:
             return cand, d
     return w, None
@@ -313,8 +217,8 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     reached = rms <= FLOOR_MARGIN * floor
     grid = None
     if pairs.encoding.levels is not None and reached and in_levels is not None:
-        patches, y = _sample(pairs, clip, 20_000, seed=1)
-        w, grid = snap_grid(w, in_levels, (_design(patches, k), y), combine, rms)
+        patches, y = sample_interior(pairs, clip, 20_000, seed=1)
+        w, grid = snap_grid(w, in_levels, (design(patches, k), y), combine, rms)
     bits = pairs.encoding.bits
     if clip is not None and combine != "raw" and clip[0] <= 0 and not np.isfinite(clip[1]):
         clip = None  # |z| and √(a² + b²) are never negative: a lower bound at 0 says nothing

@@ -11,7 +11,6 @@ apply and verify take it like any other.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -25,20 +24,17 @@ from kernelnet.runtime.pairs import PairSet, load_pairs, planes
 from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.verify_pairs import floor_db, reproduces
 
-FLOAT_REPRODUCED_DB = 100.0
-"""Float targets count as reproduced at ≥ 100 dB held-out PSNR (float32 resolution lies beyond 130 dB)."""
-EXACT_REPRODUCED = 0.99
 PLOT_SIDE = 512
 """The sample plots show at most this corner of each image."""
 NAMED_MATCH = 1e-3
 
 
 def noise_floor_db(pairs: PairSet) -> float:
-    """PSNR of a perfect model: rounding noise (1/12 level²) for integer targets, float32 resolution else."""
-    if pairs.encoding.levels is not None:
-        return 10.0 * math.log10(pairs.encoding.levels ** 2 * 12.0)
-    return 20.0 * math.log10(2.0 ** 24)  # float32 holds 24 significant bits
+    """The PSNR a reproducing model reaches: rounding noise (1/12 level²) for integer targets, 100 dB for float
+    ones (verify's floors)."""
+    return floor_db(pairs)
 
 
 def heldout(pairs: PairSet, spec: FilterSpec) -> dict[str, Any]:
@@ -127,10 +123,8 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
                      run_dir.name).replace(solver=solver)  # absolute: prune and quantize find them from anywhere
     figures = heldout(pairs, found.spec)
     floor = noise_floor_db(pairs)
-    # integer targets: at the rounding floor and exact on held-out pairs; float targets: ≥ 100 dB held out (what
-    # ``kernelnet verify --targets`` requires too)
-    reproduced = (figures["heldout_exact_fraction"] >= EXACT_REPRODUCED and found.reached_floor
-                  if pairs.encoding.levels is not None else figures["heldout_psnr_db"] >= FLOAT_REPRODUCED_DB)
+    # the one verdict, on the held-out pairs: what ``kernelnet verify --data --targets`` and the pipeline ask too
+    reproduced = reproduces(figures["heldout_exact_fraction"], figures["heldout_psnr_db"], floor)
     spec = found.spec
     metrics: dict[str, Any] = {
         "identified": {"model": spec.model, "normalize": spec.normalize, "kernel_size": spec.kernel_size,

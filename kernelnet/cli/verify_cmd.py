@@ -33,10 +33,14 @@ from kernelnet.runtime.errors import CheckFailed, KernelnetError
               help="Folder of inputs whose black-box outputs are in --targets: check every backend against them.")
 @click.option("--targets", type=click.Path(file_okay=False), default=None,
               help="Folder of the black box's outputs (matched to --data by relative path and stem).")
+@click.option("--min-exact", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.999, show_default=True,
+              help="Integer targets: the share of levels each backend must write exactly (and reach the rounding "
+                   "floor's PSNR); train's 'reproduced' verdict uses the same rule.")
+@click.option("--exact", is_flag=True, help="Integer targets: every level equal (--min-exact 1).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the full report.")
 def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tiled: bool, n_random: int, seed: int,
            atol: float | None, rtol: float, truth_tol: float, int8_tol: float, threads: int | None,
-           data: str | None, targets: str | None, json_path: str | None) -> None:
+           data: str | None, targets: str | None, min_exact: float, exact: bool, json_path: str | None) -> None:
     """Check MODEL's backends against each other and against the true filter computed in numpy.
 
     \b
@@ -86,7 +90,8 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
         from kernelnet.runtime.pairs import load_pairs
         from kernelnet.runtime.verify_pairs import verify_pairs
 
-        pair_rows = [r.to_dict() for r in verify_pairs(backends, load_pairs(data, targets))]
+        pair_rows = [r.to_dict() for r in verify_pairs(backends, load_pairs(data, targets),
+                                                        1.0 if exact else min_exact)]
         click.echo()
         print_table(pair_rows, ["check", "pairs", "exact_fraction", "max_error", "psnr_db", "floor_db", "ok"])
     if json_path is not None:
@@ -97,8 +102,7 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
     bad_pairs = [r for r in pair_rows if r["ok"] is False]
     if bad_pairs:
         worst = bad_pairs[0]
-        raise CheckFailed(f"{worst['check']}: PSNR {worst['psnr_db']:.2f} dB below the floor {worst['floor_db']:.2f} dB "
-                          f"({len(bad_pairs)} backend(s) failed on the pairs)")
+        raise CheckFailed(f"{worst['check']}: {worst['why']} ({len(bad_pairs)} backend(s) failed on the pairs)")
     if not report.ok:
         bad = next(row for row in report.summary if not row["ok"])
         raise CheckFailed(f"{bad['check']}: max abs error {bad['max_abs_error']:.3g} at {bad['worst_case']} "

@@ -60,7 +60,33 @@ def test_verify_against_pairs_fails_a_wrong_model(tmp_path, exact_run):
     run = exact_run("sobel")
     assert kn("export", run).exit_code == 0
     res = kn("verify", run / "model.onnx", "--data", data, "--targets", targets, "--sizes", "9x11")
-    assert res.exit_code == 1 and "below the floor" in res.output
+    assert res.exit_code == 1 and "of levels equal, below 99.9%" in res.output
+
+
+def test_train_verify_and_the_verdict_agree_on_a_box_that_misses_a_few_levels(tmp_path):
+    """A sharpen whose files have 0.5% of their levels one off (at hashed positions): the PSNR stays above the
+    rounding floor, so only the exact share tells — train says "approximated", verify exits 1, both by the one
+    rule; --min-exact 0.99 accepts it and --exact refuses even the clean box's single-level ties."""
+    sharpen = pil(ImageFilter.SHARPEN)
+
+    def off_by_one(c: np.ndarray) -> np.ndarray:
+        out = sharpen(c).astype(np.int16)
+        h, w = out.shape
+        bump = ((np.arange(h)[:, None] * 7919 + np.arange(w)[None, :] * 104729 + int(c.sum())) % 200) == 0
+        return np.clip(out + np.where(out < 255, 1, -1) * bump, 0, 255).astype(np.uint8)
+
+    data, targets = make_pairs(tmp_path, off_by_one, count=8, side=64)
+    m = train_pairs(data, targets, tmp_path / "run", plots=False).metrics
+    assert 0.99 < m["heldout_exact_fraction"] < 0.999 and m["heldout_psnr_db"] > m["noise_floor_psnr_db"]
+    assert m["verdict"] == "approximated"
+    assert kn("export", tmp_path / "run").exit_code == 0
+    model = tmp_path / "run" / "model.onnx"
+    verify = ["verify", model, "--data", data, "--targets", targets, "--sizes", "9x11", "--no-tiled"]
+    res = kn(*verify)
+    assert res.exit_code == 1 and "below 99.9%" in res.output, res.output
+    assert kn(*verify, "--min-exact", "0.99").exit_code == 0
+    res = kn(*verify, "--exact")
+    assert res.exit_code == 1 and "below 100%" in res.output
 
 
 def test_unmatched_and_mismatched_pairs_are_one_line(tmp_path):
