@@ -161,7 +161,7 @@ def _plot(run_dir: Path, spec: FilterSpec, pairs: PairSet) -> None:
     from kernelnet.plots import plot_kernels, plot_samples
 
     (run_dir / "plots").mkdir(exist_ok=True)
-    plot_kernels(spec.kernels, spec.kernels, run_dir / "plots" / "kernels.png", title="Identified kernels")
+    plot_kernels(spec.kernels, None, run_dir / "plots" / "kernels.png", title="Identified kernels", label="identified")
     samples = []
     for pair in (pairs.test or pairs.train)[:3]:
         source, target = (a[:PLOT_SIDE, :PLOT_SIDE] for a in pairs.raw(pair))  # a corner of large images

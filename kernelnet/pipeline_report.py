@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,35 @@ from kernelnet.runtime.atomic import read_json_or_empty
 from kernelnet.report import Section, write_report
 
 
+def shown_path(path: Any, base: Path) -> str:
+    """``path`` as the report shows it: relative to the report's folder (no absolute local paths in a report that
+    is passed around)."""
+    if not path or not os.path.isabs(str(path)):  # "builtin", or already relative
+        return str(path)
+    try:
+        return os.path.relpath(str(path), base)
+    except ValueError:  # another drive (Windows)
+        return Path(str(path)).name
+
+
+def _db(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
+
+
 def _pairs_section(run: Path) -> Section:
     m, c = read_json_or_empty(run / "metrics.json"), read_json_or_empty(run / "config.json")
     ident = m.get("identified", {})
+    base = run.parent
     return Section("1. Identification from pairs", facts=[
-        ("verdict", m.get("verdict")), ("inputs / targets", f"{c.get('data')} / {c.get('targets')}"),
+        ("verdict", m.get("verdict")),
+        ("inputs / targets", f"{shown_path(c.get('data'), base)} / {shown_path(c.get('targets'), base)}"),
         ("targets", json.dumps(m.get("target_encoding"))), ("pairs (held out)", f"{m.get('pairs')} "
                                                                                f"({m.get('heldout_pairs')})"),
         ("kind", "double (magnitude)" if ident.get("model") == "double" else
          "single abs" if ident.get("normalize") else "single raw"),
         ("kernel size", ident.get("kernel_size")), ("border", ident.get("padding")), ("clip", ident.get("clip")),
         ("rounding", ident.get("rounding")), ("grid (values are multiples of 1/grid)", m.get("grid")),
-        ("held-out PSNR / noise floor (dB)", f"{m.get('heldout_psnr_db')} / {m.get('noise_floor_psnr_db')}"),
+        ("held-out PSNR / noise floor (dB)", f"{_db(m.get('heldout_psnr_db'))} / {_db(m.get('noise_floor_psnr_db'))}"),
         ("held-out exact share", m.get("heldout_exact_fraction")), ("equals named filter", m.get("nearest_named_filter")),
         ("seconds", m.get("train_seconds"))],
         tables=[("Border candidates: mean squared error on the outer ring", [
@@ -39,7 +57,7 @@ def _train_section(run: Path) -> Section:
         return _pairs_section(run)
     kind = f"{c.get('model')}{' (abs)' if c.get('normalize') else ''} {c.get('kernel_size')}x{c.get('kernel_size')}"
     return Section("1. Training", facts=[
-        ("target filter", c.get("filter")), ("model", kind), ("border", c.get("padding")), ("data", c.get("data")),
+        ("target filter", c.get("filter")), ("model", kind), ("border", c.get("padding")), ("data", shown_path(c.get("data"), run.parent)),
         ("solver", m.get("solver")), ("epochs run", m.get("epochs_run")), ("train seconds", m.get("train_seconds")),
         ("kernel max abs error (after symmetry alignment)", m.get("kernel_max_abs_error")),
         ("test PSNR vs true filter (dB)", m.get("test_psnr_db")), ("test MSE", m.get("test_mse")),
@@ -76,8 +94,9 @@ def _export_section(run: Path) -> Section:
     sizes = q.get("size_bytes", {})
     facts: list[tuple[str, Any]] = [("model.onnx bytes", sizes.get("fp32")),
                                     ("model.int8.onnx bytes", sizes.get("int8"))]
-    facts += [(f"int8 {key}", q[key]) for key in ("psnr_vs_fp32_db", "max_abs_error", "int8_over_fp32",
-                                                  "int8_slower_on_this_cpu") if key in q]
+    facts += [(f"int8 {key}", q[key]) for key in ("psnr_vs_fp32_db", "max_abs_error", "int8_over_fp32") if key in q]
+    if "int8_slower_on_this_cpu" in q:  # green when int8 pays off here, red when it does not
+        facts.append(("int8 faster than fp32 on this CPU", not q["int8_slower_on_this_cpu"]))
     return Section("3. Export and int8 quantization", facts=facts,
                    images=[("|int8 − fp32| on a held-out photo", run / "plots" / "int8_error.png")],
                    notes=["The ONNX graph has symbolic batch, height and width; export verified onnxruntime against "
@@ -112,4 +131,4 @@ def build_report(out: Path, seconds: dict[str, float]) -> tuple[Path, Path]:
                 _verify_section(verify), _bench_section(bench, out / "bench.png"), timing]
     verdict = "verified" if verify.get("ok") else "VERIFICATION FAILED"
     return write_report(out, f"kernelnet pipeline report — {verdict}", sections,
-                        subtitle=f"kernelnet {__version__}; directory {out}")
+                        subtitle=f"kernelnet {__version__}; directory {out.name}")

@@ -41,9 +41,10 @@ def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_kernels(learned: np.ndarray, target: np.ndarray, path: Path, title: str = "Kernels",
-                 mask: np.ndarray | None = None) -> None:
-    """Heat maps with values: learned (aligned) / target / difference, one row per kernel (C, k, k).
+def plot_kernels(learned: np.ndarray, target: np.ndarray | None, path: Path, title: str = "Kernels",
+                 mask: np.ndarray | None = None, label: str = "learned") -> None:
+    """Heat maps with values: learned (aligned) / target / difference, one row per kernel (C, k, k); without a
+    ``target`` (a black box identified from pairs has none) the ``label``-ed kernels alone.
 
     ``mask`` (C, k, k), if given, marks pruned positions with a cross.
     """
@@ -51,13 +52,15 @@ def plot_kernels(learned: np.ndarray, target: np.ndarray, path: Path, title: str
     c, k = learned.shape[0], learned.shape[-1]
     from kernelnet.metrics import embed_center
 
-    target = embed_center(target, k)
-    fig, axes = plt.subplots(c, 3, figsize=(3 * 3.1, c * 3.0), squeeze=False)
-    vmax = float(max(np.abs(target).max(), np.abs(learned).max(), 1e-12))
+    target = None if target is None else embed_center(target, k)
+    fig, axes = plt.subplots(c, 1 if target is None else 3, figsize=((1 if target is None else 3) * 3.1, c * 3.0),
+                             squeeze=False)
+    vmax = float(max(np.abs(learned).max(), 1e-12 if target is None else np.abs(target).max(), 1e-12))
     for row in range(c):
-        diff = learned[row] - target[row]
-        panels = [("learned", learned[row], vmax), ("target", target[row], vmax),
-                  ("learned - target", diff, float(np.abs(diff).max()) or 1e-12)]
+        panels = [(label, learned[row], vmax)]
+        if target is not None:
+            diff = learned[row] - target[row]
+            panels += [("target", target[row], vmax), ("learned - target", diff, float(np.abs(diff).max()) or 1e-12)]
         for col, (name, data, vm) in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(data, cmap="RdBu_r", vmin=-vm, vmax=vm)

@@ -12,23 +12,27 @@ from kernelnet.cli.common import build_run_config
 
 @click.command()
 @click.option("--filter", "filter_", default="sobel", show_default=True, help="Target filter (as for train).")
-@click.option("--model", type=click.Choice(["single", "double"]), default="single", show_default=True)
-@click.option("--normalize/--no-normalize", default=False, show_default=True, help="single only: abs model.")
-@click.option("--padding", type=click.Choice(["zeros", "reflect", "symmetric", "replicate", "copy"]), default="zeros",
-              show_default=True)
+@click.option("--model", type=click.Choice(["single", "double"]), default=None,
+              help="[default: single; with --targets: identified]")
+@click.option("--normalize/--no-normalize", default=None,
+              help="single only: abs model [default: no; with --targets: identified].")
+@click.option("--padding", type=click.Choice(["zeros", "reflect", "symmetric", "replicate", "copy"]), default=None,
+              help="[default: zeros; with --targets: identified]")
 @click.option("--data", default="builtin", show_default=True, help="'builtin' or a folder of images.")
 @click.option("--targets", type=click.Path(file_okay=False), default=None,
               help="The black box's outputs for --data: identify and learn that filter (kind, size, border, clip "
                    "and rounding are identified).")
-@click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default="adam", show_default=True)
+@click.option("--solver", type=click.Choice(["adam", "sgd", "exact"]), default=None,
+              help="[default: adam; with --targets: exact identification]")
 @click.option("--epochs", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bench-sizes", default="256x256,1080x1920,2160x3840", show_default=True, help="HxW list for bench.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Pipeline directory [default: artifacts/pipeline/<filter>-<model>].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str, targets: str | None, solver: str,
-             epochs: int, seed: int, bench_sizes: str, out: str | None, quiet: bool) -> None:
+def pipeline(filter_: str, model: str | None, normalize: bool | None, padding: str | None, data: str,
+             targets: str | None, solver: str | None, epochs: int, seed: int, bench_sizes: str, out: str | None,
+             quiet: bool) -> None:
     """Train, prune (auto, lossless), export ONNX, quantize int8, verify and bench; write report.html/.md.
 
     \b
@@ -46,11 +50,16 @@ def pipeline(filter_: str, model: str, normalize: bool, padding: str, data: str,
 
         if data == "builtin":
             raise KernelnetError("--targets needs --data: the folder of the images the targets were made from")
+        fixed = [name for name, value in (("--model", model), ("--normalize", normalize), ("--padding", padding),
+                                          ("--solver", solver)) if value is not None]
+        if fixed:
+            raise KernelnetError(f"with --targets the pipeline identifies the filter: drop {', '.join(fixed)} (kernelnet "
+                                 "train --data --targets takes them to fix what is not identified)")
         config = RunConfig(filter="pairs", data=data, targets=targets, solver="exact", seed=seed,
                            name=f"pairs-{Path(targets).resolve().name}")
     else:
-        config = build_run_config(filter_, model, normalize, None, seed, padding=padding, data=data, solver=solver,
-                                  epochs=epochs)
+        config = build_run_config(filter_, model or "single", bool(normalize), None, seed, padding=padding or "zeros",
+                                  data=data, solver=solver or "adam", epochs=epochs)
     out_dir = Path(out) if out else Path("artifacts/pipeline") / config.run_name
     t0 = time.perf_counter()
     result = run_pipeline(config, out_dir, bench_sizes=bench_sizes, progress=not quiet,

@@ -94,3 +94,40 @@ def test_readme_starts_with_the_two_setup_commands():
     assert commands[0].endswith("kernelnet pipeline") and "torch==2.13.0" in commands[0]
     assert commands[1] == "python3 -m pytest -q"
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_pairs_pipeline_report_shows_what_people_read(tmp_path):
+    """A pipeline over pairs: its verdict and verify agree, and the report has no absolute local paths, PSNRs to
+    two decimals, the identified kernels alone (no "learned − target" of a kernel with itself) and int8's speed
+    as "faster" (green only when it is)."""
+    from PIL import ImageFilter
+
+    from tests.black_boxes import make_pairs, pil
+
+    data, targets = make_pairs(tmp_path, pil(ImageFilter.SHARPEN), count=8, side=48)
+    config = RunConfig(filter="pairs", data=str(data.resolve()), targets=str(targets.resolve()), solver="exact",
+                       name="pairs-sharpen")
+    out = tmp_path / "pipe"
+    result = run_pipeline(config, out, bench_sizes="32x32", bench_min_time=0.02, verify_sizes="13x7",
+                          progress=False, say=lambda s: None)
+    verdict = json.loads((out / "train" / "metrics.json").read_text())["verdict"]
+    assert result.verified == (verdict == "reproduced") and verdict == "reproduced"
+    for report in (out / "report.html", out / "report.md"):
+        text = report.read_text()
+        assert str(tmp_path) not in text, f"{report.name} shows an absolute local path"
+        assert not re.search(r"\d\.\d{5,} / ", text), "PSNRs with many decimals"
+    md = (out / "report.md").read_text()
+    assert "int8 faster than fp32 on this CPU" in md and "slower_on_this_cpu" not in md
+    assert "../in / ../out" in md  # inputs / targets relative to the report
+
+
+def test_pipeline_with_targets_refuses_the_options_it_identifies(tmp_path):
+    from tests.helpers import kn
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    res = kn("pipeline", "--data", tmp_path / "in", "--targets", tmp_path / "out", "--model", "double",
+             "--solver", "adam", "--out", tmp_path / "p")
+    assert res.exit_code == 2 and "drop --model, --solver" in res.output and res.output.count("\n") == 1
+    assert not (tmp_path / "p").exists()
