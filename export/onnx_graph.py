@@ -12,14 +12,15 @@ Graph forms (each computes the spec exactly; export verifies the file against th
   much slower with two output channels.
 
 Borders: ``zeros`` is the Conv's own padding; ``reflect`` / ``replicate`` are a ``Pad`` (mode reflect / edge)
-before it; ``symmetric`` (no Pad mode) is two mirrored ``Slice``s concatenated on each axis; ``copy`` computes
+before it; ``symmetric`` and ``reflect_symmetric`` (no Pad mode) are two mirrored ``Slice``s concatenated on each
+axis; ``copy`` computes
 the interior with zeros and puts the input back on the outer ring with a ``Where`` over a mask built from the
 input's shape. The output stage, when not the identity, follows as ``Mul``/``Add``, ``Clip`` and a rounding op.
 ``auto`` picks ``separable`` when the kernel is rank 1 to float32 precision (its float32 factors' product is the
 float32 kernel within 2u·Σ|K|, u = 2⁻²⁴), else ``conv``.
 
     >>> import numpy as np
-    >>> from kernelnet.runtime.spec import FilterSpec
+    >>> from kernelnet.runtime.spec import FilterSpec, mirror_slices
     >>> proto = build_graph(FilterSpec.from_kind(np.ones((3, 3)) / 9))                  # doctest: +SKIP
     >>> [n.op_type for n in proto.graph.node]                                           # doctest: +SKIP
     ['Conv', 'Conv']
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec import FilterSpec, mirror_slices
 
 FORMS = ("auto", "conv", "separable")
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -114,15 +115,16 @@ def _correlate(b: _Builder, x: str, spec: FilterSpec, c: int, form: str, padded:
     return b.op("Conv", [x, b.weight(f"w{tag}", spec.kernels[c].reshape(1, 1, k, k))] + bias, pads=pads)
 
 
-def _symmetric_pad(b: _Builder, x: str, r: int) -> str:
-    """Pad H and W by ``r`` mirroring with the edge sample repeated (numpy ``symmetric``; needs sides ≥ r)."""
-    lowest = np.iinfo(np.int64).min
+def _mirror_pad(b: _Builder, x: str, r: int, border: str) -> str:
+    """Pad H and W by ``r`` with the mirror border ``border`` (``symmetric`` or ``reflect_symmetric``): reversed
+    Slices of the input concatenated before and after it (no Pad mode mirrors so)."""
+    head_range, tail_range = mirror_slices(border, r)
     for axis in (2, 3):
         ax, step = b.const(f"ax{axis}", np.array([axis], np.int64)), b.const(f"back{axis}", np.array([-1], np.int64))
-        head = b.op("Slice", [x, b.const(f"head0_{axis}", np.array([r - 1], np.int64)),
-                              b.const(f"head1_{axis}", np.array([lowest], np.int64)), ax, step])
-        tail = b.op("Slice", [x, b.const(f"tail0_{axis}", np.array([-1], np.int64)),
-                              b.const(f"tail1_{axis}", np.array([-r - 1], np.int64)), ax, step])
+        head = b.op("Slice", [x, b.const(f"head0_{axis}", np.array([head_range[0]], np.int64)),
+                              b.const(f"head1_{axis}", np.array([head_range[1]], np.int64)), ax, step])
+        tail = b.op("Slice", [x, b.const(f"tail0_{axis}", np.array([tail_range[0]], np.int64)),
+                              b.const(f"tail1_{axis}", np.array([tail_range[1]], np.int64)), ax, step])
         x = b.op("Concat", [head, x, tail], axis=axis)
     return x
 
@@ -198,8 +200,8 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
         x = b.op("Cast", [x], to=TensorProto.FLOAT16)
     source = x
     padded = spec.border not in ("zeros", "copy") and spec.halo > 0
-    if padded and spec.border == "symmetric":
-        x = _symmetric_pad(b, x, spec.halo)
+    if padded and spec.border in ("symmetric", "reflect_symmetric"):
+        x = _mirror_pad(b, x, spec.halo, spec.border)
     elif padded:
         r = spec.halo
         x = b.op("Pad", [x, b.const("pads", np.array([0, 0, r, r, 0, 0, r, r], dtype=np.int64))],

@@ -30,8 +30,11 @@ def pad_same(x: torch.Tensor, kernel_size: int, padding: str) -> torch.Tensor:
     r = kernel_size // 2
     if r == 0 or padding in ("zeros", "copy"):
         return x
-    if padding == "reflect" and min(x.shape[-2:]) <= r:
-        raise ValueError(f"reflect border needs H and W > {r}, got {tuple(x.shape[-2:])}")
+    if padding in ("reflect", "reflect_symmetric") and min(x.shape[-2:]) <= r:
+        raise ValueError(f"{padding} border needs H and W > {r}, got {tuple(x.shape[-2:])}")
+    if padding == "reflect_symmetric":  # reflect before each axis, symmetric after it
+        x = torch.cat([x[..., 1:r + 1, :].flip(-2), x, x[..., -r:, :].flip(-2)], dim=-2)
+        return torch.cat([x[..., 1:r + 1].flip(-1), x, x[..., -r:].flip(-1)], dim=-1)
     if padding == "symmetric":
         if min(x.shape[-2:]) < r:
             raise ValueError(f"symmetric border needs H and W >= {r}, got {tuple(x.shape[-2:])}")

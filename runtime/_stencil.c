@@ -29,7 +29,7 @@
 #include <time.h>
 
 enum { COMBINE_RAW = 0, COMBINE_ABS = 1, COMBINE_MAGNITUDE = 2 };
-enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMETRIC = 3 };
+enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMETRIC = 3, BORDER_REFLECT_SYMMETRIC = 4 };
 #define MAX_K 31
 #define MAX_THREADS 256
 #define SPIN_SECONDS 2e-4 /* how long an idle thread spins before it sleeps */
@@ -80,6 +80,10 @@ static Py_ssize_t map_index(Py_ssize_t v, Py_ssize_t len, int border) {
     if (border == BORDER_REPLICATE || len == 1) return v < 0 ? 0 : len - 1;
     if (border == BORDER_SYMMETRIC) { /* reflect repeating the edge sample (numpy "symmetric") */
         while (v < 0 || v >= len) v = v < 0 ? -v - 1 : 2 * len - 1 - v;
+        return v;
+    }
+    if (border == BORDER_REFLECT_SYMMETRIC) { /* reflect before the start, symmetric after the end (ffmpeg) */
+        while (v < 0 || v >= len) v = v < 0 ? -v : 2 * len - 1 - v;
         return v;
     }
     while (v < 0 || v >= len) v = v < 0 ? -v : 2 * (len - 1) - v; /* reflect without repeating the edge */
@@ -522,7 +526,7 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     if (row1 < 0) row1 = h;
     if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 ||
         (channels != 1 && channels != 2) || combine < COMBINE_RAW || combine > COMBINE_MAGNITUDE ||
-        (channels == 2) != (combine == COMBINE_MAGNITUDE) || border < BORDER_ZEROS || border > BORDER_SYMMETRIC ||
+        (channels == 2) != (combine == COMBINE_MAGNITUDE) || border < BORDER_ZEROS || border > BORDER_REFLECT_SYMMETRIC ||
         threads < 1 || in_kind < KIND_F32 || in_kind > KIND_U16 || out_kind < KIND_F32 || out_kind > KIND_U16) {
         PyErr_SetString(PyExc_ValueError, "invalid stencil arguments");
         return NULL;

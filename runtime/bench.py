@@ -113,8 +113,8 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
     except ImportError:
         return None
     spec = info.spec
-    if spec is None or spec.border == "copy" or not spec.output.identity:
-        return None  # OpenCV has no ring-copying border and no output stage to compare with
+    if spec is None or spec.border in ("copy", "reflect_symmetric") or not spec.output.identity:
+        return None  # OpenCV has no ring-copying or half-mirrored border and no output stage to compare with
     if threads is not None:
         cv2.setNumThreads(threads)
     border = {"zeros": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "symmetric": cv2.BORDER_REFLECT,
@@ -148,7 +148,8 @@ def opencv_missing(info: ModelInfo) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet metadata (its kernels are unknown)"
-    return "filter2D has no output stage (clip, grid, rounding) or copy border to compare this model with"
+    return ("filter2D has no output stage (clip, grid, rounding), copy border or reflect_symmetric border to "
+            "compare this model with")
 
 
 def open_contenders(model: str | Path, threads: int, tile: Any = None,

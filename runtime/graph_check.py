@@ -11,7 +11,7 @@ package — and accepts only the forms kernelnet exports for a gray float filter
   stage's and the copy border's exact nodes (:mod:`kernelnet.runtime.graph_stage`; the border's edge mask is the
   one shape-reading form allowed);
 * Conv with stride 1, dilation 1, group 1, its weights and bias initializers; Pad with the spec's mode and
-  exactly k//2 on H and W; Slice only as the symmetric border's mirror of k//2 samples;
+  exactly k//2 on H and W; Slice only as a mirror border's (symmetric, reflect_symmetric) k//2 samples;
 * the effective kernels (a separable pair multiplied out) and biases equal to the metadata's in float32, to
   float32 precision relative to the kernel's scale (:mod:`kernelnet.runtime.float_bounds`), the combine (Abs, or Mul·Mul + Add → Sqrt) and the border as the metadata says.
 
@@ -31,7 +31,7 @@ import numpy as np
 from kernelnet.runtime.float_bounds import TINY, UNIT_ROUNDOFF, weights_match
 from kernelnet.runtime.graph_stage import allowed_ops, peel_output
 from kernelnet.runtime.onnx_wire import read_graph
-from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec import FilterSpec, mirror_slices
 
 __all__ = ["NATIVE_OPS", "POINTWISE_OPS", "read_graph", "receptive_radius", "stencil_problem"]
 
@@ -106,17 +106,18 @@ class _Matcher:
                     self.const(pad["inputs"][1]).tolist() != [0, 0, r, r, 0, 0, r, r]:
                 raise ValueError("the Pad is not the border's")
             return
-        x = name  # symmetric: Concat(mirror head, x, mirror tail) on axis 3 of the same on axis 2
+        x = name  # symmetric, reflect_symmetric: Concat(mirror head, x, mirror tail) on axis 3 of the same on axis 2
+        head_range, tail_range = mirror_slices(spec.border, r)
         for axis in (3, 2):
             cat = self.node(x, "Concat", 3)
             head, mid, tail = cat["inputs"]
             if cat["attrs"].get("axis") != axis:
                 raise ValueError("a Concat on the wrong axis")
-            for part, (start, end) in ((head, ([r - 1], [np.iinfo(np.int64).min])), (tail, ([-1], [-r - 1]))):
+            for part, (start, end) in ((head, head_range), (tail, tail_range)):
                 sl = self.node(part, "Slice", 5)
                 args = [self.const(n).tolist() for n in sl["inputs"][1:]]
-                if sl["inputs"][0] != mid or args != [start, end, [axis], [-1]]:
-                    raise ValueError("a Slice that is not the symmetric mirror")
+                if sl["inputs"][0] != mid or args != [[start], [end], [axis], [-1]]:
+                    raise ValueError(f"a Slice that is not the {spec.border} mirror")
             x = mid
         if x != self.input:
             raise ValueError("the mirror is not of the input")
@@ -211,9 +212,9 @@ POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Sqrt", "Clip", "R
 def receptive_radius(path: str | Path, halo: int) -> int | None:
     """How far (pixels, the larger axis) an output of the graph at ``path`` can see, when the graph is made of
     position-local steps only — pointwise ops on same-position values or scalar constants, Conv (stride 1,
-    dilation 1, group 1, constant weights), a Pad or the symmetric mirror of at most ``halo`` pixels, and the copy
-    border's edge mask of exactly ``halo`` — so that tiles with a ``halo``-pixel margin give the whole-image
-    result. ``None`` for any other graph (no tiling, then)."""
+    dilation 1, group 1, constant weights), a Pad or a mirror (symmetric, reflect_symmetric) of at most ``halo``
+    pixels, and the copy border's edge mask of exactly ``halo`` — so that tiles with a ``halo``-pixel margin give
+    the whole-image result. ``None`` for any other graph (no tiling, then)."""
     try:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error):
@@ -267,7 +268,7 @@ def receptive_radius(path: str | Path, halo: int) -> int | None:
             args = [inits[n].tolist() if n in inits else None for n in ins[1:]]
             if ins[0] not in reach or len(args) != 4 or args[2] not in ([2], [3]) or args[3] != [-1] or \
                     (args[0], args[1]) not in [([r - 1], [np.iinfo(np.int64).min]) for r in range(1, halo + 1)] + \
-                    [([-1], [-r - 1]) for r in range(1, halo + 1)]:
+                    [([r], [0]) for r in range(1, halo + 1)] + [([-1], [-r - 1]) for r in range(1, halo + 1)]:
                 return None
             out = reach[ins[0]]
         elif op == "Concat":

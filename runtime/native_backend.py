@@ -31,7 +31,7 @@ from kernelnet.runtime.stencil_isa import load_stencil
 _stencil, ISA, BUILD_PROBLEM = load_stencil()
 """The stencil build this process runs (its instruction set), or ``None`` and why (one line, with the fix)."""
 
-BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2, "symmetric": 3, "copy": 0}
+BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2, "symmetric": 3, "reflect_symmetric": 4, "copy": 0}
 """The stencil's borders; ``copy`` (Pillow: the input ring kept) is a zeros stencil whose ring the output stage
 replaces."""
 KINDS = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.uint16): 2}

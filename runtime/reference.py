@@ -17,7 +17,7 @@ from kernelnet.runtime.spec import BORDERS, FilterSpec, OutputStage
 
 PADDINGS = BORDERS
 _NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "symmetric": "symmetric", "replicate": "edge",
-               "copy": "constant"}
+               "reflect_symmetric": "reflect", "copy": "constant"}
 """``copy`` computes the interior only (the ring is replaced by the input afterwards): any padding will do."""
 
 
@@ -25,6 +25,9 @@ def pad_image(image: np.ndarray, r: int, padding: str = "zeros") -> np.ndarray:
     """Pad the last two axes by ``r`` on every side with the kernelnet border ``padding``."""
     if padding not in _NUMPY_MODE:
         raise ValueError(f"unknown padding {padding!r}; expected one of {PADDINGS}")
+    if padding == "reflect_symmetric":  # reflect before each axis, symmetric after it
+        image = np.pad(image, [(0, 0)] * (image.ndim - 2) + [(r, 0), (r, 0)], mode="reflect")
+        return np.pad(image, [(0, 0)] * (image.ndim - 2) + [(0, r), (0, r)], mode="symmetric")
     width = [(0, 0)] * (image.ndim - 2) + [(r, r), (r, r)]
     return np.pad(image, width, mode=_NUMPY_MODE[padding])
 

@@ -31,10 +31,13 @@ import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
 
-BORDERS = ("zeros", "reflect", "symmetric", "replicate", "copy")
+BORDERS = ("zeros", "reflect", "symmetric", "replicate", "reflect_symmetric", "copy")
 """Border names (numpy's): ``zeros``; ``reflect`` (= OpenCV REFLECT_101 = PyTorch reflect); ``symmetric`` (= OpenCV
-REFLECT = SciPy / scikit-image ``reflect``); ``replicate`` (= OpenCV REPLICATE = SciPy ``nearest``); ``copy`` (the
-output's outer k//2 ring is the input pixel itself, in the output's units, as Pillow's ``ImageFilter`` does)."""
+REFLECT = SciPy / scikit-image ``reflect``); ``replicate`` (= OpenCV REPLICATE = SciPy ``nearest``);
+``reflect_symmetric`` (``reflect`` at the start of each axis — top, left — and ``symmetric`` at its end — bottom,
+right: ffmpeg's 3×3 ``convolution``, ``sobel``, ``prewitt`` and ``roberts`` filters; its 5×5 ``convolution``
+reflects on every side); ``copy`` (the output's outer
+k//2 ring is the input pixel itself, in the output's units, as Pillow's ``ImageFilter`` does)."""
 COMBINES = ("raw", "abs", "magnitude")
 INPUT_DTYPES = ("float32", "uint8")
 ROUNDINGS = ("half_even", "half_up", "toward_zero", "floor")
@@ -47,7 +50,17 @@ MAX_CHANNELS = 4
 
 def min_side(border: str, halo: int) -> int:
     """Smallest image side ``border`` is defined for with a ``halo``-pixel halo."""
-    return halo + 1 if border == "reflect" else max(1, halo) if border == "symmetric" else 1
+    if border in ("reflect", "reflect_symmetric"):
+        return halo + 1
+    return max(1, halo) if border == "symmetric" else 1
+
+
+def mirror_slices(border: str, r: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(start, end) of the reversed slices (step −1) of an axis that make its ``r`` samples before and after for a
+    mirror border in an ONNX graph: ``symmetric`` repeats the edge sample, ``reflect_symmetric`` skips it before
+    the start (``end`` −2⁶³: through the first sample)."""
+    head = (r, 0) if border == "reflect_symmetric" else (r - 1, -(1 << 63))
+    return head, (-1, -r - 1)
 
 
 def _finite(value: Any, what: str) -> float:

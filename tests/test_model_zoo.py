@@ -26,7 +26,7 @@ ROUTES = (
     + [(solver, model, normalize, "sobel", "zeros") for solver in ("adam", "sgd")
        for model, normalize in (("single", False), ("single", True), ("double", False))]
     + [("exact", "single", False, name, "zeros") for name in NAMED[1:]]
-    + [("exact", model, False, "sobel", border) for border in ("reflect", "replicate", "symmetric")
+    + [("exact", model, False, "sobel", border) for border in ("reflect", "replicate", "symmetric", "reflect_symmetric")
        for model in ("single", "double")]
 )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from kernelnet.cli.common import build_run_config
+from kernelnet.runtime.spec import BORDERS
 
 
 @click.command()
@@ -16,7 +17,7 @@ from kernelnet.cli.common import build_run_config
               help="[default: single; with --targets: identified]")
 @click.option("--normalize/--no-normalize", default=None,
               help="single only: abs model [default: no; with --targets: identified].")
-@click.option("--padding", type=click.Choice(["zeros", "reflect", "symmetric", "replicate", "copy"]), default=None,
+@click.option("--padding", type=click.Choice(list(BORDERS)), default=None,
               help="[default: zeros; with --targets: identified]")
 @click.option("--data", default="builtin", show_default=True, help="'builtin' or a folder of images.")
 @click.option("--targets", type=click.Path(file_okay=False), default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kernelnet.cli.common import build_run_config, print_pairs
+from kernelnet.runtime.spec import BORDERS
 
 
 @click.command()
@@ -20,10 +21,11 @@ from kernelnet.cli.common import build_run_config, print_pairs
                    "identified].")
 @click.option("--kernel-size", type=int, default=None, help="Learned kernel side (odd); default: the target's.")
 @click.option("--bias/--no-bias", default=True, show_default=True, help="Learn a bias per kernel.")
-@click.option("--padding", type=click.Choice(["zeros", "reflect", "symmetric", "replicate", "copy"]), default=None,
+@click.option("--padding", type=click.Choice(list(BORDERS)), default=None,
               help="Border of the target and the model [default: zeros; with --targets: identified]. reflect = "
-                   "OpenCV REFLECT_101, symmetric = OpenCV REFLECT / SciPy reflect, replicate = SciPy nearest, copy = "
-                   "the input's outer ring kept (Pillow).")
+                   "OpenCV REFLECT_101, symmetric = OpenCV REFLECT / SciPy reflect, replicate = SciPy nearest, "
+                   "reflect_symmetric = reflect at the top/left and symmetric at the bottom/right (ffmpeg's "
+                   "3×3 filters), copy = the input's outer ring kept (Pillow).")
 @click.option("--targets", default=None, type=click.Path(file_okay=False),
               help="Folder of the black box's outputs for the images in --data (matched by relative path and "
                    "stem): learn that filter, identifying what is not given.")

@@ -59,6 +59,35 @@ def test_borders_are_the_libraries_borders(rng):
         assert np.abs(ours - ndimage.correlate(x, kern, mode=scipy[border])).max() < 1e-12, border
 
 
+def test_reflect_symmetric_is_ffmpegs(rng):
+    """ffmpeg's 3×3 convolution filter reflects at the top and left and mirrors with the edge repeated at the
+    bottom and right (``reflect_symmetric``); its 5×5 one reflects on every side (``reflect``)."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+    pixels = (rng.random((13, 17)) * 255).astype(np.uint8)
+    for k, total, border, other_border in ((3, 16, "reflect_symmetric", "symmetric"), (5, 64, "reflect", "symmetric")):
+        ints = rng.integers(0, 6, (k, k))
+        ints[k // 2, k // 2] += total - ints.sum()  # the weights sum to a power of two: every output is exact
+        matrix = " ".join(str(v) for v in ints.ravel())
+        with tempfile.TemporaryDirectory() as tmp:
+            Image.fromarray(pixels).save(Path(tmp) / "in.png")
+            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(Path(tmp) / "in.png"), "-vf",
+                            f"convolution={matrix}:{matrix}:{matrix}:{matrix}:1/{total}:1/{total}:1/{total}:1/{total}",
+                            "-pix_fmt", "gray", str(Path(tmp) / "out.png")], check=True)
+            theirs = np.asarray(Image.open(Path(tmp) / "out.png"))
+        ours = np.floor(correlate(pixels.astype(np.float64), ints / total, border) + 0.5)
+        assert np.array_equal(ours, theirs), k
+        other = np.floor(correlate(pixels.astype(np.float64), ints / total, other_border) + 0.5)
+        assert not np.array_equal(other, theirs)  # the test tells the borders apart
+
+
 def test_copy_border_is_pillows(rng):
     from PIL import Image, ImageFilter
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime import load, native_backend
 from kernelnet.runtime.base import ModelInfo
-from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec import FilterSpec, min_side
 from kernelnet.runtime.model import Model
 from kernelnet.runtime.native_backend import NativeRunner
 from kernelnet.runtime.reference import apply_kernels
@@ -50,7 +50,8 @@ def test_load_picks_native_for_fp32_exports(variant):
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(k=st.sampled_from([1, 3, 5, 7, 9, 11]), kind=st.sampled_from(["raw", "abs", "double"]),
-       padding=st.sampled_from(["zeros", "reflect", "replicate"]), n=st.integers(1, 3), h=st.integers(1, 40),
+       padding=st.sampled_from(["zeros", "reflect", "replicate", "symmetric", "reflect_symmetric"]),
+       n=st.integers(1, 3), h=st.integers(1, 40),
        w=st.integers(1, 40), threads=st.integers(1, 4), with_bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_stencil_matches_numpy_reference(k, kind, padding, n, h, w, threads, with_bias, seed):
     rng = np.random.default_rng(seed)
@@ -60,8 +61,8 @@ def test_stencil_matches_numpy_reference(k, kind, padding, n, h, w, threads, wit
     bias = rng.uniform(-1, 1, channels).astype(np.float32) if with_bias else None
     runner = stencil(kernels, bias, kind == "abs", padding, threads)
     x = rng.random((n, 1, h, w), dtype=np.float32)
-    if padding == "reflect" and min(h, w) <= k // 2:
-        with pytest.raises(KernelnetError, match="reflect border needs"):
+    if min(h, w) < min_side(padding, k // 2):
+        with pytest.raises(KernelnetError, match=f"{padding} border needs"):
             Model(runner)(x)  # undefined border: refused, never a wrong answer
         return
     got = Model(runner)(x).astype(np.float64)
