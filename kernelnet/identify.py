@@ -14,7 +14,9 @@ The search, cheapest first, each step on what the previous one fixed:
    RMS with a few % of its levels one off: :func:`kernelnet.identify_fit.widen`).
 2. **Grid.** Integer-arithmetic black boxes (OpenCV, Pillow) compute integer sums / d: when every coefficient per
    input level and the bias are multiples of 1/d (d ≤ 256), they are snapped, and the output stage snaps values
-   to that grid, so that float32 noise can never move an exact tie.
+   to that grid, so that float32 noise can never move an exact tie. A magnitude of integer targets is tried as a
+   named derivative pair (Sobel, Scharr, Prewitt) × a simple scale, with a grid that keeps integer magnitudes
+   integers (:mod:`kernelnet.identify_magnitude`: ffmpeg's truncated Sobel).
 3. **Border**, from the ring of k//2 pixels: the candidate border whose predictions match the ring best.
 4. **Rounding** (integer targets): the rule reproducing the most training levels exactly.
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.identify_magnitude import MAGNITUDE_GRID, named_magnitude
 from kernelnet.identify_fit import MAX_RAW, design, fit_quadratic, fit_raw, predict, sample_interior, widen
 from kernelnet.runtime.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
@@ -219,6 +222,11 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     if pairs.encoding.levels is not None and reached and in_levels is not None:
         patches, y = sample_interior(pairs, clip, 20_000, seed=1)
         w, grid = snap_grid(w, in_levels, (design(patches, k), y), combine, rms)
+    if pairs.encoding.levels is not None and combine == "magnitude" and in_levels is not None:
+        patches, y = sample_interior(pairs, clip, 20_000, seed=1)
+        named = named_magnitude(patches, y, k, w, in_levels, candidates)
+        if named is not None:  # integer responses: exact kernels, and a grid that keeps integers integers
+            w, grid = named, MAGNITUDE_GRID
     bits = pairs.encoding.bits
     if clip is not None and combine != "raw" and clip[0] <= 0 and not np.isfinite(clip[1]):
         clip = None  # |z| and √(a² + b²) are never negative: a lower bound at 0 says nothing

@@ -54,6 +54,15 @@ BOXES = {
     "opencv-magnitude-npy": (lambda c: cv2.magnitude(cv2.Sobel(c / 255.0, cv2.CV_64F, 1, 0),
                                                      cv2.Sobel(c / 255.0, cv2.CV_64F, 0, 1)).astype(np.float32),
                              ".npy", False, {"model": "double", "kernel_size": 3, "padding": "reflect"}),
+    # integer gradient magnitudes (ffmpeg's sobel computes so): truncated, and half of Scharr's, rounded
+    "opencv-sobel-magnitude-truncated": (lambda c: np.clip(np.trunc(np.hypot(cv2.Sobel(c, cv2.CV_64F, 1, 0),
+                                                                              cv2.Sobel(c, cv2.CV_64F, 0, 1))),
+                                                           0, 255).astype(np.uint8), ".png", False,
+                                         {"model": "double", "kernel_size": 3, "padding": "reflect",
+                                          "rounding": "toward_zero"}),
+    "opencv-half-scharr-magnitude-rounded": (lambda c: np.clip(np.round(0.5 * np.hypot(
+        cv2.Scharr(c, cv2.CV_64F, 1, 0), cv2.Scharr(c, cv2.CV_64F, 0, 1))), 0, 255).astype(np.uint8), ".png", False,
+        {"model": "double", "kernel_size": 3}),
     "pillow-sharpen-ties": (pil(ImageFilter.SHARPEN), ".png", False,
                             {"kernel_size": 3, "padding": "copy", "rounding": "half_up"}),
     "pillow-find-edges-clipped": (pil(ImageFilter.FIND_EDGES), ".png", False, {"padding": "copy"}),

@@ -15,9 +15,10 @@ from tests.black_boxes import make_pairs
 from tests.helpers import kn
 from tests.program_boxes import PROGRAMS, missing, program_box
 
-EXACT = ("im_convolve", "gm_convolve", "vips_conv", "ff_convolution", "held_gm_convolve", "held_vips_conv",
-         "held_ff_convolution")
-"""One integer-coefficient kernel and a rounding: every level must come out equal."""
+EXACT = ("im_convolve", "gm_convolve", "vips_conv", "ff_convolution", "ff_sobel", "held_gm_convolve",
+         "held_vips_conv", "held_ff_convolution")
+"""One integer-coefficient kernel (or ffmpeg's Sobel magnitude of integer responses) and a rounding: every level
+must come out equal."""
 
 
 def _files_equal(ours, theirs) -> float:
