@@ -1,8 +1,9 @@
 """Real image programs as black boxes: ImageMagick 6, GraphicsMagick, ffmpeg and libvips (Debian packages
 ``imagemagick graphicsmagick ffmpeg libvips-tools``), each run on an 8-bit gray PNG written to a temporary folder.
 
-``PROGRAMS`` maps a case name to its command (``{src}`` / ``{dst}`` stand for the two files), whether it is one
-linear filter plus rounding (the ones kernelnet must reproduce byte for byte) and what it is. Held-out cases use
+``PROGRAMS`` maps a case name to its command (``{src}`` / ``{dst}`` stand for the two files), whether kernelnet's
+filter description holds it exactly — one linear filter, or a gradient magnitude, plus an output stage: the ones
+kernelnet must reproduce byte for byte — and what it is. Held-out cases use
 other parameters than the training ones. :func:`missing` says why a program cannot run here (not installed, or
 the stand-in ``convert`` some images ship instead of ImageMagick's).
 """
@@ -22,7 +23,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Program:
     argv: tuple[str, ...]
-    linear: bool
+    exact: bool
     what: str
     files: dict[str, str] | None = None
     """Extra files the command reads (name → text), written beside the input."""
@@ -44,7 +45,7 @@ PROGRAMS: dict[str, Program] = {
     "ff_convolution": Program((*FFMPEG, f"convolution={SHARPEN3}:{SHARPEN3}:{SHARPEN3}:{SHARPEN3}", *GRAY_OUT),
                               True, "ffmpeg convolution 3×3 sharpen"),
     "ff_unsharp": Program((*FFMPEG, "unsharp=5:5:1.0:5:5:0", *GRAY_OUT), True, "ffmpeg unsharp 5×5 amount 1"),
-    "ff_sobel": Program((*FFMPEG, "sobel", *GRAY_OUT), False, "ffmpeg sobel: trunc √(Gx² + Gy²)"),
+    "ff_sobel": Program((*FFMPEG, "sobel", *GRAY_OUT), True, "ffmpeg sobel: trunc √(Gx² + Gy²) of integer responses"),
     "vips_conv": Program(("vips", "conv", "{src}", "{dst}", "{dir}/mask.mat", "--precision", "integer"), True,
                          "libvips integer 3×3 mask / 16", {"mask.mat": "3 3 16 0\n1 2 1\n2 4 2\n1 2 1\n"}),
     "vips_sobel": Program(("vips", "sobel", "{src}", "{dst}"), False, "libvips sobel"),
