@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.identify_magnitude import MAGNITUDE_GRID, named_magnitude
+from kernelnet.identify_magnitude import magnitude_grid, named_magnitude
 from kernelnet.identify_fit import MAX_RAW, design, fit_quadratic, fit_raw, predict, sample_interior, widen
 from kernelnet.runtime.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
@@ -222,11 +222,13 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     if pairs.encoding.levels is not None and reached and in_levels is not None:
         patches, y = sample_interior(pairs, clip, 20_000, seed=1)
         w, grid = snap_grid(w, in_levels, (design(patches, k), y), combine, rms)
-    if pairs.encoding.levels is not None and combine == "magnitude" and in_levels is not None:
+    top = pairs.encoding.levels if clip is None or not np.isfinite(clip[1]) else clip[1]
+    magnitude_step = magnitude_grid(top) if pairs.encoding.levels is not None else None
+    if combine == "magnitude" and magnitude_step is not None and in_levels is not None:
         patches, y = sample_interior(pairs, clip, 20_000, seed=1)
-        named = named_magnitude(patches, y, k, w, in_levels, candidates)
+        named = named_magnitude(patches, y, k, w, in_levels, magnitude_step, candidates)
         if named is not None:  # integer responses: exact kernels, and a grid that keeps integers integers
-            w, grid = named, MAGNITUDE_GRID
+            w, grid = named, magnitude_step
     bits = pairs.encoding.bits
     if clip is not None and combine != "raw" and clip[0] <= 0 and not np.isfinite(clip[1]):
         clip = None  # |z| and √(a² + b²) are never negative: a lower bound at 0 says nothing

@@ -21,7 +21,7 @@ WIDEN_GAIN = 5e-4
 
 def sample_interior(pairs: PairSet, clip: tuple[float, float] | None, rows: int, seed: int = 0
             ) -> tuple[np.ndarray, np.ndarray]:
-    """(patches (n, 11, 11), targets (n,)) at uncensored interior pixels, a fixed-seed sample over the planes."""
+    """(patches (n, 15, 15), targets (n,)) at uncensored interior pixels, a fixed-seed sample over the planes."""
     planes = len(pairs.train) * pairs.encoding.channels
     per_plane = max(256, rows // max(1, planes))
     rng = np.random.default_rng(seed)

@@ -31,12 +31,6 @@ PLOT_SIDE = 512
 NAMED_MATCH = 1e-3
 
 
-def noise_floor_db(pairs: PairSet) -> float:
-    """The PSNR a reproducing model reaches: rounding noise (1/12 level²) for integer targets, 100 dB for float
-    ones (verify's floors)."""
-    return floor_db(pairs)
-
-
 def heldout(pairs: PairSet, spec: FilterSpec) -> dict[str, Any]:
     """Held-out figures of ``spec`` (float64 reference; the exported graph is checked by ``kernelnet verify``)."""
     from kernelnet.runtime.verify_pairs import score_pairs
@@ -122,7 +116,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     config = _config(pairs, found, os.path.abspath(data), os.path.abspath(targets), seed,
                      run_dir.name).replace(solver=solver)  # absolute: prune and quantize find them from anywhere
     figures = heldout(pairs, found.spec)
-    floor = noise_floor_db(pairs)
+    floor = floor_db(pairs)
     # the one verdict, on the held-out pairs: what ``kernelnet verify --data --targets`` and the pipeline ask too
     reproduced = reproduces(figures["heldout_exact_fraction"], figures["heldout_psnr_db"], floor)
     spec = found.spec

@@ -13,8 +13,8 @@ from kernelnet.report import Section, write_report
 
 
 def shown_path(path: Any, base: Path) -> str:
-    """``path`` as the report shows it: relative to the report's folder (no absolute local paths in a report that
-    is passed around)."""
+    """``path`` as the report shows it: an absolute path relative to the report's folder (no absolute local paths
+    in a report that is passed around); a relative one (as the user gave it) or ``builtin`` as it is."""
     if not path or not os.path.isabs(str(path)):  # "builtin", or already relative
         return str(path)
     try:

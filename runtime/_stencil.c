@@ -2,7 +2,8 @@
  *
  * y = combine(bias_c + Σ_ij K_c[i][j] · x[r + i − h, c + j − h])   (cross-correlation, h = k // 2)
  * combine: raw (C = 1), abs (C = 1) or magnitude sqrt(a² + b²) (C = 2); borders zeros / reflect (no edge repeat,
- * numpy "reflect") / replicate / symmetric (edge repeated, numpy "symmetric"). Every tap is evaluated (zeros included, so NaN/Inf always reach the output) in one
+ * numpy "reflect") / replicate / symmetric (edge repeated, numpy "symmetric") / reflect_symmetric (reflect before
+ * each axis, symmetric after it). Every tap is evaluated (zeros included, so NaN/Inf always reach the output) in one
  * fixed order, so a pixel's value does not depend on the image size or on how the image is split into tiles.
  *
  * One pass over the image: each thread owns a band of rows, keeps the k padded source rows it needs in a ring

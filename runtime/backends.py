@@ -77,8 +77,8 @@ def _native_or_graph(path: Path, chosen: str, threads: int | None, name: str | N
     check_fresh(path, graph.info.fields)
     native, reason = try_native(graph, threads=threads, name=name or "native")
     if native is not None:
+        remember_proven(path, data, graph.info.fields)
         graph.close()
-        remember_proven(path, data)
         return native
     if chosen == "native":
         raise KernelnetError(f"native backend cannot run {path}: {reason}")
@@ -116,7 +116,6 @@ def native_missing(path: Path) -> str:
     from kernelnet.runtime import native_backend
     from kernelnet.runtime.native_backend import try_native
     from kernelnet.runtime.native_cache import proven_runner, remember_proven
-    from kernelnet.runtime.onnxruntime_backend import OnnxRuntimeRunner
 
     try:
         st = os.stat(path)
@@ -128,15 +127,18 @@ def native_missing(path: Path) -> str:
     proven, data = proven_runner(path, 1, "native")
     if proven is not None:
         return ""
+    from kernelnet.runtime.onnxruntime_backend import OnnxRuntimeRunner  # imports onnxruntime: after the cache
+
     try:
         graph = OnnxRuntimeRunner(path)
     except KernelnetError as exc:
         return str(exc)
     with graph:
         native, reason = try_native(graph, threads=1)
+        if native is not None:
+            remember_proven(path, data, graph.info.fields)
     if native is not None:
         native.close()
-        remember_proven(path, data)
     if key is not None:
         _DECLINED[key] = reason
     return reason

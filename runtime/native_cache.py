@@ -2,10 +2,11 @@
 (graph structure checked, random probes against onnxruntime within the float32 bound) loads natively again
 without onnxruntime — no import, no session, no probe: 0.17 s less on every ``kernelnet apply`` (torch-free).
 
-A verdict is an empty file named by a SHA-256 over the model's bytes and the identity (path, size, mtime) of
-everything that gave it: the stencil build that ran, onnxruntime's package, and kernelnet's checking modules. Any
-change to one of them — another model file, a rebuilt stencil, another onnxruntime, an edited check — makes
-another name, so the model is proven again. Only proofs are remembered; a declined model is asked again on
+A verdict is an empty file named by a SHA-256 over the model's bytes, the stencil build's bytes and the identity
+(path, size, mtime) of onnxruntime's package and of every module of kernelnet's runtime. Any change to one of
+them — another model file, a rebuilt stencil, another onnxruntime, an edited check — makes another name, so the
+model is proven again. A proof is remembered only where this module's strict reading of the metadata
+(:func:`~kernelnet.runtime.onnx_wire.read_metadata`) equals onnxruntime's, which the proof used. Only proofs are remembered; a declined model is asked again on
 every load. Verdicts live in ``$KERNELNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/kernelnet``, else
 ``~/.cache/kernelnet`` (``KERNELNET_CACHE_DIR=`` empty: remember nothing). A cache that cannot be read or
 written is skipped without a word: the model is then proven as if it were new.
@@ -21,15 +22,13 @@ import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from kernelnet.runtime.base import Runner
 from kernelnet.runtime.errors import KernelnetError
 
 CACHE_ENV = "KERNELNET_CACHE_DIR"
 VERDICT_VERSION = b"kernelnet-native-verdict-1"
-CHECKING_MODULES = ("graph_check", "native_backend", "float_bounds", "onnx_wire", "spec_codec", "spec",
-                    "native_cache")
-"""kernelnet's modules whose code decides a verdict (their files are part of its name)."""
 
 
 def cache_dir() -> Path | None:
@@ -60,15 +59,23 @@ def _onnxruntime_file() -> str | None:
     return spec.origin if spec is not None else None
 
 
+def _contents(path: str | None) -> bytes:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).digest() if path else b"-"
+    except OSError:
+        return b"missing"
+
+
 def verdict_name(data: bytes, stencil: ModuleType) -> str:
-    """The verdict's file name for a model of bytes ``data`` checked with the stencil build ``stencil``."""
-    here = Path(__file__).parent
+    """The verdict's file name for a model of bytes ``data`` checked with the stencil build ``stencil``: the
+    model's and the stencil build's contents, onnxruntime's package file and every module of kernelnet's runtime
+    (their path, size and modification time)."""
     digest = hashlib.sha256(VERDICT_VERSION)
     digest.update(hashlib.sha256(data).digest())
-    digest.update(_stat_line(getattr(stencil, "__file__", None)))
+    digest.update(_contents(getattr(stencil, "__file__", None)))
     digest.update(_stat_line(_onnxruntime_file()))
-    for name in CHECKING_MODULES:
-        digest.update(_stat_line(str(here / f"{name}.py")))
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(_stat_line(str(module)))
     return digest.hexdigest()
 
 
@@ -114,16 +121,19 @@ def proven_runner(path: Path, threads: int | None, name: str) -> tuple[Runner | 
         return None, data
 
 
-def remember_proven(path: Path, data: bytes | None) -> None:
+def remember_proven(path: Path, data: bytes | None, proven_fields: dict[str, Any]) -> None:
     """Remember the proof just made for the model at ``path`` if its bytes are still ``data`` (the ones read
-    before onnxruntime loaded it: a file replaced meanwhile is not vouched for)."""
+    before onnxruntime loaded it: a file replaced meanwhile is not vouched for) and this module's own reading of
+    their metadata is the one the proof used (``proven_fields``, onnxruntime's: a later load reads them here)."""
     from kernelnet.runtime import native_backend
+    from kernelnet.runtime.onnx_wire import read_metadata
+    from kernelnet.runtime.spec_codec import decode_info
 
     if data is None or native_backend._stencil is None:
         return
     try:
-        if path.read_bytes() != data:
+        if path.read_bytes() != data or decode_info(read_metadata(data)).fields != proven_fields:
             return
-    except OSError:
+    except (OSError, ValueError, KernelnetError):
         return
     remember_proof(data, native_backend._stencil)

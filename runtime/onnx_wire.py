@@ -129,13 +129,19 @@ def read_graph(path: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]
 
 
 def read_metadata(data: bytes) -> dict[str, str]:
-    """The model's ``metadata_props`` (ModelProto field 14: key/value string pairs) from an ONNX file's bytes."""
+    """The model's ``metadata_props`` (ModelProto field 14: key/value string pairs) from an ONNX file's bytes.
+    Strict: a repeated key, or a key or value given twice in one entry (protobuf readers keep the last, a naive
+    one the first), raises ``ValueError`` — no two readers can then see different metadata."""
     if len(data) > MAX_BYTES:
         raise ValueError("larger than any kernelnet filter")
     props: dict[str, str] = {}
     for f, w, v in _fields(data):
-        if f == 14 and w == 2:
-            entry = _fields(v)
-            key = next((x.decode() for g, _, x in entry if g == 1), "")
-            props[key] = next((x.decode() for g, _, x in entry if g == 2), "")
+        if f == 14:
+            if w != 2:
+                raise ValueError("a metadata entry that is not a message")
+            entry = [(g, x) for g, _, x in _fields(v) if g in (1, 2)]
+            keys, values = [x for g, x in entry if g == 1], [x for g, x in entry if g == 2]
+            if len(keys) != 1 or len(values) > 1 or keys[0].decode() in props:
+                raise ValueError("a metadata key given twice")
+            props[keys[0].decode()] = values[0].decode() if values else ""
     return props

@@ -3,9 +3,10 @@ zlib-ng and unfiltered in C (``_png_filters.c``), 0.3 ms instead of Pillow's 0.8
 which is most of what a folder run spends per file besides writing (torch-free).
 
 Only files whose every byte this reader understands take this path: gray, 8 or 16 bits, not interlaced, every
-chunk's CRC right, no transparency, no EXIF (an ``eXIf`` chunk, or the "Raw profile type exif" text ImageMagick
-writes, may rotate the image), no chunk beyond the plain ancillary ones, and the inflated rows exactly as long as
-the header says. Anything else — and any file where the C part is not built — returns ``None``, and Pillow reads
+chunk's CRC right, no transparency, no EXIF or XMP (an ``eXIf`` chunk, the "Raw profile type exif" text
+ImageMagick writes or XMP's ``tiff:Orientation`` may rotate the image), no chunk beyond the plain ancillary ones,
+the IDAT chunks one after the other, and the inflated rows exactly as long as the header says. The header is read
+first: any other file costs 33 bytes of reading before Pillow takes it. Anything else — and any file where the C part is not built — returns ``None``, and Pillow reads
 it as before (with its messages for broken files).
 
     >>> read_gray_png(Path("frame.png").read_bytes(), budget=10**8)          # doctest: +SKIP
@@ -35,25 +36,44 @@ PLAIN_CHUNKS = frozenset({b"IDAT", b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"tIME", 
                           b"bKGD", b"sBIT"})
 """Chunks after IHDR that leave a gray image's levels as they are stored."""
 TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+HEADER_BYTES = 33
+"""The signature (8) and the IHDR chunk (4 + 4 + 13 + 4)."""
+
+
+def plain_gray_header(head: bytes, budget: int) -> tuple[int, int, int] | None:
+    """(width, height, bit depth) from a file's first :data:`HEADER_BYTES` (signature and IHDR, CRC checked) for a
+    gray 8/16-bit, non-interlaced PNG within ``budget`` pixels, else ``None``."""
+    if len(head) < HEADER_BYTES or not head.startswith(SIGNATURE) or head[8:16] != b"\0\0\0\rIHDR":
+        return None
+    if inflate_lib.crc32(head[12:29]) & 0xFFFFFFFF != struct.unpack_from(">I", head, 29)[0]:
+        return None
+    width, height, depth, colour, method, filtering, interlace = struct.unpack_from(">IIBBBBB", head, 16)
+    if colour != 0 or depth not in (8, 16) or (method, filtering, interlace) != (0, 0, 0) or not width or not height:
+        return None
+    if width * height > budget:
+        return None  # Pillow's path says so, with the file's name
+    return width, height, depth
 
 
 def read_gray_png(data: bytes, budget: int) -> np.ndarray | None:
     """(H, W) uint8 or uint16 levels of a plain gray PNG file's bytes ``data``, ``None`` where this reader does
     not take the file (Pillow then does, and refuses an image over ``budget`` pixels with the file's name)."""
-    chunks = _chunks(data)
-    if unfilter is None or chunks is None or not chunks or chunks[0][0] != b"IHDR" or len(chunks[0][1]) != 13:
+    header = plain_gray_header(data[:HEADER_BYTES], budget)
+    chunks = _chunks(data) if header is not None and unfilter is not None else None
+    if header is None or chunks is None:
         return None
-    width, height, depth, colour, method, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1].tobytes())
-    if colour != 0 or depth not in (8, 16) or (method, filtering, interlace) != (0, 0, 0) or not width or not height:
-        return None
-    if width * height > budget:
-        return None  # Pillow's path says so, with the file's name
+    width, height, depth = header
     idat: list[memoryview] = []
+    ended = False  # the IDAT chunks must follow one another (Pillow calls a gap a truncated file)
     for kind, body in chunks[1:]:
         if kind == b"IDAT":
+            if ended:
+                return None
             idat.append(body)
-        elif kind not in PLAIN_CHUNKS or (kind in TEXT_CHUNKS and _names_exif(body)):
+        elif kind not in PLAIN_CHUNKS or (kind in TEXT_CHUNKS and _may_rotate(body)):
             return None
+        else:
+            ended = bool(idat)
     row_bytes = width * depth // 8
     size = height * (row_bytes + 1)
     try:
@@ -69,9 +89,11 @@ def read_gray_png(data: bytes, budget: int) -> np.ndarray | None:
     return out if depth == 8 else out.astype(np.uint16)
 
 
-def _names_exif(text_chunk: memoryview) -> bool:
-    """True for a text chunk whose keyword (before the first NUL, at most 79 bytes) speaks of EXIF."""
-    return b"exif" in bytes(text_chunk[:80]).split(b"\0", 1)[0].lower()
+def _may_rotate(text_chunk: memoryview) -> bool:
+    """True for a text chunk Pillow reads an orientation from: its keyword (before the first NUL, at most 79
+    bytes) speaks of EXIF ("Raw profile type exif") or is XMP's ("XML:com.adobe.xmp", tiff:Orientation)."""
+    keyword = bytes(text_chunk[:80]).split(b"\0", 1)[0].lower()
+    return b"exif" in keyword or b"xmp" in keyword
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, memoryview]] | None:
@@ -99,9 +121,15 @@ def gray_png_levels(path: str | os.PathLike[str], budget: int) -> np.ndarray | N
     bytes); read errors are left to Pillow's path, which names them."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(len(SIGNATURE)) != SIGNATURE:
+            head = fh.read(HEADER_BYTES)
+            header = plain_gray_header(head, budget)
+            if header is None:  # colour, palette, 1-bit, interlaced, over budget or no PNG: read nothing more
                 return None
-            data = SIGNATURE + fh.read()
+            width, height, depth = header
+            limit = height * (width * depth // 8 + 1) * 103 // 100 + (1 << 20)  # deflate's worst case, and chunks
+            data = head + fh.read(limit)
+            if fh.read(1):
+                return None  # more bytes than such a file needs: Pillow's turn
     except OSError:
         return None
     return read_gray_png(data, budget)

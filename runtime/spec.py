@@ -235,7 +235,8 @@ class FilterSpec:
 
     @property
     def min_side(self) -> int:
-        """Smallest H and W the border is defined for: reflect needs > k//2, symmetric ≥ k//2 samples."""
+        """Smallest H and W the border is defined for: reflect and reflect_symmetric need > k//2, symmetric ≥ k//2
+        samples."""
         return min_side(self.border, self.halo)
 
     @property

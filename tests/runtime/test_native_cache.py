@@ -27,17 +27,17 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def graph_loads(monkeypatch):
-    """How many times onnxruntime loaded a model for the native backend's proof."""
+    """How many times onnxruntime loaded a model (every proof does: load's and chosen_backend's)."""
     from kernelnet.runtime import onnxruntime_backend
 
     calls = []
-    real = onnxruntime_backend.load_onnxruntime
+    real = onnxruntime_backend.OnnxRuntimeRunner.__init__
 
-    def counted(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
+    def counted(self, path, *args, **kwargs):
+        calls.append(path)
+        real(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(onnxruntime_backend, "load_onnxruntime", counted)
+    monkeypatch.setattr(onnxruntime_backend.OnnxRuntimeRunner, "__init__", counted)
     return calls
 
 
@@ -50,6 +50,7 @@ def test_a_proven_model_loads_again_without_onnxruntime_and_the_same_bits(tmp_pa
     again = load(path)
     assert again.runner.name == "native" and len(graph_loads) == 1  # no second proof
     assert np.array_equal(again(x), first(x))
+    backends._DECLINED.clear()  # the in-process memory of chosen_backend: the disk cache answers alone
     assert backends.chosen_backend(path) == ("native", "") and len(graph_loads) == 1
 
 
@@ -107,3 +108,45 @@ def test_a_new_process_runs_a_proven_model_without_importing_onnxruntime(tmp_pat
     runs = [subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env,
                            check=True).stdout.split() for _ in range(2)]
     assert runs == [["native", "True"], ["native", "False"]]
+
+
+def _entry(key: str, value: str) -> bytes:
+    """A ModelProto metadata_props entry (field 14) as protobuf bytes, to append to a serialized model."""
+    def field(number: int, payload: bytes) -> bytes:
+        length, out = len(payload), bytearray([(number << 3) | 2])
+        while True:
+            out.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
+            length >>= 7
+            if not length:
+                return bytes(out) + payload
+    return field(14, field(1, key.encode()) + field(2, value.encode()))
+
+
+def test_metadata_two_readers_could_read_differently_is_never_remembered(tmp_path, cache, graph_loads):
+    """A key given twice: protobuf readers (onnxruntime's) keep the last value, a naive reader the first. Such a
+    file is proven on every load and never remembered, so the cache cannot hand over other kernels than the ones
+    proven."""
+    from kernelnet.runtime.onnx_wire import read_metadata
+
+    path = make_onnx(tmp_path / "m.onnx", SOBEL[None])
+    path.write_bytes(path.read_bytes() + _entry("kernelnet.padding", "zeros"))
+    with pytest.raises(ValueError, match="given twice"):
+        read_metadata(path.read_bytes())
+    assert load(path).runner.name == "native" and load(path).runner.name == "native"
+    assert len(graph_loads) == 2 and not cache.exists()
+
+
+def test_an_edited_runtime_module_renames_every_verdict(tmp_path, monkeypatch):
+    import os
+
+    from kernelnet.runtime.stencil_isa import available
+
+    folder = tmp_path / "runtime"
+    folder.mkdir()
+    for name in ("native_cache.py", "graph_check.py"):
+        (folder / name).write_text("# a module\n")
+    monkeypatch.setattr(native_cache, "__file__", str(folder / "native_cache.py"))
+    build = next(iter(available().values()))
+    before = native_cache.verdict_name(b"model", build)
+    os.utime(folder / "graph_check.py", ns=(1, 10**18))
+    assert native_cache.verdict_name(b"model", build) != before

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from kernelnet.runtime import png_decode
 from kernelnet.runtime.images import read_levels
@@ -113,6 +113,8 @@ def test_files_it_does_not_fully_understand_go_to_pillow():
         "transparency": hand_png(a, flat, chunk(b"tRNS", b"\0\7")),
         "eXIf": hand_png(a, flat, chunk(b"eXIf", b"MM\0*\0\0\0\x08\0\0")),
         "exif as text": hand_png(a, flat, chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(b"x"))),
+        "xmp": hand_png(a, flat, chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0<x:xmpmeta/>")),
+        "idat apart": _idat_apart(a),
         "unknown chunk": hand_png(a, flat, chunk(b"abCd", b"")),
         "filter type 5": _bad_filter(a),
         "truncated": hand_png(a, flat)[:-20],
@@ -124,6 +126,14 @@ def test_files_it_does_not_fully_understand_go_to_pillow():
     for name, blob in refused.items():
         assert read_gray_png(blob, BUDGET) is None, name
     assert read_gray_png(hand_png(a, flat), a.size - 1) is None  # over budget: Pillow's path says so
+
+
+def _idat_apart(a: np.ndarray) -> bytes:
+    """Two IDAT chunks with a text chunk between them (Pillow calls that a truncated file)."""
+    stream = zlib.compress(b"".join(b"\0" + bytes(row) for row in a))
+    header = struct.pack(">IIBBBBB", a.shape[1], a.shape[0], 8, 0, 0, 0, 0)
+    return (png_decode.SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", stream[:10]) + chunk(b"tEXt", b"a\0b")
+            + chunk(b"IDAT", stream[10:]) + chunk(b"IEND", b""))
 
 
 def _palette(a: np.ndarray) -> bytes:
@@ -144,16 +154,24 @@ def _bad_filter(a: np.ndarray) -> bytes:
 
 
 def test_read_levels_gives_the_same_levels_with_or_without_the_fast_path(tmp_path, monkeypatch):
+    """Plain gray files take the fast path; a file whose EXIF turns it (orientation 6) goes to Pillow, which
+    turns it; either way read_levels gives what Pillow alone gives."""
+    from kernelnet.runtime.png_decode import gray_png_levels
+
     rng = np.random.default_rng(9)
     a = rng.integers(0, 65536, (33, 20)).astype(np.uint16)
     files = {"g8.png": a.astype(np.uint8), "g16.png": a}
     for name, image in files.items():
         Image.fromarray(image).save(tmp_path / name)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Raw profile type exif", "exif\n      1\n00")
-    Image.fromarray(a.astype(np.uint8)).save(tmp_path / "exif.png", pnginfo=info)
-    fast = {name: read_levels(tmp_path / name) for name in [*files, "exif.png"]}
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    Image.fromarray(a.astype(np.uint8)).save(tmp_path / "turned.png", exif=exif.tobytes())
+    assert all(gray_png_levels(tmp_path / name, BUDGET) is not None for name in files)
+    assert gray_png_levels(tmp_path / "turned.png", BUDGET) is None
+    fast = {name: read_levels(tmp_path / name) for name in [*files, "turned.png"]}
+    assert fast["turned.png"].shape == (20, 33)
     monkeypatch.setattr(png_decode, "unfilter", None)
     for name, levels in fast.items():
+        assert gray_png_levels(tmp_path / name, BUDGET) is None
         slow = read_levels(tmp_path / name)
         assert slow.dtype == levels.dtype and np.array_equal(slow, levels), name
