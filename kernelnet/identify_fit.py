@@ -8,15 +8,29 @@ matrix (n, k² + 1) (the last column is the bias), weights (C, k² + 1).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from kernelnet.runtime.pairs import PairSet
+from kernelnet.runtime.pairs import PairSet, Strip
 
 MAX_RAW = 15
 WIDEN_GAIN = 5e-4
 """A larger kernel must write this much more of the levels exactly to be chosen (integer targets)."""
+
+
+def interior_rows(pairs: PairSet) -> Iterator[tuple[Strip, np.ndarray]]:
+    """(strip, its rows whose 15×15 windows lie inside the image: indices into the strip) over the training
+    pairs in a spread order, skipping planes too small for any interior."""
+    m = MAX_RAW // 2
+    for strip in pairs.iter_strips(pairs.spread(pairs.train)):
+        if min(strip.height, strip.x.shape[1]) <= 2 * m:
+            continue
+        image_rows = strip.image_rows()
+        inner = np.flatnonzero((image_rows >= m) & (image_rows < strip.height - m)) + strip.own.start
+        if inner.size:
+            yield strip, inner
 
 
 def sample_interior(pairs: PairSet, clip: tuple[float, float] | None, rows: int, seed: int = 0
@@ -27,16 +41,10 @@ def sample_interior(pairs: PairSet, clip: tuple[float, float] | None, rows: int,
     rng = np.random.default_rng(seed)
     m = MAX_RAW // 2
     xs, ys, taken = [], [], 0
-    for strip in pairs.iter_strips(pairs.spread(pairs.train)):
+    for strip, inner in interior_rows(pairs):
         if taken >= rows:  # enough: a corpus of many small pairs is sampled, not read whole
             break
         x, y, height, width = strip.x, strip.y, strip.height, strip.x.shape[1]
-        if min(height, width) <= 2 * m:
-            continue
-        image_rows = strip.image_rows()
-        inner = np.flatnonzero((image_rows >= m) & (image_rows < height - m)) + strip.own.start  # strip rows
-        if not inner.size:
-            continue
         targets = y[inner, m:width - m]
         keep = np.ones(targets.shape, dtype=bool)
         if clip is not None:
@@ -164,14 +172,10 @@ def refit_raw(pairs: PairSet, clip: tuple[float, float] | None, k: int, rows: in
     m, r = MAX_RAW // 2, k // 2
     n = k * k + 1
     gram, rhs, taken = np.zeros((n, n)), np.zeros(n), 0
-    for strip in pairs.iter_strips(pairs.spread(pairs.train)):
+    for strip, inner in interior_rows(pairs):
         if taken >= rows:
             break
-        x, y, height, width = strip.x, strip.y, strip.height, strip.x.shape[1]
-        if min(height, width) <= 2 * m:
-            continue
-        image_rows = strip.image_rows()
-        inner = np.flatnonzero((image_rows >= m) & (image_rows < height - m)) + strip.own.start
+        x, y, width = strip.x, strip.y, strip.x.shape[1]
         windows = np.lib.stride_tricks.sliding_window_view(x, (k, k))
         for start in range(0, inner.size, 32):  # 32 rows at a time: a few MB of design matrix
             chunk = inner[start:start + 32]
