@@ -50,7 +50,8 @@ def _overrides(pre: Any, clip: tuple[float, float] | None = None, grid: int | No
     """TensorQuantOverrides: conv inputs known to lie in [0, 1] get that range; conv weights the best scale; with
     an output clip, the last convs' outputs get ±max|clip| (beyond it the clip decides; within it every value
     must be representable, whatever the calibration photos happened to reach; the pre-process may fold the
-    output stage's grid multiplication into the Conv, so the bound is taken × grid)."""
+    output stage's grid multiplication into the Conv of a raw filter, so the bound is then taken × grid — never
+    for a magnitude, whose grid step comes after its Sqrt)."""
     from onnx import numpy_helper
 
     inits = {i.name: numpy_helper.to_array(i) for i in pre.graph.initializer}
@@ -81,8 +82,9 @@ def _overrides(pre: Any, clip: tuple[float, float] | None = None, grid: int | No
             w = inits[node.input[1]].astype(np.float64)
             reach = np.float32(max(float(np.clip(w, 0, None).sum()), float(-np.clip(w, None, 0).sum())))
             overrides[node.output[0]] = [{"rmin": -reach, "rmax": reach}]
-    if clip is not None:
-        bound = np.float32(max(abs(clip[0]), abs(clip[1])) * (grid or 1))
+    if clip is not None:  # a magnitude's grid step follows its Sqrt: nothing folds it into the Convs
+        folds = not any(node.op_type == "Sqrt" for node in pre.graph.node)
+        bound = np.float32(max(abs(clip[0]), abs(clip[1])) * (grid if grid and folds else 1))
         for node in pre.graph.node:
             if node.op_type == "Conv" and node.output[0] not in conv_inputs:
                 overrides[node.output[0]] = [{"rmin": -bound, "rmax": bound}]

@@ -131,3 +131,22 @@ def test_pipeline_with_targets_refuses_the_options_it_identifies(tmp_path):
              "--solver", "adam", "--out", tmp_path / "p")
     assert res.exit_code == 2 and "drop --model, --solver" in res.output and res.output.count("\n") == 1
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_pairs_pipeline_of_an_integer_magnitude_verifies_int8_too(tmp_path):
+    """A truncated Sobel magnitude of 8-bit levels (ffmpeg's sobel computes so): identified exactly, with an
+    output grid after the square root; its int8 model must stay within int8's tolerance (the quantizer once took
+    the grid as folded into the Convs and gave every output 0)."""
+    from tests.black_boxes import BOXES, make_pairs
+
+    data, targets = make_pairs(tmp_path, BOXES["opencv-sobel-magnitude-truncated"][0], count=8, side=48)
+    config = RunConfig(filter="pairs", data=str(data.resolve()), targets=str(targets.resolve()), solver="exact",
+                       name="pairs-magnitude")
+    out = tmp_path / "pipe"
+    result = run_pipeline(config, out, bench_sizes="32x32", bench_min_time=0.02, verify_sizes="13x7",
+                          progress=False, say=lambda s: None)
+    verify = json.loads((out / "verify.json").read_text())
+    int8 = [r for r in verify["summary"] if r["check"] == "onnxruntime-int8 ~ onnxruntime"]
+    assert int8 and int8[0]["ok"], int8
+    assert result.verified
