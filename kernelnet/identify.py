@@ -219,14 +219,15 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     k = int(round(np.sqrt(w.shape[1] - 1)))
     reached = rms <= FLOOR_MARGIN * floor
     grid = None
-    if pairs.encoding.levels is not None and reached and in_levels is not None:
-        patches, y = sample_interior(pairs, clip, 20_000, seed=1)
-        w, grid = snap_grid(w, in_levels, (design(patches, k), y), combine, rms)
+    integer = pairs.encoding.levels is not None and in_levels is not None
     top = pairs.encoding.levels if clip is None or not np.isfinite(clip[1]) else clip[1]
-    magnitude_step = magnitude_grid(top) if pairs.encoding.levels is not None else None
-    if combine == "magnitude" and magnitude_step is not None and in_levels is not None:
+    magnitude_step = magnitude_grid(top) if integer and combine == "magnitude" else None
+    if integer and (reached or magnitude_step is not None):
         patches, y = sample_interior(pairs, clip, 20_000, seed=1)
-        named = named_magnitude(patches, y, k, w, in_levels, magnitude_step, candidates)
+        if reached:
+            w, grid = snap_grid(w, in_levels, (design(patches, k), y), combine, rms)
+        named = None if magnitude_step is None else named_magnitude(patches, y, k, w, in_levels, magnitude_step,
+                                                                    candidates)
         if named is not None:  # integer responses: exact kernels, and a grid that keeps integers integers
             w, grid = named, magnitude_step
     bits = pairs.encoding.bits

@@ -6,13 +6,13 @@ A verdict is an empty file named by a SHA-256 over the model's bytes, the stenci
 (path, size, mtime) of onnxruntime's package and of every module of kernelnet's runtime. Any change to one of
 them — another model file, a rebuilt stencil, another onnxruntime, an edited check — makes another name, so the
 model is proven again. A proof is remembered only where this module's strict reading of the metadata
-(:func:`~kernelnet.runtime.onnx_wire.read_metadata`) equals onnxruntime's, which the proof used. Only proofs are remembered; a declined model is asked again on
-every load. Verdicts live in ``$KERNELNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/kernelnet``, else
-``~/.cache/kernelnet`` (``KERNELNET_CACHE_DIR=`` empty: remember nothing). A cache that cannot be read or
-written is skipped without a word: the model is then proven as if it were new.
+(:func:`~kernelnet.runtime.onnx_wire.read_metadata`) equals onnxruntime's, which the proof used. Only proofs are
+remembered; a declined model is asked again on every load. Verdicts live in ``$KERNELNET_CACHE_DIR``, else
+``$XDG_CACHE_HOME/kernelnet``, else ``~/.cache/kernelnet`` (``KERNELNET_CACHE_DIR=`` empty: remember nothing). A
+cache that cannot be read or written is skipped without a word: the model is then proven as if it were new.
 
-    >>> data = Path("model.onnx").read_bytes()                               # doctest: +SKIP
-    >>> proven(data) or prove_and_remember(...)                              # doctest: +SKIP
+    >>> runner, data = proven_runner(Path("model.onnx"), 2, "native")        # doctest: +SKIP
+    >>> runner is None  # not proven yet: load() proves it, then remember_proven(...)  # doctest: +SKIP
 """
 
 from __future__ import annotations

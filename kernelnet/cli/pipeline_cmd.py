@@ -54,8 +54,8 @@ def pipeline(filter_: str, model: str | None, normalize: bool | None, padding: s
         fixed = [name for name, value in (("--model", model), ("--normalize", normalize), ("--padding", padding),
                                           ("--solver", solver)) if value is not None]
         if fixed:
-            raise KernelnetError(f"with --targets the pipeline identifies the filter: drop {', '.join(fixed)} (kernelnet "
-                                 "train --data --targets takes them to fix what is not identified)")
+            raise KernelnetError(f"with --targets the pipeline identifies the filter: drop {', '.join(fixed)} "
+                                 "(kernelnet train --data --targets takes them to fix what is not identified)")
         config = RunConfig(filter="pairs", data=data, targets=targets, solver="exact", seed=seed,
                            name=f"pairs-{Path(targets).resolve().name}")
     else:
