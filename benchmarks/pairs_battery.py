@@ -77,6 +77,8 @@ def cases() -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool, di
                             False, {"model": "single", "kernel_size": 3}),
         "scipy_median": (lambda c: ndimage.median_filter(c, 3), ".png", False, {"verdict": "approximated"}),
         "cv_gaussian7_8bit": (lambda c: cv2.GaussianBlur(c, (7, 7), 1.5), ".png", False, {"kernel_size": 7}),
+        "scipy_gaussian25_float": (lambda c: ndimage.gaussian_filter(c / 255.0, 4.0, truncate=3.0)
+                                   .astype(np.float32), ".npy", False, {"kernel_size": 25, "padding": "symmetric"}),
         "cv_filter2d_random5_offset": (lambda c: cv2.filter2D(c, -1, RANDOM5, delta=40), ".png", False,
                                        {"kernel_size": 5, "padding": "reflect"}),
         "cv_scharr_abs_rgb": (lambda c: cv2.convertScaleAbs(cv2.Scharr(c, cv2.CV_16S, 1, 0)), ".png", True,

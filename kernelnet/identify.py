@@ -9,9 +9,10 @@ The search, cheapest first, each step on what the previous one fixed:
    k = 1, 3, …, 15; ``abs`` and ``magnitude`` (k ≤ 7) a lifted least squares on y² (its top eigenpairs give the
    kernels) refined by Gauss-Newton on y itself. The smallest k whose residual reaches the data's noise floor wins
    (integer targets: the rounding floor, 1/√12 level RMS; float: float32 resolution), raw before abs before
-   magnitude; nothing at the floor → the best residual, and the verdict says "approximated". For integer targets
-   a raw kernel then grows while it writes more levels exactly (a Gaussian cut at 2 σ already reaches the floor's
-   RMS with a few % of its levels one off: :func:`kernelnet.identify_fit.widen`).
+   magnitude; then raw kernels 17×17 to 31×31 from one 31×31 Gram matrix (:mod:`kernelnet.identify_wide`: a
+   Gaussian of σ = 4 is 25×25); nothing at the floor → the best residual, and the verdict says "approximated".
+   For integer targets a raw kernel then grows while it writes more levels exactly (a Gaussian cut at 2 σ
+   already reaches the floor's RMS with a few % of its levels one off: :func:`kernelnet.identify_fit.widen`).
 2. **Grid.** Integer-arithmetic black boxes (OpenCV, Pillow) compute integer sums / d: when every coefficient per
    input level and the bias are multiples of 1/d (d ≤ 256), they are snapped, and the output stage snaps values
    to that grid, so that float32 noise can never move an exact tie. A magnitude of integer targets is tried as a
@@ -31,14 +32,18 @@ from typing import Any
 import numpy as np
 
 from kernelnet.identify_magnitude import magnitude_grid, named_magnitude
-from kernelnet.identify_fit import MAX_RAW, design, fit_quadratic, fit_raw, predict, sample_interior, widen
+from kernelnet.identify_fit import MAX_RAW, WIDEN_GAIN, design, fit_quadratic, fit_raw, predict, sample_interior, widen
+from kernelnet.identify_wide import WIDE_SIZES, fit_wide
 from kernelnet.runtime.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
-from kernelnet.runtime.spec import BORDERS, ROUNDINGS, FilterSpec, OutputStage
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.spec import BORDERS, MAX_KERNEL, ROUNDINGS, FilterSpec, OutputStage
 
 KINDS = ("raw", "abs", "magnitude")
 MAX_QUADRATIC = 7
 RAW_ROWS, QUADRATIC_ROWS = 80_000, 24_000
+WIDE_GAIN = 0.8
+"""Short of the floor, a kernel above 15×15 replaces the best smaller fit only when it cuts the residual by 20%."""
 FLOOR_MARGIN = 1.25
 """A residual within 25% of the noise floor reaches it (the floor of rounded levels is 1/√12 ≈ 0.289)."""
 SATURATED_SHARE = 0.005
@@ -110,14 +115,13 @@ def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
     floor = floor_rms(pairs, y)
     candidates: list[dict[str, Any]] = []
     best: tuple[float, str, np.ndarray] | None = None
+    wide_ok = fixed.combine in (None, "raw") and (fixed.kernel_size is None or fixed.kernel_size > MAX_RAW)
     for combine in [fixed.combine] if fixed.combine else KINDS:
         top = MAX_RAW if combine == "raw" else MAX_QUADRATIC
         if fixed.kernel_size is not None and (fixed.kernel_size % 2 == 0 or not 1 <= fixed.kernel_size <= top):
-            if fixed.combine:
-                from kernelnet.runtime.errors import KernelnetError
-
+            if fixed.combine and not (wide_ok and fixed.kernel_size in WIDE_SIZES):
                 raise KernelnetError(f"kernel size {fixed.kernel_size}: a {combine} filter is identified from odd "
-                                     f"sizes 1 to {top}")
+                                     f"sizes 1 to {MAX_KERNEL if combine == 'raw' else top}")
             continue
         sizes = [fixed.kernel_size] if fixed.kernel_size else range(1, top + 1, 2)
         for k in sizes:
@@ -132,12 +136,36 @@ def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
                 if combine == "raw" and pairs.encoding.levels is not None and k > 1:
                     k, w, rms = widen(pairs, clip, (patches, y), k, candidates, grow=fixed.kernel_size is None)
                 return combine, w, rms, floor, candidates
+    if wide_ok and (fixed.kernel_size is None or fixed.kernel_size in WIDE_SIZES):
+        wide = wide_raw(pairs, clip, floor, candidates, fixed.kernel_size)
+        if wide is not None and (best is None or wide[1] < best[0] * WIDE_GAIN or wide[1] <= FLOOR_MARGIN * floor):
+            return "raw", wide[0], wide[1], floor, candidates
     if best is None:
-        from kernelnet.runtime.errors import KernelnetError
-
-        raise KernelnetError(f"kernel size {fixed.kernel_size}: sizes are odd, 1 to {MAX_RAW} (raw) or "
+        raise KernelnetError(f"kernel size {fixed.kernel_size}: sizes are odd, 1 to {MAX_KERNEL} (raw) or "
                              f"{MAX_QUADRATIC} (abs, magnitude)")
     return best[1], best[2], best[0], floor, candidates
+
+
+def wide_raw(pairs: PairSet, clip: tuple[float, float] | None, floor: float, candidates: list[dict[str, Any]],
+             size: int | None = None) -> tuple[np.ndarray, float] | None:
+    """(weights, rms) of the raw kernel above 15×15 (:mod:`kernelnet.identify_wide`): the smallest size at the
+    floor (integer targets: the smallest within :data:`WIDEN_GAIN` of the most levels written exactly among those),
+    else the best residual; ``size``: that size only. None where no image has a 31×31 interior."""
+    fits = fit_wide(pairs, clip, (size,) if size else WIDE_SIZES)
+    for k, (_, rms, share) in fits.items():
+        candidates.append({"combine": "raw", "kernel_size": k, "rms": rms, "wide": True}
+                          | ({} if np.isnan(share) else {"exact_share": share}))
+    if not fits:
+        return None
+    at_floor = [k for k, (_, rms, _) in fits.items() if rms <= FLOOR_MARGIN * floor]
+    if not at_floor:
+        k = min(fits, key=lambda s: fits[s][1])
+    elif pairs.encoding.levels is not None:
+        top = max(fits[s][2] for s in at_floor)
+        k = min(s for s in at_floor if fits[s][2] >= top - WIDEN_GAIN)
+    else:
+        k = min(at_floor)
+    return fits[k][0], fits[k][1]
 
 
 def snap_grid(w: np.ndarray, in_levels: float, patches_y: tuple[np.ndarray, np.ndarray], combine: str,
@@ -222,7 +250,7 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     integer = pairs.encoding.levels is not None and in_levels is not None
     top = pairs.encoding.levels if clip is None or not np.isfinite(clip[1]) else clip[1]
     magnitude_step = magnitude_grid(top) if integer and combine == "magnitude" else None
-    if integer and (reached or magnitude_step is not None):
+    if integer and k <= MAX_RAW and (reached or magnitude_step is not None):
         patches, y = sample_interior(pairs, clip, 20_000, seed=1)
         if reached:
             w, grid = snap_grid(w, in_levels, (design(patches, k), y), combine, rms)
