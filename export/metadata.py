@@ -21,7 +21,10 @@ def _short(value: Any) -> Any:
 
 
 def run_spec(config: RunConfig, weights: dict[str, np.ndarray], input_dtype: str = "float32") -> FilterSpec:
-    """The filter a run's weights (``conv.weight`` (C, 1, k, k), ``conv.bias``) deploy."""
+    """The filter a run's weights (``conv.weight`` (C, 1, k, k), ``conv.bias``; a rank model's ``footprint``
+    (1, 1, k, k)) deploy."""
+    if config.model == "rank":
+        return config.filter_spec(weights["footprint"][:, 0], None, input_dtype)
     return config.filter_spec(weights["conv.weight"][:, 0], weights.get("conv.bias"), input_dtype)
 
 

@@ -9,7 +9,9 @@ Graph forms (each computes the spec exactly; export verifies the file against th
 * ``separable`` — a rank-1 kernel k = v·uᵀ as a k×1 Conv then a 1×k Conv (Sobel, Scharr, Prewitt, Gaussian,
   box): fewer multiply-adds and a smaller im2col buffer in onnxruntime's CPU Conv;
 * ``split`` — the magnitude is always two single-output Convs and ``Sqrt(a·a + b·b)``: onnxruntime's CPU Conv is
-  much slower with two output channels.
+  much slower with two output channels;
+* ``rank`` — a rank filter (:mod:`kernelnet.export.rank_graph`) on the input padded by its border (``zeros`` a
+  constant ``Pad``).
 
 Borders: ``zeros`` is the Conv's own padding; ``reflect`` / ``replicate`` are a ``Pad`` (mode reflect / edge)
 before it; ``symmetric`` and ``reflect_symmetric`` (no Pad mode) are two mirrored ``Slice``s concatenated on each
@@ -65,6 +67,10 @@ def rank1_factors(kernel: np.ndarray, exact: bool = True) -> tuple[np.ndarray, n
 
 def choose_form(spec: FilterSpec, form: str = "auto") -> str:
     """Resolve ``form`` for ``spec``: ``split`` for the magnitude; ``auto`` → ``separable`` for rank-1 kernels."""
+    if spec.is_rank:
+        if form not in ("auto", "rank"):
+            raise KernelnetError(f"a {spec.combine} filter has one graph form, rank (not {form})")
+        return "rank"
     if spec.combine == "magnitude" and form in (*FORMS, "split"):
         return "split"
     if form not in FORMS:
@@ -183,6 +189,8 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
     if spec.input.channels != 1:
         raise KernelnetError(f"graphs of {spec.input.channels}-channel filters are not supported yet")
     chosen = choose_form(spec, form)
+    if opset < 18 and chosen == "rank":
+        raise KernelnetError(f"rank filters need opset 18 or later (ReduceMin/ReduceMax with axes inputs), got {opset}")
     if chosen == "separable" and rank1_factors(spec.kernels[0]) is None:
         raise KernelnetError("graph form 'separable' needs a rank-1 kernel; this one is not (use conv or auto)")
     work = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
@@ -199,14 +207,18 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
     if fp16:
         x = b.op("Cast", [x], to=TensorProto.FLOAT16)
     source = x
-    padded = spec.border not in ("zeros", "copy") and spec.halo > 0
+    padded = (spec.border not in ("zeros", "copy") or spec.is_rank) and spec.halo > 0
     if padded and spec.border in ("symmetric", "reflect_symmetric"):
         x = _mirror_pad(b, x, spec.halo, spec.border)
     elif padded:
         r = spec.halo
         x = b.op("Pad", [x, b.const("pads", np.array([0, 0, r, r, 0, 0, r, r], dtype=np.int64))],
-                 mode=_PAD_MODE[spec.border])
-    if chosen == "split":
+                 mode=_PAD_MODE.get(spec.border, "constant"))
+    if chosen == "rank":
+        from kernelnet.export.rank_graph import rank_nodes
+
+        y = rank_nodes(b, x, spec)
+    elif chosen == "split":
         a = _correlate(b, x, spec, 0, "conv", padded, "a")
         c = _correlate(b, x, spec, 1, "conv", padded, "b")
         y = b.op("Sqrt", [b.op("Add", [b.op("Mul", [a, a]), b.op("Mul", [c, c])])])

@@ -167,6 +167,9 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     _check_args(method, samples, latency_runs)
     run_dir = Path(run_dir)
     config = load_config(run_dir)
+    if config.model == "rank":
+        raise KernelnetError(f"{run_dir} is a rank filter ({config.rank}): it only picks input values, so it has no "
+                             "weights for int8 to shrink; quantization applies to linear kernels")
     source_path, path = _paths(run_dir, out, uint8_input)
     source, source_bytes = _load_source(source_path)
     if calibration == "builtin" and config.is_pairs:

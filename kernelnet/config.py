@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.spec import BORDERS, MAX_KERNEL, FilterSpec, InputEncoding, OutputStage
+from kernelnet.runtime.spec import BORDERS, MAX_KERNEL, RANKS, FilterSpec, InputEncoding, OutputStage
 
-MODELS = ("single", "double")
+MODELS = ("single", "double", "rank")
 SOLVERS = ("adam", "sgd", "exact")
 PADDINGS = BORDERS
 
@@ -83,12 +83,21 @@ class RunConfig:
     target_dtype: str = ""
     target_channels: int = 1
     """How the pair targets are stored (png / tiff / npy; uint8 / uint16 / float32 / float64; 1 or 3)."""
+    output_scale: float = 1.0
+    output_offset: float = 0.0
+    """A rank model's map from input units to the targets' (``y = rank · scale + offset``; linear models fold it
+    into their kernels)."""
+    rank: str = ""
+    """A rank model's order statistic: min, max or median (its footprint is in model.safetensors)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.output_stage  # validates clip, rounding, bits and grid  # noqa: B018
         if self.model not in MODELS:
             raise KernelnetError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
+        if (self.model == "rank") != (self.rank in RANKS) or (self.rank and self.rank not in RANKS):
+            raise KernelnetError(f"rank {self.rank!r} with model {self.model}: a rank model takes min, max or median, "
+                                 "other models none")
         if self.solver not in SOLVERS:
             raise KernelnetError(f"unknown solver {self.solver!r}: use one of {', '.join(SOLVERS)}")
         if self.padding not in PADDINGS:
@@ -131,7 +140,8 @@ class RunConfig:
 
     @property
     def output_stage(self) -> OutputStage:
-        return OutputStage(clip=self.clip, rounding=self.rounding, bits=self.output_bits, grid=self.grid)
+        return OutputStage(self.output_scale, self.output_offset, self.clip, self.rounding, self.output_bits,
+                           self.grid)
 
     @property
     def is_pairs(self) -> bool:
@@ -139,7 +149,7 @@ class RunConfig:
 
     def filter_spec(self, kernels: Any, bias: Any = None, input_dtype: str = "float32") -> FilterSpec:
         """The deployed filter of this run's model with learned ``kernels`` (C, k, k) and ``bias`` (C,)."""
-        return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding,
+        return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding, self.rank or None,
                                        input=InputEncoding.for_dtype(input_dtype), output=self.output_stage)
 
     def target_spec(self) -> FilterSpec | None:

@@ -20,6 +20,8 @@ The search, cheapest first, each step on what the previous one fixed:
    integers (:mod:`kernelnet.identify_magnitude`: ffmpeg's truncated Sobel).
 3. **Border**, from the ring of k//2 pixels: the candidate border whose predictions match the ring best.
 4. **Rounding** (integer targets): the rule reproducing the most training levels exactly.
+5. **Rank rung**, when no linear filter reaches the floor: erosion, dilation or median over a square or a cross
+   (:mod:`kernelnet.identify_rank`), its border from the ring.
 
 Whatever the user fixed (kind, size, border, clip, rounding) is not searched.
 """
@@ -33,6 +35,7 @@ import numpy as np
 
 from kernelnet.identify_magnitude import magnitude_grid, named_magnitude
 from kernelnet.identify_fit import MAX_RAW, WIDEN_GAIN, design, fit_quadratic, fit_raw, predict, sample_interior, widen
+from kernelnet.identify_rank import RANK_BORDERS, rank_spec, search_rank
 from kernelnet.identify_wide import WIDE_SIZES, fit_wide
 from kernelnet.runtime.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
@@ -239,6 +242,24 @@ def choose_rounding(pairs: PairSet, spec: FilterSpec, fixed: Fixed) -> tuple[str
     return rule, spec if b is None else spec.replace(bias=[b])
 
 
+def identify_rank(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None, floor: float,
+                  in_levels: float | None, candidates: list[dict[str, Any]]) -> Identified | None:
+    """The rank rung (:mod:`kernelnet.identify_rank`): the first erosion / dilation / median that reaches the data,
+    its border from the outer ring; None when none does."""
+    found = search_rank(pairs, floor, in_levels, fixed.kernel_size if fixed.kernel_size and
+                        fixed.kernel_size <= MAX_RAW else None, candidates)
+    if found is None:
+        return None
+    op, footprint, a, c = found
+    if pairs.encoding.levels is not None and clip is None:
+        clip = pairs.encoding.int_range
+    borders = [fixed.border] if fixed.border else list(RANK_BORDERS)
+    errors = {b: _ring_error(pairs, rank_spec(op, footprint, a, c, b, pairs, clip)) for b in borders}
+    border = min(borders, key=lambda b: (errors[b], borders.index(b)))
+    spec = rank_spec(op, footprint, a, c, border, pairs, clip)
+    return Identified(spec, floor, floor, True, candidates, errors)
+
+
 def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None = 255.0) -> Identified:
     """Identify the filter behind ``pairs`` (see the module docstring); float output in the targets' units."""
     fixed = fixed or Fixed()
@@ -246,6 +267,10 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     combine, w, rms, floor, candidates = search_kernel(pairs, fixed, clip)
     k = int(round(np.sqrt(w.shape[1] - 1)))
     reached = rms <= FLOOR_MARGIN * floor
+    if not reached and fixed.combine is None and fixed.border != "copy":
+        ranked = identify_rank(pairs, fixed, clip, floor, in_levels, candidates)
+        if ranked is not None:
+            return ranked
     grid = None
     integer = pairs.encoding.levels is not None and in_levels is not None
     top = pairs.encoding.levels if clip is None or not np.isfinite(clip[1]) else clip[1]

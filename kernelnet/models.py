@@ -106,14 +106,46 @@ class DoubleFilter(_FilterBase):
         return magnitude(y[:, 0:1], y[:, 1:2])
 
 
+class RankFilter(nn.Module):
+    """The order statistic ``rank`` (min / max / median) of each pixel's footprint taps (N, 1, H, W) → (N, 1, H, W):
+    an erosion, dilation or median filter. Nothing to learn: the footprint (1, 1, k, k) of 0 and 1 is a buffer (it
+    travels in model.safetensors), and identification picks the rank, footprint and border."""
+
+    normalize = False
+
+    def __init__(self, kernel_size: int = 3, rank: str = "median", padding: str = "replicate",
+                 footprint: np.ndarray | None = None) -> None:
+        super().__init__()
+        if rank not in ("min", "max", "median") or padding not in PADDINGS or padding == "copy":
+            raise ValueError(f"a rank filter takes min / max / median and a padding border, got {rank!r}, {padding!r}")
+        self.kernel_size, self.rank, self.padding = kernel_size, rank, padding
+        taps = np.ones((kernel_size, kernel_size)) if footprint is None else footprint
+        self.register_buffer("footprint", torch.tensor(np.asarray(taps, np.float32).reshape(1, 1, kernel_size,
+                                                                                          kernel_size)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, (n, _, h, w) = self.kernel_size, x.shape
+        padded = F.pad(x, (k // 2,) * 4) if self.padding == "zeros" else pad_same(x, k, self.padding)
+        taps = F.unfold(padded, k)[:, self.footprint.reshape(-1) != 0]  # (N, taps, H·W)
+        if self.rank == "min":
+            y = taps.amin(dim=1)
+        elif self.rank == "max":
+            y = taps.amax(dim=1)
+        else:
+            y = taps.median(dim=1).values  # an odd number of taps: the middle one, exactly
+        return y.reshape(n, 1, h, w)
+
+
 def build_model(model: str, kernel_size: int = 3, bias: bool = True, normalize: bool = False,
-                padding: str = "zeros") -> _FilterBase:
-    """``single`` → :class:`SingleFilter`, ``double`` → :class:`DoubleFilter`."""
+                padding: str = "zeros", rank: str = "") -> nn.Module:
+    """``single`` → :class:`SingleFilter`, ``double`` → :class:`DoubleFilter`, ``rank`` → :class:`RankFilter`."""
+    if model == "rank":
+        return RankFilter(kernel_size, rank, padding)
     if model == "single":
         return SingleFilter(kernel_size, bias, normalize, padding)
     if model == "double":
         return DoubleFilter(kernel_size, bias, padding)
-    raise ValueError(f"unknown model {model!r}; expected 'single' or 'double'")
+    raise ValueError(f"unknown model {model!r}; expected 'single', 'double' or 'rank'")
 
 
 def set_kernels(model: nn.Module, kernels: np.ndarray, bias: np.ndarray | None = None) -> None:

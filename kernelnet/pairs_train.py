@@ -23,12 +23,13 @@ from kernelnet.identify import Fixed, Identified, identify
 from kernelnet.runtime.pairs import PairSet, load_pairs, planes
 from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
-from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec import FOOTPRINTS, FilterSpec, footprint_of
 from kernelnet.runtime.verify_pairs import floor_db, reproduces
 
 PLOT_SIDE = 512
 """The sample plots show at most this corner of each image."""
 NAMED_MATCH = 1e-3
+RANK_NAMES = {"min": "erosion", "max": "dilation", "median": "median filter"}
 
 
 def heldout(pairs: PairSet, spec: FilterSpec) -> dict[str, Any]:
@@ -66,13 +67,20 @@ def nearest_named_filter(spec: FilterSpec) -> str | None:
     return None
 
 
+def rank_fields(spec: FilterSpec) -> dict[str, Any]:
+    """``rank`` and ``footprint`` (square, cross, or its taps) of a rank filter, for ``identified``."""
+    named = [name for name in FOOTPRINTS if np.array_equal(footprint_of(name, spec.kernel_size), spec.footprint)]
+    return {"rank": spec.combine, "footprint": named[0] if named else spec.footprint.astype(int).tolist()}
+
+
 def _config(pairs: PairSet, found: Identified, data: str, targets: str, seed: int, name: str) -> RunConfig:
     spec, out = found.spec, found.spec.output
     return RunConfig(filter="pairs", model=spec.model, normalize=spec.normalize, kernel_size=spec.kernel_size,
                      bias=True, padding=spec.border, data=str(data), targets=str(targets), solver="exact",
                      seed=seed, name=name, clip=out.clip, rounding=out.rounding, output_bits=out.bits,
                      grid=out.grid, target_format=pairs.encoding.format, target_dtype=pairs.encoding.dtype,
-                     target_channels=pairs.encoding.channels)
+                     target_channels=pairs.encoding.channels, output_scale=out.scale, output_offset=out.offset,
+                     rank=spec.combine if spec.is_rank else "")
 
 
 def _train_mse(pairs: PairSet, spec: FilterSpec, strips: int = 8) -> float:
@@ -105,7 +113,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     found = identify(pairs, fixed, pairs.input_levels)
     history: list[dict[str, Any]] = []
     gradient_kept = None
-    if solver != "exact":
+    if solver != "exact" and not found.spec.is_rank:  # an order statistic has nothing to descend on
         from kernelnet.pairs_gradient import refine
 
         refined, history = refine(found.spec, pairs, solver=solver, epochs=epochs, lr=lr, seed=seed)
@@ -123,9 +131,9 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     metrics: dict[str, Any] = {
         "identified": {"model": spec.model, "normalize": spec.normalize, "kernel_size": spec.kernel_size,
                        "padding": spec.border, "clip": list(spec.output.clip) if spec.output.clip else None,
-                       "rounding": spec.output.rounding},
+                       "rounding": spec.output.rounding, **(rank_fields(spec) if spec.is_rank else {})},
         "verdict": "reproduced" if reproduced else "approximated",
-        "nearest_named_filter": nearest_named_filter(spec) if reproduced else None,
+        "nearest_named_filter": nearest_named_filter(spec) if reproduced and not spec.is_rank else None,
         "noise_floor_psnr_db": floor,
         **{k: v for k, v in figures.items() if k != "peak"},
         "interior_rms": found.rms, "floor_rms": found.floor_rms, "grid": spec.output.grid,
@@ -137,8 +145,13 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
         "gradient_kept": gradient_kept,
         "kernels": spec.kernels.tolist(), "bias": spec.bias.tolist(),
     }
-    model = build_model(spec.model, spec.kernel_size, True, spec.normalize, spec.border)
-    set_kernels(model, spec.kernels.astype(np.float32), spec.bias.astype(np.float32))
+    if spec.is_rank:
+        from kernelnet.models import RankFilter
+
+        model = RankFilter(spec.kernel_size, spec.combine, spec.border, spec.footprint)
+    else:
+        model = build_model(spec.model, spec.kernel_size, True, spec.normalize, spec.border)
+        set_kernels(model, spec.kernels.astype(np.float32), spec.bias.astype(np.float32))
     with run_transaction(run_dir) as staging:  # replaces run_dir whole once written
         save_model(staging, model, config)
         save_metrics(staging, metrics)
@@ -169,6 +182,8 @@ def summary_lines(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     """The short identification summary ``kernelnet train`` prints."""
     ident = metrics["identified"]
     kind = "double (magnitude)" if ident["model"] == "double" else "single abs" if ident["normalize"] else "single raw"
+    if ident.get("rank"):
+        kind = f"rank {ident['rank']} over a {ident['footprint']} ({RANK_NAMES[ident['rank']]})"
     rows: list[tuple[str, Any]] = [
         ("verdict", metrics["verdict"]), ("kind", kind), ("kernel size", ident["kernel_size"]),
         ("border", ident["padding"]), ("clip", ident["clip"]), ("rounding", ident["rounding"]),

@@ -288,6 +288,9 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
     run = Path(run)
     out = Path(out) if out is not None else default_out(run)
     config = load_config(run)
+    if config.model == "rank":
+        raise KernelnetError(f"{run} is a rank filter ({config.rank}): its footprint is not a weight to prune; "
+                             "pruning applies to linear kernels")
     weights = load_weights(run)
     shape = _conv_shape(run, weights)
     count = None if opts.amount == "auto" else resolve_count(opts.amount, shape, method, scope)

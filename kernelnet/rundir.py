@@ -160,7 +160,8 @@ def model_from_weights(config: RunConfig, weights: dict[str, np.ndarray],
 
     from kernelnet.models import build_model
 
-    model = build_model(config.model, config.kernel_size, "conv.bias" in weights, config.normalize, config.padding)
+    model = build_model(config.model, config.kernel_size, "conv.bias" in weights, config.normalize, config.padding,
+                        config.rank)
     try:
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
     except RuntimeError as exc:

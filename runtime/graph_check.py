@@ -204,9 +204,20 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
 
 
 
-POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Sqrt", "Clip", "Round", "Floor", "Sign", "Cast",
+POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Neg", "Sqrt", "Clip", "Round", "Floor", "Sign", "Cast",
                            "Identity", "QuantizeLinear", "DequantizeLinear"})
 """Ops that combine values at the same position (with other such values or scalar constants)."""
+
+
+def _tap_slice(ins: list[str], inits: dict[str, np.ndarray], halo: int) -> bool:
+    """A rank filter's tap: H and W of an image padded by ``halo`` sliced at offsets (i, j) ≤ 2·halo to the
+    unpadded size (ends i − 2·halo, or the far end for i = 2·halo)."""
+    if len(ins) != 4 or any(n not in inits for n in ins[1:]) or inits[ins[3]].ravel().tolist() != [2, 3]:
+        return False
+    starts, ends = inits[ins[1]].ravel().tolist(), inits[ins[2]].ravel().tolist()
+    far = int(np.iinfo(np.int64).max)
+    return len(starts) == len(ends) == 2 and all(
+        0 <= i <= 2 * halo and e == (far if i == 2 * halo else i - 2 * halo) for i, e in zip(starts, ends))
 
 
 def receptive_radius(path: str | Path, halo: int) -> int | None:
@@ -264,6 +275,25 @@ def receptive_radius(path: str | Path, halo: int) -> int | None:
                 inits[ins[3]].tolist() == [1] and all(n in inits for n in ins[1:]) and \
                 (len(ins) == 4 or inits[ins[4]].tolist() == [1]):
             out = reach[ins[0]]  # a channel of a multi-output Conv: positions untouched
+        elif op == "Slice" and _tap_slice(ins, inits, halo):
+            out = (reach[ins[0]][0] + halo, reach[ins[0]][1] + halo) if ins[0] in reach else None
+            if out is None:
+                return None
+        elif op == "MaxPool":
+            shape = list(node["attrs"].get("kernel_shape", []))
+            plain = all(list(node["attrs"].get(a, [1, 1])) == [1, 1] for a in ("strides", "dilations")) and \
+                list(node["attrs"].get("pads", [0, 0, 0, 0])) == [0, 0, 0, 0] and \
+                node["attrs"].get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET") and len(node["outputs"]) == 1
+            if ins[0] not in reach or len(shape) != 2 or not plain:
+                return None
+            out = (reach[ins[0]][0] + shape[0] // 2, reach[ins[0]][1] + shape[1] // 2)
+        elif op in ("ReduceMin", "ReduceMax", "TopK"):
+            axes = inits.get(ins[1]) if len(ins) > 1 else None
+            if ins[0] not in reach or axes is None or axes.size != 1 or (op != "TopK" and (
+                    axes.ravel().tolist() != [1] or node["attrs"].get("keepdims", 1) != 1)) or \
+                    (op == "TopK" and node["attrs"].get("axis") != 1):
+                return None
+            out = reach[ins[0]]
         elif op == "Slice":
             args = [inits[n].tolist() if n in inits else None for n in ins[1:]]
             if ins[0] not in reach or len(args) != 4 or args[2] not in ([2], [3]) or args[3] != [-1] or \
@@ -272,7 +302,7 @@ def receptive_radius(path: str | Path, halo: int) -> int | None:
                 return None
             out = reach[ins[0]]
         elif op == "Concat":
-            if len(data) != len(ins) or node["attrs"].get("axis") not in (2, 3):
+            if len(data) != len(ins) or node["attrs"].get("axis") not in (1, 2, 3):
                 return None
             out = seen
         elif op == "Shape" and ins[0] in reach:

@@ -66,6 +66,8 @@ def unsupported(info: ModelInfo, input_dtype: str) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet kernel metadata"
+    if spec.is_rank:
+        return f"its {spec.combine} filter is a rank filter, which the C stencil does not compute yet"
     if info.precision != "fp32":
         return f"only fp32 models run natively (this one is {info.precision})"
     if input_dtype != spec.input.dtype or input_dtype not in INPUT_SCALES:

@@ -67,9 +67,33 @@ def output_stage(y: np.ndarray, stage: OutputStage) -> np.ndarray:
     return y
 
 
+def rank_filter(image: np.ndarray, footprint: np.ndarray, op: str, padding: str = "replicate") -> np.ndarray:
+    """Same-size order statistic (``min`` / ``max`` / ``median``) of ``image`` (..., H, W) over the (k, k) bool
+    ``footprint``, float64, a few output rows at a time (the window view is never copied whole)."""
+    k = footprint.shape[0]
+    h, w = image.shape[-2:]
+    padded = pad_image(np.asarray(image, dtype=np.float64), k // 2, padding)
+    taps = np.flatnonzero(np.asarray(footprint, dtype=bool).ravel())
+    out = np.empty(image.shape, dtype=np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(-2, -1))
+    step = max(1, (1 << 22) // max(1, w * taps.size * int(np.prod(image.shape[:-2], dtype=np.int64))))
+    for r0 in range(0, h, step):
+        block = windows[..., r0:r0 + step, :w, :, :].reshape(*image.shape[:-2], -1, w, k * k)[..., taps]
+        if op == "min":
+            value = block.min(axis=-1)
+        elif op == "max":
+            value = block.max(axis=-1)
+        else:
+            value = np.partition(block, taps.size // 2, axis=-1)[..., taps.size // 2]
+        out[..., r0:r0 + step, :] = value
+    return out
+
+
 def apply_spec(image: np.ndarray, spec: FilterSpec) -> np.ndarray:
     """Evaluate ``spec`` on ``image`` (..., H, W) — raw pixels in the spec's input encoding — in float64."""
     x = np.asarray(image, dtype=np.float64) * spec.input.scale
+    if spec.is_rank:
+        return output_stage(rank_filter(x, spec.footprint, spec.combine, spec.border), spec.output)
     outs = [correlate(x, kern, spec.border, float(b)) for kern, b in zip(spec.kernels, spec.bias)]
     if spec.combine == "magnitude":
         y = np.hypot(outs[0], outs[1])

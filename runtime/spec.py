@@ -12,6 +12,11 @@ A spec maps an input image ``x`` (N, 1, H, W) to ``y`` (N, 1, H, W):
 4. output stage: ``y = combined · output.scale + output.offset``, clipped to ``output.clip``, rounded by
    ``output.rounding`` (integer outputs of ``output.bits``).
 
+A rank filter (combine ``min``, ``max`` or ``median``) replaces steps 2–3 by the order statistic of the values
+under its footprint — the nonzero taps of its one kernel of ones (a k×k square, a cross, …), ``border`` outside
+the image: ``min`` over a square is an erosion (``cv2.erode``, ``scipy.ndimage.grey_erosion``), ``max`` a
+dilation, ``median`` over an odd number of taps a median filter (``cv2.medianBlur``, ``ImageFilter.MedianFilter``).
+
 Example::
 
     >>> import numpy as np
@@ -38,10 +43,12 @@ REFLECT = SciPy / scikit-image ``reflect``); ``replicate`` (= OpenCV REPLICATE =
 right: ffmpeg's 3×3 ``convolution``, ``sobel``, ``prewitt`` and ``roberts`` filters; its 5×5 ``convolution``
 reflects on every side); ``copy`` (the output's outer
 k//2 ring is the input pixel itself, in the output's units, as Pillow's ``ImageFilter`` does)."""
-COMBINES = ("raw", "abs", "magnitude")
+RANKS = ("min", "max", "median")
+"""Order statistics over the footprint (the kernel's nonzero taps): erode, dilate, median."""
+COMBINES = ("raw", "abs", "magnitude", *RANKS)
 INPUT_DTYPES = ("float32", "uint8")
 ROUNDINGS = ("half_even", "half_up", "toward_zero", "floor")
-MODELS = ("single", "double")
+MODELS = ("single", "double", "rank")
 MAX_KERNEL = 31
 """Largest supported kernel side (odd)."""
 MAX_CHANNELS = 4
@@ -61,6 +68,33 @@ def mirror_slices(border: str, r: int) -> tuple[tuple[int, int], tuple[int, int]
     the start (``end`` −2⁶³: through the first sample)."""
     head = (r, 0) if border == "reflect_symmetric" else (r - 1, -(1 << 63))
     return head, (-1, -r - 1)
+
+
+FOOTPRINTS = ("square", "cross")
+
+
+def footprint_of(name: str, size: int) -> np.ndarray:
+    """(size, size) bool footprint: ``square``, or ``cross`` (the middle row and column)."""
+    check_kernel_size(size, "footprint size")
+    if name == "square":
+        return np.ones((size, size), dtype=bool)
+    if name == "cross":
+        out = np.zeros((size, size), dtype=bool)
+        out[size // 2] = out[:, size // 2] = True
+        return out
+    raise KernelnetError(f"footprint must be one of {', '.join(FOOTPRINTS)}, got {name!r}")
+
+
+def _check_footprint(kernel: np.ndarray, combine: str, border: str, bias: Any) -> None:
+    """A rank filter's kernel is a footprint: taps of 0 and 1 holding the centre, no bias, a border that pads."""
+    if not np.isin(kernel, (0.0, 1.0)).all() or kernel[kernel.shape[0] // 2, kernel.shape[1] // 2] != 1:
+        raise KernelnetError(f"a {combine} filter's kernel is a footprint of 0 and 1 holding its centre")
+    if combine == "median" and int(np.count_nonzero(kernel)) % 2 == 0:
+        raise KernelnetError("a median filter needs an odd number of taps in its footprint")
+    if border == "copy":
+        raise KernelnetError("a rank filter takes a padding border, not copy")
+    if bias is not None and np.any(np.asarray(bias, dtype=np.float64) != 0):
+        raise KernelnetError(f"a {combine} filter has no bias")
 
 
 def _finite(value: Any, what: str) -> float:
@@ -199,6 +233,8 @@ class FilterSpec:
             raise KernelnetError(f"a {self.combine} filter needs {want} kernel(s), got {kernels.shape[0]}")
         if self.border not in BORDERS:
             raise KernelnetError(f"border must be one of {', '.join(BORDERS)}, got {self.border!r}")
+        if self.combine in RANKS:
+            _check_footprint(kernels[0], self.combine, self.border, self.bias)
         bias = np.zeros(want) if self.bias is None else self.bias
         try:
             bias = np.array(bias, dtype=np.float64).reshape(-1)
@@ -225,8 +261,17 @@ class FilterSpec:
 
     @property
     def model(self) -> str:
-        """``single`` (raw / abs) or ``double`` (magnitude): the learned model's kind."""
-        return "double" if self.combine == "magnitude" else "single"
+        """``single`` (raw / abs), ``double`` (magnitude) or ``rank`` (min / max / median): the model's kind."""
+        return "double" if self.combine == "magnitude" else "rank" if self.combine in RANKS else "single"
+
+    @property
+    def is_rank(self) -> bool:
+        return self.combine in RANKS
+
+    @property
+    def footprint(self) -> np.ndarray:
+        """(k, k) bool: the taps a rank filter orders (every tap of a linear one)."""
+        return self.kernels[0] != 0 if self.is_rank else np.ones(self.kernels.shape[1:], dtype=bool)
 
     @property
     def normalize(self) -> bool:
@@ -251,6 +296,8 @@ class FilterSpec:
     def output_bound(self) -> float:
         """Largest |combined value| an input in [0, 1] can produce: √Σ_c (Σ|K_c| + |b_c|)² (before the output
         stage)."""
+        if self.is_rank:
+            return 1.0
         per = np.abs(self.kernels).reshape(len(self.kernels), -1).sum(axis=1) + np.abs(self.bias)
         return float(np.sqrt(np.sum(per ** 2)))
 
@@ -274,12 +321,23 @@ class FilterSpec:
 
     @classmethod
     def from_weights(cls, kernels: Any, bias: Any, model: str, normalize: bool = False, padding: str = "zeros",
-                     **stages: Any) -> FilterSpec:
-        """A learned model's spec from its kernels (C, k, k) and bias (C,) (or ``None``)."""
+                     rank: str | None = None, **stages: Any) -> FilterSpec:
+        """A learned model's spec from its kernels (C, k, k) and bias (C,) (or ``None``); a ``rank`` model from
+        its footprint (1, k, k) and ``rank`` (min / max / median)."""
         if model not in MODELS:
             raise KernelnetError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        if model == "rank":
+            if rank not in RANKS:
+                raise KernelnetError(f"a rank model needs rank min, max or median, got {rank!r}")
+            return cls(kernels, None, rank, padding, **stages)
         combine = "magnitude" if model == "double" else "abs" if normalize else "raw"
         return cls(kernels, bias, combine, padding, **stages)
+
+    @classmethod
+    def rank_filter(cls, op: str, size: int, footprint: str = "square", border: str = "replicate",
+                    **stages: Any) -> FilterSpec:
+        """A rank filter over a ``size``×``size`` ``footprint`` (:data:`FOOTPRINTS`)."""
+        return cls(footprint_of(footprint, size)[None].astype(np.float64), None, op, border, **stages)
 
     def __repr__(self) -> str:
         return (f"FilterSpec({self.combine}, k={self.kernel_size}, border={self.border}, "

@@ -6,7 +6,8 @@ known names, one bias per kernel, bounded size and nesting), and a bad one is re
 :class:`KernelnetError` line naming the field. A model with no ``kernelnet.kernels`` at all is a foreign model:
 it decodes to ``spec=None`` (onnxruntime runs it whole, untiled).
 
-Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double), ``normalize`` (true/false),
+Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double/rank), ``rank`` (min/max/median, for a rank
+model: its kernel is the footprint), ``normalize`` (true/false),
 ``kernels`` (C, k, k), ``bias``, ``padding``, ``kernel_size``, ``input_dtype``, ``input_scale``, ``channels``,
 ``output_stage`` (JSON object), ``precision``, ``filter``, ``target_kernel``, ``graph_form``, ``metrics``.
 
@@ -27,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.spec import (BORDERS, INPUT_DTYPES, MODELS, FilterSpec, InputEncoding, OutputStage,
-                                    as_kernel_stack, check_kernel_size)
+from kernelnet.runtime.spec import (BORDERS, INPUT_DTYPES, MODELS, RANKS, FilterSpec, InputEncoding,
+                                    OutputStage, as_kernel_stack, check_kernel_size)
 
 PREFIX = "kernelnet."
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -179,6 +180,8 @@ def encode_spec(spec: FilterSpec, *, precision: str = "fp32", target: FilterSpec
         "channels": str(spec.input.channels),
         "precision": precision,
     }
+    if spec.is_rank:
+        meta["rank"] = spec.combine
     if not out.identity:
         meta["output_stage"] = json.dumps({"scale": out.scale, "offset": out.offset,
                                            "clip": list(out.clip) if out.clip else None,
@@ -231,8 +234,11 @@ def _spec(props: dict[str, str]) -> FilterSpec:
         if PREFIX + "input_scale" in props and _scale(props[PREFIX + "input_scale"]) != encoding.scale:
             raise KernelnetError(f"input_scale {props[PREFIX + 'input_scale'][:40]!r} is not the {dtype} mapping "
                                  f"({encoding.scale!r}); other mappings are not supported yet")
+        rank = _choice(props, "rank", RANKS, "") if model == "rank" else None
+        if model != "rank" and PREFIX + "rank" in props:
+            raise KernelnetError(f"rank {props[PREFIX + 'rank'][:20]!r} given for a {model} model")
         return FilterSpec.from_weights(kernels, _float32(np.array(bias, dtype=np.float64)) if bias else None, model,
-                                       normalize, border, input=encoding, output=_output_stage(props))
+                                       normalize, border, rank, input=encoding, output=_output_stage(props))
     except KernelnetError as exc:
         text = str(exc)
         raise KernelnetError(text if text.startswith("model metadata") else f"model metadata: {text}") from exc
@@ -282,7 +288,7 @@ def decode_info(props: dict[str, str]) -> ModelInfo:
     return ModelInfo(spec, target, precision, form if isinstance(form, str) else None, fields)
 
 
-SPEC_KEYS = ("model", "normalize", "kernels", "bias", "padding", "kernel_size", "input_dtype", "input_scale",
+SPEC_KEYS = ("model", "rank", "normalize", "kernels", "bias", "padding", "kernel_size", "input_dtype", "input_scale",
              "channels", "output_stage", "precision", "target_kernel")
 
 

@@ -1,0 +1,113 @@
+"""Rank filters (erosion, dilation, median over a footprint): the numpy reference equals OpenCV, SciPy and Pillow;
+the exported graph equals the reference bit for bit with dynamic shapes, whole and in tiles; the metadata round
+trips and refuses what is not a rank filter."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.reference import apply_spec, rank_filter
+from kernelnet.runtime.spec import FilterSpec, InputEncoding, OutputStage, footprint_of
+from kernelnet.runtime.spec_codec import decode_info, encode_spec
+
+cv2 = pytest.importorskip("cv2")
+ndimage = pytest.importorskip("scipy.ndimage")
+
+
+def photo(side: int = 61, seed: int = 0) -> np.ndarray:
+    import skimage.data as data
+
+    rng = np.random.default_rng(seed)
+    img = data.camera()
+    y, x = rng.integers(0, img.shape[0] - side, 2)
+    return np.ascontiguousarray(img[y:y + side, x:x + side + 7])
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])
+@pytest.mark.parametrize("shape", ["square", "cross"])
+def test_the_reference_is_opencvs_erode_and_dilate(size, shape):
+    img, fp = photo(), footprint_of(shape, size)
+    element = fp.astype(np.uint8)
+    assert np.array_equal(rank_filter(img, fp, "min", "replicate"), cv2.erode(img, element))
+    assert np.array_equal(rank_filter(img, fp, "max", "replicate"), cv2.dilate(img, element))
+    assert np.array_equal(rank_filter(img, fp, "min", "reflect"),
+                          cv2.erode(img, element, borderType=cv2.BORDER_REFLECT_101))
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_the_reference_is_every_librarys_median(size):
+    img = photo(seed=size)
+    square = footprint_of("square", size)
+    assert np.array_equal(rank_filter(img, square, "median", "replicate"), cv2.medianBlur(img, size))
+    assert np.array_equal(rank_filter(img, square, "median", "symmetric"), ndimage.median_filter(img, size))
+    assert np.array_equal(rank_filter(img, square, "median", "zeros"),
+                          ndimage.median_filter(img, size, mode="constant"))
+    pillow = np.asarray(Image.fromarray(img).filter(ImageFilter.MedianFilter(size)))
+    assert np.array_equal(rank_filter(img, square, "median", "replicate"), pillow)
+    cross = footprint_of("cross", size)
+    assert np.array_equal(rank_filter(img, cross, "median", "symmetric"),
+                          ndimage.median_filter(img, footprint=cross))
+
+
+CASES = list(itertools.product(("min", "max", "median"), ("square", "cross"), (1, 3, 5),
+                               ("zeros", "reflect", "symmetric", "replicate", "reflect_symmetric")))
+
+
+@pytest.mark.parametrize("op, shape, size, border", CASES)
+def test_the_graph_is_the_reference_bit_for_bit(tmp_path, op, shape, size, border):
+    ort = pytest.importorskip("onnxruntime")
+    from kernelnet.export.onnx_graph import write_graph
+
+    rng = np.random.default_rng(size)
+    for dtype in ("float32", "uint8"):
+        stage = OutputStage(255.0, 0.0, (0.0, 255.0), "half_even", 8) if dtype == "uint8" else OutputStage()
+        spec = FilterSpec.rank_filter(op, size, shape, border, input=InputEncoding.for_dtype(dtype), output=stage)
+        path = write_graph(tmp_path / f"{dtype}.onnx", spec)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for n, h, w in ((1, 9, 11), (2, 4, 17), (1, size, size + 2)):
+            if border in ("reflect", "reflect_symmetric") and min(h, w) <= size // 2:
+                continue
+            x = rng.integers(0, 256, (n, 1, h, w), dtype=np.uint8) if dtype == "uint8" else \
+                rng.random((n, 1, h, w), dtype=np.float32)
+            got = session.run(None, {"input": x})[0]
+            assert np.array_equal(got, apply_spec(x, spec).astype(np.float32)), (dtype, h, w)
+
+
+def test_tiles_give_the_whole_image(tmp_path):
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    spec = FilterSpec.rank_filter("median", 5, "cross", "symmetric")
+    path = write_graph(tmp_path / "m.onnx", spec)
+    x = np.random.default_rng(1).random((203, 157), dtype=np.float32)
+    with pytest.warns(UserWarning, match="rank filter"):
+        tiled = load(path, tile=(48, 40))
+    assert tiled.runner.name == "onnxruntime"
+    assert np.array_equal(tiled(x), apply_spec(x, spec).astype(np.float32))
+
+
+def test_metadata_round_trips_and_refuses_what_is_not_a_rank_filter():
+    spec = FilterSpec.rank_filter("max", 5, "cross", "reflect", output=OutputStage(255.0, 0.0, (0.0, 255.0),
+                                                                                   "half_even", 8))
+    props = encode_spec(spec)
+    back = decode_info(props).spec
+    assert back.combine == "max" and back.model == "rank" and np.array_equal(back.footprint, spec.footprint)
+    assert back.output == spec.output and back.border == "reflect"
+    bad = {**props, "kernelnet.rank": "mean"}
+    with pytest.raises(KernelnetError, match="rank"):
+        decode_info(bad)
+    weights = {**props, "kernelnet.kernels": "[[[1,0.5,1],[1,1,1],[1,1,1]]]", "kernelnet.kernel_size": "3"}
+    with pytest.raises(KernelnetError, match="footprint of 0 and 1"):
+        decode_info(weights)
+    single = FilterSpec.from_kind(np.ones((3, 3)))
+    with pytest.raises(KernelnetError, match="given for a single model"):
+        decode_info({**encode_spec(single), "kernelnet.rank": "min"})
+    with pytest.raises(KernelnetError, match="odd number of taps"):
+        FilterSpec(np.array([[[1, 1, 0], [0, 1, 0], [0, 1, 0]]], float), None, "median")
+    with pytest.raises(KernelnetError, match="padding border"):
+        FilterSpec.rank_filter("min", 3, border="copy")
