@@ -5,10 +5,11 @@ Input: the padded image (N, 1, H + 2r, W + 2r); output (N, 1, H, W), with dynami
 
 * ``max`` over a square: one ``MaxPool`` (k×k, stride 1, no pads); ``min``: ``Neg`` → ``MaxPool`` → ``Neg``;
 * any other footprint or the median: one ``Slice`` per footprint tap (offsets (i, j) of the padded image,
-  ends counted from the far edge so H and W stay dynamic), ``Concat`` on the channel axis, then ``ReduceMin`` /
-  ``ReduceMax``, or for the median of n taps ``TopK`` of the n // 2 + 1 largest and its last value.
+  ends counted from the far edge so H and W stay dynamic), then ``Concat`` on the channel axis and ``ReduceMin`` /
+  ``ReduceMax``, or for the median a selection network of elementwise ``Min`` / ``Max``
+  (:mod:`kernelnet.runtime.rank_network`).
 
-Both forms are what onnxruntime and TensorRT's ONNX parser take with dynamic shapes (TensorRT in float types:
+Every op here is one onnxruntime and TensorRT's ONNX parser take with dynamic shapes (TensorRT in float types:
 the graph casts integer inputs to float first).
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.rank_network import median_network
 from kernelnet.runtime.spec import FilterSpec
 
 _FAR = np.iinfo(np.int64).max
@@ -41,14 +43,21 @@ def rank_nodes(b: Any, x: str, spec: FilterSpec) -> str:
         ends = b.const(f"tap_end_{i}_{j}", np.array([i - (k - 1) if i < k - 1 else _FAR,
                                                         j - (k - 1) if j < k - 1 else _FAR], np.int64))
         taps.append(b.op("Slice", [x, starts, ends, axes]))
+    if op == "median":
+        return _median(b, taps)
     stack = b.op("Concat", taps, axis=1)
     channel = b.const("rank_channel", np.array([1], np.int64))
     if op == "min":
         return b.op("ReduceMin", [stack, channel], keepdims=1)
-    if op == "max":
-        return b.op("ReduceMax", [stack, channel], keepdims=1)
-    keep = len(taps) // 2 + 1
-    values = b.op("TopK", [stack, b.const("rank_keep", np.array([keep], np.int64))], axis=1, largest=1, sorted=1)
-    b.nodes[-1].output.append(f"{values}_indices")  # TopK has two outputs; the indices are not used
-    last = b.const("rank_last", np.array([keep - 1], np.int64))
-    return b.op("Slice", [values, last, b.const("rank_end", np.array([keep], np.int64)), channel])
+    return b.op("ReduceMax", [stack, channel], keepdims=1)
+
+
+def _median(b: Any, taps: list[str]) -> str:
+    """The median of the tap images by a selection network of elementwise Min / Max (onnxruntime's TopK over
+    the taps took 0.2 s for a 3×3 median of a 1080p frame, 3.7 s for 7×7)."""
+    wires = list(taps)
+    for a, c, low, high in median_network(len(wires)):
+        lo = b.op("Min", [wires[a], wires[c]]) if low else None
+        hi = b.op("Max", [wires[a], wires[c]]) if high else None
+        wires[a], wires[c] = lo or wires[a], hi or wires[c]
+    return wires[len(wires) // 2]

@@ -204,7 +204,7 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
 
 
 
-POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Neg", "Sqrt", "Clip", "Round", "Floor", "Sign", "Cast",
+POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Neg", "Min", "Max", "Sqrt", "Clip", "Round", "Floor", "Sign", "Cast",
                            "Identity", "QuantizeLinear", "DequantizeLinear"})
 """Ops that combine values at the same position (with other such values or scalar constants)."""
 
