@@ -6,7 +6,7 @@ model with onnxruntime instead and says so (``kernelnet info``, ``bench`` and th
 
 On x86-64 with GCC or Clang the stencil is built three times from the same source: ``_stencil`` for the
 compiler's default target (any x86-64), ``_stencil_avx2`` for x86-64-v3 (AVX2 + FMA) and ``_stencil_avx512`` for
-x86-64-v4 (AVX-512, where the register-blocked path for large kernels lives). ``kernelnet.runtime.stencil_isa``
+x86-64-v4 (AVX-512, where the register-blocked path for large kernels lives). ``kernelnet.runtime.backends.stencil_isa``
 imports the best one the CPU runs, or the one ``KERNELNET_STENCIL_ISA`` names, so each path is tested on any
 machine that runs it. Elsewhere (aarch64, Windows) one build for the default target.
 """
@@ -31,7 +31,7 @@ def stencil(module: str, flags: list[str]) -> Extension:
 
 extensions = [stencil("_stencil", []),
               Extension("kernelnet.runtime._png_filters", ["runtime/_png_filters.c"], extra_compile_args=FLAGS,
-                        optional=True)]  # PNG rows unfiltered for runtime/png_decode.py
+                        optional=True)]  # PNG rows unfiltered for runtime/io/png_decode.py
 if sys.platform != "win32" and platform.machine().lower() in ("x86_64", "amd64"):
     extensions += [stencil(module, [f"-march={arch}", "-mtune=generic"]) for module, arch in X86_BUILDS.items()]
 

@@ -33,7 +33,7 @@ def make_model(folder: Path, model: str) -> Path:
 
     from kernelnet.config import RunConfig
     from kernelnet.export.onnx_export import export_onnx
-    from kernelnet.models import build_model, target_weight
+    from kernelnet.learn.models import build_model, target_weight
     from kernelnet.rundir import save_metrics, save_model
 
     config = RunConfig(filter="sobel", target_kernel=tuple(map(tuple, SOBEL)), model=model, bias=False)

@@ -25,7 +25,7 @@ import numpy as np
 from kernelnet.config import RunConfig
 from kernelnet.runtime import load
 from kernelnet.runtime.bench import opencv_contender, time_calls
-from kernelnet.runtime.session import SessionConfig
+from kernelnet.runtime.backends.session import SessionConfig
 
 THREADS = 2
 
@@ -33,7 +33,7 @@ THREADS = 2
 def exact_model(root: Path, model: str, form: str = "auto") -> Path:
     """Exact Sobel run exported in graph ``form`` (auto: separable for single, split convs for double)."""
     from kernelnet.export.onnx_export import export_onnx
-    from kernelnet.training import train
+    from kernelnet.learn.training import train
 
     run = root / model
     if not (run / "model.safetensors").exists():

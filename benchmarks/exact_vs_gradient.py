@@ -1,7 +1,7 @@
 """Exact closed-form fit vs the default gradient run, side by side (issue 3's bar).
 
 For each bar case (Sobel single raw, Sobel abs, Sobel double, random double) it trains twice on the built-in
-photos with :func:`kernelnet.training.train` (in process, plots off, into a temp dir): ``--solver exact`` and
+photos with :func:`kernelnet.learn.training.train` (in process, plots off, into a temp dir): ``--solver exact`` and
 the default gradient solver (Adam, every other RunConfig value at its default), then prints
 case, solver, train seconds, kernel error, test PSNR and the speed ratio.
 
@@ -21,8 +21,8 @@ import warnings
 from pathlib import Path
 
 from kernelnet.config import RunConfig
-from kernelnet.exact import ExactFitWarning
-from kernelnet.training import train
+from kernelnet.learn.exact import ExactFitWarning
+from kernelnet.learn.training import train
 
 CASES: dict[str, dict[str, object]] = {
     "sobel-raw": dict(filter="sobel", model="single"),

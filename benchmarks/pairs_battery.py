@@ -127,8 +127,8 @@ def save(folder: Path, name: str, image: np.ndarray) -> None:
 def run_case(name: str, box: Callable, suffix: str, rgb: bool, expect: dict, pairs: int, side: int,
              root: Path) -> dict:
     from kernelnet.export.onnx_export import export_onnx
-    from kernelnet.pairs_train import train_pairs
-    from kernelnet.runtime.pairs import read_raw
+    from kernelnet.learn.pairs_train import train_pairs
+    from kernelnet.runtime.io.pairs import read_raw
     from click.testing import CliRunner
 
     from kernelnet.cli import main

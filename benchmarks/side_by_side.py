@@ -305,7 +305,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import cv2
 
-    from kernelnet.runtime import native_backend
+    from kernelnet.runtime.backends import native_backend
 
     try:
         import halide as hl

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.runtime.atomic import atomic_path, check_creatable
+from kernelnet.runtime.io.atomic import atomic_path, check_creatable
 from kernelnet.runtime.errors import CheckFailed, KernelnetError
 
 DEFAULT_OPSET = 18
@@ -30,7 +30,7 @@ FP16_TOLERANCE = 2e-3
 """float16 exports: at most this share of the largest output, whatever the rounding bound says."""
 VERIFY_ROUNDINGS = 2.0
 """Allowed max |onnxruntime − PyTorch|, in float error bounds of the spec
-(:func:`~kernelnet.runtime.float_bounds.output_error_bound` at the model's precision): two implementations, each
+(:func:`~kernelnet.runtime.checks.float_bounds.output_error_bound` at the model's precision): two implementations, each
 within one bound of the exact value."""
 
 
@@ -101,7 +101,7 @@ def _verify(path: Path, module: Any, shapes: list[tuple[int, ...]], input_dtype:
     import onnxruntime as ort
     import torch
 
-    from kernelnet.runtime.float_bounds import output_error_bound
+    from kernelnet.runtime.checks.float_bounds import output_error_bound
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)

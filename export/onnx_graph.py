@@ -46,9 +46,10 @@ def rank1_factors(kernel: np.ndarray, exact: bool = True) -> tuple[np.ndarray, n
     """(v, u) with v·uᵀ = kernel (k×k), or ``None`` for a kernel that is not rank 1.
 
     With ``exact`` the float32 factors' product must be the float32 kernel to float32 precision
-    (:func:`~kernelnet.runtime.float_bounds.weights_match` with ``WEIGHT_ROUNDINGS``), so that the separable graph
+    (:func:`~kernelnet.runtime.checks.float_bounds.weights_match` with ``WEIGHT_ROUNDINGS``), so that the separable
+    graph
     computes the metadata's kernel and the native stencil can stand in for it; without, the best rank-1 pair."""
-    from kernelnet.runtime.float_bounds import WEIGHT_ROUNDINGS, weights_match
+    from kernelnet.runtime.checks.float_bounds import WEIGHT_ROUNDINGS, weights_match
 
     if kernel.shape[0] < 3:
         return None

@@ -2,8 +2,8 @@
 
 Pipeline: ``RUN/model.onnx`` (from ``kernelnet export``) → onnxruntime's quantization pre-process (symbolic shape
 inference + graph cleanup) → calibration on random crops of the TRAIN split of ``--calibration`` (the training
-data pipeline: :func:`kernelnet.data.load_source`, :func:`~kernelnet.data.split_images`,
-:func:`~kernelnet.data.sample_crops`) with onnxruntime's MinMax / Entropy / Percentile calibrators →
+data pipeline: :func:`kernelnet.learn.data.load_source`, :func:`~kernelnet.learn.data.split_images`,
+:func:`~kernelnet.learn.data.sample_crops`) with onnxruntime's MinMax / Entropy / Percentile calibrators →
 ``quantize_static`` in QDQ format with per-channel int8 weights → ``RUN/model.int8.onnx``. The result is then
 compared with the fp32 model on whole TEST-split photos (never used for calibration) and both are timed side by
 side with onnxruntime on the CPU at 1080p; the figures go to ``RUN/quantize.json`` and an error map to
@@ -51,7 +51,7 @@ from kernelnet.export.quantize_calibration import CALIBRATION_BATCH, CALIBRATION
 from kernelnet.export.quantize_graph import U8_SCALE, _build_quantized, _finish, _fold_uint8_input, best_weight_scale
 from kernelnet.export.quantize_report import (LATENCY_SHAPE, LATENCY_THREADS, _build_report, _plot_error, _session,
                                               _smoke_test, evaluate, measure_latency)
-from kernelnet.runtime.atomic import atomic_path, check_creatable, write_json, write_with
+from kernelnet.runtime.io.atomic import atomic_path, check_creatable, write_json, write_with
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.spec_codec import PREFIX
 
@@ -137,7 +137,7 @@ def _paths(run_dir: Path, out: str | os.PathLike[str] | None, uint8: bool) -> tu
 
 def _load_split(calibration: str) -> tuple[Any, list[str]]:
     """The train/val/test split of ``calibration`` and the warnings loading it raised (kept for the report)."""
-    from kernelnet.data import load_source, split_images
+    from kernelnet.learn.data import load_source, split_images
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -2,7 +2,7 @@
 
 Kept apart from the graph surgery so that the data side (which crops, how many, in which batches) and the
 calibrator settings per method (MinMax / Entropy / Percentile) can be read and changed in one place. The crops
-come from the training data pipeline (:func:`kernelnet.data.sample_crops`), so calibration sees the same kind of
+come from the training data pipeline (:func:`kernelnet.learn.data.sample_crops`), so calibration sees the same kind of
 patches the model was trained on, and never the TEST photos used to evaluate the int8 model.
 """
 
@@ -27,7 +27,7 @@ def _reader(images: dict[str, np.ndarray], samples: int, side: int, seed: int) -
     :data:`CALIBRATION_BATCH` made on demand (the batch dimension is dynamic)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    from kernelnet.data import sample_crops, usable_for_crops
+    from kernelnet.learn.data import sample_crops, usable_for_crops
 
     usable = usable_for_crops(images, side)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from kernelnet.export.onnx_export import verify_shapes
 from kernelnet.runtime.errors import CheckFailed
-from kernelnet.runtime.inputs import to_dtype
+from kernelnet.runtime.io.inputs import to_dtype
 
 LATENCY_SHAPE = (1, 1, 1080, 1920)
 LATENCY_THREADS = 2
@@ -27,12 +27,13 @@ LATENCY_THREADS = 2
 def _session(model: bytes, level: str = "basic", threads: int = LATENCY_THREADS) -> Any:
     """A CPU session of the serialized ``model`` at optimization ``level``, ``threads`` intra-op threads.
 
-    The model is in memory (bytes), so this is not :func:`kernelnet.runtime.onnxruntime_backend.create_session`,
+    The model is in memory (bytes), so this is not
+    :func:`kernelnet.runtime.backends.onnxruntime_backend.create_session`,
     which loads a file.
     """
     import onnxruntime as ort
 
-    from kernelnet.runtime.session import SessionConfig
+    from kernelnet.runtime.backends.session import SessionConfig
 
     settings = SessionConfig(graph_optimization_level=level, intra_op_threads=threads, inter_op_threads=1)
     return ort.InferenceSession(model, settings.to_session_options(), providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernelnet.runtime.atomic import check_creatable, write_bytes, write_json
+from kernelnet.runtime.io.atomic import check_creatable, write_bytes, write_json
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.export.shapes import check_profile
 

@@ -12,14 +12,14 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "RunConfig": "kernelnet.config",
-    "train": "kernelnet.training",
-    "TrainResult": "kernelnet.training",
+    "train": "kernelnet.learn.training",
+    "TrainResult": "kernelnet.learn.training",
     "load_model": "kernelnet.rundir",
     "run_pipeline": "kernelnet.pipeline",
-    "prune_run": "kernelnet.prune",
+    "prune_run": "kernelnet.compress.prune",
     "resolve_filter": "kernelnet.filters",
-    "SingleFilter": "kernelnet.models",
-    "DoubleFilter": "kernelnet.models",
+    "SingleFilter": "kernelnet.learn.models",
+    "DoubleFilter": "kernelnet.learn.models",
 }
 
 __all__ = ["__version__", *_LAZY]

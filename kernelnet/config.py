@@ -180,7 +180,7 @@ class RunConfig:
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
-        from kernelnet.runtime.atomic import write_json
+        from kernelnet.runtime.io.atomic import write_json
 
         write_json(path, self.to_dict())
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelnet.runtime.atomic import write_json
+from kernelnet.runtime.io.atomic import write_json
 from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import CheckFailed
 
@@ -42,11 +42,11 @@ def verify_stage(model: Path, run: Path, json_path: Path, sizes: str | None = No
     """Verify every backend of ``model`` plus the run's PyTorch checkpoint; write the report; True if it passed."""
     import json
 
-    from kernelnet.runtime.atomic import write_text
+    from kernelnet.runtime.io.atomic import write_text
     from kernelnet.runtime.backends import open_backends
     from kernelnet.runtime.sizes import parse_sizes
-    from kernelnet.runtime.verify import DEFAULT_SIZES, build_cases, verify
-    from kernelnet.torch_runner import pytorch_backend
+    from kernelnet.runtime.checks.verify import DEFAULT_SIZES, build_cases, verify
+    from kernelnet.learn.torch_runner import pytorch_backend
 
     from kernelnet.rundir import load_config
 
@@ -61,8 +61,8 @@ def verify_stage(model: Path, run: Path, json_path: Path, sizes: str | None = No
     doc = report.to_dict()
     ok = report.ok
     if config.is_pairs:
-        from kernelnet.runtime.pairs import load_pairs
-        from kernelnet.runtime.verify_pairs import verify_pairs
+        from kernelnet.runtime.io.pairs import load_pairs
+        from kernelnet.runtime.checks.verify_pairs import verify_pairs
 
         held = load_pairs(config.data, config.targets).held_out()
         doc["pairs"] = [r.to_dict() for r in verify_pairs(backends, held)]
@@ -76,10 +76,10 @@ def bench_stage(model: Path, run: Path, out: Path, sizes: str, min_time: float, 
     """Time every backend of ``model`` beside OpenCV and the run's PyTorch checkpoint; write JSON and a chart."""
     import json
 
-    from kernelnet.runtime.atomic import write_text
+    from kernelnet.runtime.io.atomic import write_text
     from kernelnet.runtime.bench import bench_document, open_contenders, plot_timings, run_bench
     from kernelnet.runtime.sizes import parse_sizes
-    from kernelnet.torch_runner import pytorch_contender
+    from kernelnet.learn.torch_runner import pytorch_contender
 
     contenders, skipped, nets = open_contenders(model, threads)
     contenders.append(pytorch_contender(run, nets[0].info, threads))
@@ -92,7 +92,7 @@ def _prune_or_keep(train_dir: Path, pruned_dir: Path, progress: bool, say: Calla
     """Lossless automatic pruning; a kernel with no weight to spare goes on unpruned (said, not failed)."""
     import shutil
 
-    from kernelnet.prune import prune_run
+    from kernelnet.compress.prune import prune_run
     from kernelnet.runtime.errors import KernelnetError
 
     try:
@@ -126,7 +126,7 @@ def run_pipeline(config: RunConfig, out: str | os.PathLike[str], *, bench_sizes:
 
 def _finished(out: Path) -> bool:
     """True when ``out`` holds a pipeline that ran to its end (its pipeline.json has the total)."""
-    from kernelnet.runtime.atomic import read_json_or_empty
+    from kernelnet.runtime.io.atomic import read_json_or_empty
 
     return "total_seconds" in read_json_or_empty(out / "pipeline.json")
 
@@ -136,7 +136,7 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
     """The body of :func:`run_pipeline` once ``out`` exists."""
     from kernelnet.export.onnx_export import export_onnx
     from kernelnet.export.quantize import quantize_run
-    from kernelnet.training import train
+    from kernelnet.learn.training import train
 
     result = PipelineResult(out)
     train_dir, pruned_dir = out / "train", out / "pruned"
@@ -151,7 +151,7 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
             write_json(out / "pipeline.json", {"config": config.to_dict(), "seconds": result.seconds})
 
     if config.is_pairs:
-        from kernelnet.pairs_train import train_pairs
+        from kernelnet.learn.pairs_train import train_pairs
 
         stage("train", lambda: train_pairs(config.data, config.targets, train_dir, seed=config.seed))
     else:

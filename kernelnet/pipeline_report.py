@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelnet import __version__
-from kernelnet.runtime.atomic import read_json_or_empty
+from kernelnet.runtime.io.atomic import read_json_or_empty
 from kernelnet.report import Section, write_report
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.runtime.atomic import write_with
+from kernelnet.runtime.io.atomic import write_with
 
 
 def _figure():
@@ -103,7 +103,7 @@ def plot_run(run_dir: str | os.PathLike[str], model: Any, config: Any, history: 
     """All plots of a finished run under ``run_dir/plots``; returns their paths."""
     import torch
 
-    from kernelnet.models import apply_target
+    from kernelnet.learn.models import apply_target
 
     plots = Path(run_dir) / "plots"
     written = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.runtime.atomic import write_json, write_text, write_with
+from kernelnet.runtime.io.atomic import write_json, write_text, write_with
 from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import CheckFailed, KernelnetError
 
@@ -42,7 +42,7 @@ def check_run_dir(run_dir: str | os.PathLike[str], inputs: tuple[str | os.PathLi
     folder (a run's plots would land among the user's images), may not be an existing folder that is not a
     kernelnet run (one with files and no ``marker``, config.json for a run), and its parent must accept new
     folders — all checked before any work."""
-    from kernelnet.runtime.atomic import check_can_make_dir
+    from kernelnet.runtime.io.atomic import check_can_make_dir
 
     run_dir = Path(run_dir)
     real = Path(os.path.realpath(run_dir))
@@ -70,7 +70,7 @@ def run_transaction(run_dir: str | os.PathLike[str], resume: bool = False) -> It
     discards an earlier interrupted one, with a warning when it had a checkpoint."""
     import warnings
 
-    from kernelnet.runtime.atomic import replace_dir
+    from kernelnet.runtime.io.atomic import replace_dir
 
     run_dir = Path(run_dir)
     staging = partial_dir(run_dir)
@@ -158,7 +158,7 @@ def model_from_weights(config: RunConfig, weights: dict[str, np.ndarray],
     """The torch model (eval mode, CPU) of an already-read config and :func:`load_weights` tensors of ``run_dir``."""
     import torch
 
-    from kernelnet.models import build_model
+    from kernelnet.learn.models import build_model
 
     model = build_model(config.model, config.kernel_size, "conv.bias" in weights, config.normalize, config.padding,
                         config.rank)
@@ -225,7 +225,7 @@ def run_facts(seconds: float, history: list[dict[str, Any]], config: RunConfig, 
 def _trash(folder: Path) -> None:
     """Remove ``folder``: renamed to a name of this process first, so that a removal cut short leaves nothing the
     next run mistakes for an output (the sweep of dead writers' files removes it)."""
-    from kernelnet.runtime.atomic import owner_tag
+    from kernelnet.runtime.io.atomic import owner_tag
 
     trash = folder.parent / f".kernelnet-partial-trash-{folder.name}{owner_tag()}d"
     try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kernelnet.runtime.model import Model, TileArg
-    from kernelnet.runtime.session import SessionConfig
+    from kernelnet.runtime.backends.session import SessionConfig
 
 __all__ = ["load"]
 
@@ -49,7 +49,7 @@ def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | Non
     from kernelnet.runtime.backends import open_runner
     from kernelnet.runtime.describe import resolve_model_path
     from kernelnet.runtime.model import Model
-    from kernelnet.runtime.session import SessionConfig, resolve_session
+    from kernelnet.runtime.backends.session import SessionConfig, resolve_session
 
     resolved = resolve_model_path(path)
     config, tuned = (resolve_session(resolved, session) if resolved.suffix == ".onnx"

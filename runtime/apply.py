@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 
 from kernelnet.runtime.apply_jobs import OUT_SUFFIXES
-from kernelnet.runtime.atomic import file_identity, owner_tag
+from kernelnet.runtime.io.atomic import file_identity, owner_tag
 from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
-    from kernelnet.runtime.commit import Staged
+    from kernelnet.runtime.io.commit import Staged
     from kernelnet.runtime.model import Model
 
 FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "npy": ".npy"}
@@ -62,7 +62,7 @@ def _short(stem: str) -> str:
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[tuple[Path, Path]]:
     """(file, name relative to its folder/glob root) for every input: files, folders (recursive) and globs."""
-    from kernelnet.runtime.images import IMAGE_SUFFIXES, walk_files
+    from kernelnet.runtime.io.images import IMAGE_SUFFIXES, walk_files
 
     found: list[tuple[Path, Path]] = []
     suffixes = (*IMAGE_SUFFIXES, ".npy")
@@ -109,7 +109,7 @@ def plan_jobs(inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
     """Map inputs to outputs: one input and a file-like output → that file; otherwise the output is a folder, and
     each result keeps its input's relative path and stem, in ``fmt`` (default: ``default_format``, else .npy for
     .npy inputs and PNG for images)."""
-    from kernelnet.runtime.images import IMAGE_SUFFIXES
+    from kernelnet.runtime.io.images import IMAGE_SUFFIXES
 
     if out.suffix.lower() in IMAGE_SUFFIXES and out.suffix.lower() not in OUT_SUFFIXES and not out.is_dir():
         raise KernelnetError(f"cannot write {out.suffix} images: the output must be .png, .tif/.tiff, .npy or a folder")
@@ -162,11 +162,11 @@ def staged_outputs(jobs: list[Job]) -> Iterator[Staging]:
     """All or nothing: yield the :class:`Staging` that :func:`run_all` fills with each job's result — an unnamed
     file where the OS and the file system have them and the process may hold that many open, else its staging name
     (output folders are then made first) — and once every result is in, place them all
-    (:func:`~kernelnet.runtime.commit.place_all`: the files they replace parked until the last one is placed).
+    (:func:`~kernelnet.runtime.io.commit.place_all`: the files they replace parked until the last one is placed).
     On any error the results, the parked files' absence and the folders this made are undone. Leftovers of a
-    killed run in these folders are removed or rolled back first (:func:`~kernelnet.runtime.atomic.sweep_dead`)."""
-    from kernelnet.runtime.atomic import check_can_make_dir, ensure_writable_dir, sweep_dead
-    from kernelnet.runtime.commit import Staged, descriptors_for, place_all, unnamed_files_work
+    killed run in these folders are removed or rolled back first (:func:`~kernelnet.runtime.io.atomic.sweep_dead`)."""
+    from kernelnet.runtime.io.atomic import check_can_make_dir, ensure_writable_dir, sweep_dead
+    from kernelnet.runtime.io.commit import Staged, descriptors_for, place_all, unnamed_files_work
 
     check_targets(jobs)
     folders = sorted({job.target.parent for job in jobs})
@@ -207,7 +207,7 @@ def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None, 
     :mod:`kernelnet.runtime.apply_workers`); each file's filter then runs on one thread."""
     from kernelnet.runtime import apply_workers
     from kernelnet.runtime.apply_jobs import run_job
-    from kernelnet.runtime.commit import Staged, stage
+    from kernelnet.runtime.io.commit import Staged, stage
 
     encoding = target_encoding(model)
     workers = min(workers or _default_workers(model), len(jobs))
@@ -247,7 +247,7 @@ def run_all(model: Model, jobs: list[Job], bits: int | None, scale: str | None, 
 
 
 def _default_workers(model: Model) -> int:
-    from kernelnet.runtime.native_backend import default_threads
+    from kernelnet.runtime.backends.native_backend import default_threads
 
     threads = getattr(model.runner, "threads", None)
     return int(threads) if threads else default_threads()

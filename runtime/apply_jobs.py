@@ -22,7 +22,7 @@ from kernelnet.runtime.errors import KernelnetError
 if TYPE_CHECKING:
     from kernelnet.runtime.apply import Job
     from kernelnet.runtime.model import Model
-    from kernelnet.runtime.npyio import MappedNpy
+    from kernelnet.runtime.io.npyio import MappedNpy
 
 OUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 
@@ -39,7 +39,7 @@ def png_mapping(y: np.ndarray, scale: str) -> tuple[float, float, str]:
         if not (np.isfinite(factor) and 0 < factor <= 1e30):
             raise KernelnetError(f"invalid PNG scale {scale!r}: use a number above 0 (at most 1e30)")
         return factor, 0.0, f"clip(y x {factor:g}, 0, 1)"
-    from kernelnet.runtime.images import value_range
+    from kernelnet.runtime.io.images import value_range
 
     lo, hi = value_range(y) if y.size else (0.0, 0.0)
     if lo >= 0:
@@ -60,7 +60,7 @@ def _release_pages(*maps: MappedNpy) -> Callable[[int], None]:
 
 def run_encoded(model: Model, job: Job, encoding: dict[str, Any], into: Path) -> str:
     """A pair-trained model's output written as its training targets were (levels, bit depth, channels)."""
-    from kernelnet.runtime.images import read_planes, write_encoded
+    from kernelnet.runtime.io.images import read_planes, write_encoded
 
     rgb = encoding["channels"] == 3
     if job.source.suffix.lower() == ".npy":
@@ -82,8 +82,8 @@ def run_encoded(model: Model, job: Job, encoding: dict[str, Any], into: Path) ->
 def _npy_planes(path: Path, rgb: bool) -> np.ndarray:
     """A ``.npy`` input of a pair-trained model as its (N, 1, H, W) planes, with the checks every model's inputs
     get: an HxWx3 image for an RGB model (its three planes), else HxW or NxHxW (a batch)."""
-    from kernelnet.runtime.inputs import as_batch, check_array
-    from kernelnet.runtime.npyio import open_npy
+    from kernelnet.runtime.io.inputs import as_batch, check_array
+    from kernelnet.runtime.io.npyio import open_npy
 
     src = open_npy(path)
     try:
@@ -104,9 +104,9 @@ def run_job(model: Model, job: Job, bits: int | None, scale: str | None,
     """Filter ``job.source`` into ``into`` (default ``job.staged``) in the format of ``job.target``; returns the
     one-line description of what was written. A pair-trained model (``encoding``) writes its targets' encoding
     unless a PNG bit depth or scale is asked for."""
-    from kernelnet.runtime.images import read_levels, write_image
-    from kernelnet.runtime.inputs import as_batch
-    from kernelnet.runtime.npyio import create_npy, open_npy
+    from kernelnet.runtime.io.images import read_levels, write_image
+    from kernelnet.runtime.io.inputs import as_batch
+    from kernelnet.runtime.io.npyio import create_npy, open_npy
 
     kind = OUT_SUFFIXES[job.target.suffix.lower()]
     into = into if into is not None else job.staged

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.backends.base import ModelInfo
 from kernelnet.runtime.model import Model
-from kernelnet.runtime.session import SessionConfig
+from kernelnet.runtime.backends.session import SessionConfig
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (1080, 1920), (2160, 3840))
 
@@ -191,7 +191,7 @@ def plot_timings(timings: list[Timing], path: str | Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from kernelnet.runtime.atomic import write_with
+    from kernelnet.runtime.io.atomic import write_with
 
     sizes = list(dict.fromkeys(t.size for t in timings))
     names = list(dict.fromkeys(t.contender for t in timings))

@@ -58,7 +58,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
             info.update(profile=profile, **_fields(props, path))
         info["backend"] = "tensorrt"
         return info
-    from kernelnet.runtime.onnxruntime_backend import create_session
+    from kernelnet.runtime.backends.onnxruntime_backend import create_session
 
     session = create_session(path)
     meta = session.get_modelmeta()

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.base import ModelInfo, Runner
-from kernelnet.runtime.inputs import all_finite, as_batch, count_nonfinite, nonfinite_error, to_dtype
+from kernelnet.runtime.backends.base import ModelInfo, Runner
+from kernelnet.runtime.io.inputs import all_finite, as_batch, count_nonfinite, nonfinite_error, to_dtype
 from kernelnet.runtime.tiling import (DEFAULT_BUDGET_BYTES, STREAM_BUDGET_BYTES, Tile, TileShape, auto_tile, fit_limits,
                                       plan_tiles, run_tiled)
 

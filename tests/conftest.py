@@ -30,7 +30,7 @@ def exact_run(tmp_path):
 
 
 def _stencil_builds() -> list[str | None]:
-    from kernelnet.runtime.stencil_isa import available
+    from kernelnet.runtime.backends.stencil_isa import available
 
     return list(available()) or [None]
 
@@ -39,8 +39,8 @@ def _stencil_builds() -> list[str | None]:
 def stencil_build(request, monkeypatch):
     """Each build of the C stencil this CPU runs in turn (baseline, avx2, avx512 on an AVX-512 x86-64; its one
     build elsewhere), so every path is tested on every machine that has it; ``None`` where none is built."""
-    from kernelnet.runtime import native_backend
-    from kernelnet.runtime.stencil_isa import available
+    from kernelnet.runtime.backends import native_backend
+    from kernelnet.runtime.backends.stencil_isa import available
 
     if request.param is not None:
         monkeypatch.setattr(native_backend, "_stencil", available()[request.param])

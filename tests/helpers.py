@@ -38,7 +38,7 @@ def save_exact_run(run_dir: Path, kernel: np.ndarray | str = "sobel", model: str
 
     from kernelnet.config import RunConfig
     from kernelnet.filters import resolve_filter
-    from kernelnet.models import build_model, target_weight
+    from kernelnet.learn.models import build_model, target_weight
     from kernelnet.rundir import save_metrics, save_model
 
     name = kernel if isinstance(kernel, str) else "custom"

@@ -338,7 +338,7 @@ KILL_TRAIN = ["--crop", "32", "--batch-size", "8", "--steps-per-epoch", "20", "-
 
 
 def _epochs_done(checkpoint: Path) -> int:
-    from kernelnet.checkpoint import load_state
+    from kernelnet.learn.checkpoint import load_state
 
     try:
         return int(load_state(checkpoint)["epoch"])
@@ -373,7 +373,7 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
     assert not killed.exists()
     left = sorted(p.name for p in partial.iterdir())
     assert [n for n in left if not n.startswith(".tmp-")] == ["checkpoint.safetensors"], left
-    from kernelnet.checkpoint import load_state
+    from kernelnet.learn.checkpoint import load_state
 
     saved = load_state(partial / "checkpoint.safetensors")["history"]
     assert 2 <= len(saved) < 12, len(saved)
@@ -402,7 +402,7 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted_run(tmp_path,
 # --------------------------------------------------------------------------- atomic folder swap
 
 def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
-    from kernelnet.runtime.atomic import atomic_dir
+    from kernelnet.runtime.io.atomic import atomic_dir
     from kernelnet.runtime.errors import KernelnetError
 
     target = tmp_path / "run"
@@ -423,7 +423,7 @@ def test_atomic_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monke
 
 
 def test_remove_stale_temps_puts_back_a_folder_parked_by_a_killed_swap(tmp_path):
-    from kernelnet.runtime.atomic import remove_stale_temps
+    from kernelnet.runtime.io.atomic import remove_stale_temps
 
     parked, stale = tmp_path / ".old-run.k1ll3d", tmp_path / ".old-done.k1ll3d"
     (parked / "d").mkdir(parents=True)

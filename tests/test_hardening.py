@@ -20,7 +20,7 @@ from PIL import Image
 
 from kernelnet.runtime import load
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.images import read_gray
+from kernelnet.runtime.io.images import read_gray
 from tests.helpers import SOBEL, copy_run, kn, make_onnx, one_line_exit_2
 
 
@@ -54,7 +54,7 @@ def test_apply_checks_every_target_first_and_restores_what_it_replaced(tmp_path,
     assert (out / "a.png").read_bytes() == b"old a"
     (out / "b.png").rmdir()
     (out / "b.png").write_bytes(b"old b")
-    from kernelnet.runtime import commit
+    from kernelnet.runtime.io import commit
 
     real = commit.name_unnamed
 
@@ -228,7 +228,7 @@ def test_a_glob_over_a_symlink_loop_ends(tmp_path):
 
 
 def test_the_private_stencil_refuses_sizes_that_overflow():
-    from kernelnet.runtime import native_backend
+    from kernelnet.runtime.backends import native_backend
 
     if not native_backend.available():
         pytest.skip("the C stencil extension is not built")
@@ -241,10 +241,10 @@ def test_the_private_stencil_refuses_sizes_that_overflow():
 def _checkpoint(tmp_path, **changes):
     import torch
 
-    from kernelnet.checkpoint import save_state
+    from kernelnet.learn.checkpoint import save_state
     from kernelnet.config import RunConfig
-    from kernelnet.models import build_model
-    from kernelnet.training import _checkpoint_state, _make_optimizer, _make_scheduler
+    from kernelnet.learn.models import build_model
+    from kernelnet.learn.training import _checkpoint_state, _make_optimizer, _make_scheduler
 
     config = RunConfig(epochs=5, steps_per_epoch=2, target_kernel=tuple(map(tuple, SOBEL)))
     model = build_model("single")
@@ -294,7 +294,7 @@ def test_nan_weights_in_a_run_are_one_line_through_export(tmp_path):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_npy_and_png_headers_are_arrays_or_one_line(tmp_path_factory, data):
-    from kernelnet.runtime.npyio import open_npy
+    from kernelnet.runtime.io.npyio import open_npy
 
     folder = tmp_path_factory.mktemp("fuzz")
     arr = np.arange(12, dtype=np.float32).reshape(3, 4)

@@ -54,7 +54,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train_route(out: Path, solver: str, model: str, normalize: bool, name: str, border: str) -> Path:
     from kernelnet.config import RunConfig
     from kernelnet.filters import resolve_filter
-    from kernelnet.training import train
+    from kernelnet.learn.training import train
 
     target = resolve_filter(name)
     config = RunConfig(filter=name, target_kernel=tuple(map(tuple, target.kernel.tolist())), model=model,
@@ -100,7 +100,7 @@ def test_rank_one_plus_noise_is_exported_as_the_kernel_it_is(zoo):
 def test_pairs_black_boxes_run_natively(zoo):
     """Pairs-identified models carry output stages (clip, grid, rounding, 16-bit levels, Pillow's copy ring)."""
     from kernelnet.export.onnx_export import export_onnx
-    from kernelnet.pairs_train import train_pairs
+    from kernelnet.learn.pairs_train import train_pairs
     from tests.black_boxes import BOXES, make_pairs
 
     for name, (box, suffix, rgb, _) in sorted(BOXES.items()):
@@ -113,7 +113,7 @@ def test_pairs_black_boxes_run_natively(zoo):
 def test_pruned_runs_run_natively_and_compressed_ones_say_why_not(zoo):
     from kernelnet.export.onnx_export import export_onnx
     from kernelnet.export.quantize import quantize_run
-    from kernelnet.prune import prune_run
+    from kernelnet.compress.prune import prune_run
 
     run = train_route(zoo / "to-prune", "exact", "double", False, "sobel", "reflect")
     pruned = prune_run(run, zoo / "pruned", amount="auto", plots=False).run_dir

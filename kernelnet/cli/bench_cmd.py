@@ -44,7 +44,7 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
     """
     from kernelnet.cli.common import parse_tile
     from kernelnet.cli.common import print_table
-    from kernelnet.runtime.atomic import check_output_file
+    from kernelnet.runtime.io.atomic import check_output_file
     from kernelnet.runtime.backends import chosen_backend, discover
     from kernelnet.runtime.bench import bench_document, open_contenders, plot_timings, run_bench
     from kernelnet.runtime.sizes import parse_sizes
@@ -57,7 +57,7 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
             check_output_file(path, reads, what)
     if autotune:
         from kernelnet.cli.tune_cmd import report_tune
-        from kernelnet.runtime.autotune import autotune as run_autotune, candidates
+        from kernelnet.runtime.backends.autotune import autotune as run_autotune, candidates
 
         report_tune(run_autotune(discover(model)[0].path, candidates(threads=(threads,)),
                                  sizes=tuple(s for s in size_list if s[0] * s[1] >= 1 << 20) or size_list[-1:]))
@@ -69,7 +69,7 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
         if importlib.util.find_spec("torch") is None:
             skipped.append("pytorch: torch not installed")
         else:
-            from kernelnet.torch_runner import pytorch_contender
+            from kernelnet.learn.torch_runner import pytorch_contender
 
             try:
                 contenders.append(pytorch_contender(run, nets[0].info, threads))
@@ -81,7 +81,7 @@ def bench(model: str, sizes: str, batch: int, threads: int, run: str | None, use
     for line in skipped:
         click.echo(f"skipped {line}")
     if json_path is not None:
-        from kernelnet.runtime.atomic import write_text
+        from kernelnet.runtime.io.atomic import write_text
 
         doc = bench_document(nets[0].runner.path or model, threads, batch, timings, skipped)
         write_text(json_path, json.dumps(doc, indent=2) + "\n")

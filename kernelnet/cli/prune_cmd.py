@@ -49,7 +49,7 @@ def prune(run: str, amount: str, method: str, global_: bool, structure: str, ali
       kernelnet prune artifacts/runs/sobel-single --amount 0.33
       kernelnet prune artifacts/runs/sobel-double --amount 6 --per-kernel --finetune-epochs 5
     """
-    from kernelnet.prune import parse_amount, prune_run
+    from kernelnet.compress.prune import parse_amount, prune_run
 
     result = prune_run(run, out, amount=parse_amount(amount), method=method,
                        scope="global" if global_ else "per-kernel", structure=structure, seed=seed,

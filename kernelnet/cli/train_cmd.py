@@ -83,7 +83,7 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
                               padding=padding or "zeros", data=data,
                               crop=crop, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, lr=lr,
                               patience=patience, restarts=restarts, solver=solver or "adam", init=init, device=device)
-    from kernelnet.training import train as run_training
+    from kernelnet.learn.training import train as run_training
 
     result = run_training(config, out, resume=resume, progress=not quiet, plots=not no_plots)
     m = result.metrics
@@ -108,7 +108,7 @@ def _train_pairs(data: str, targets: str, out: str | None, model: str | None, no
     from pathlib import Path
 
     from kernelnet.identify import Fixed
-    from kernelnet.pairs_train import summary_lines, train_pairs
+    from kernelnet.learn.pairs_train import summary_lines, train_pairs
     from kernelnet.runtime.errors import KernelnetError
 
     if data == "builtin":

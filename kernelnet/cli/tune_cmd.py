@@ -9,7 +9,7 @@ import click
 from kernelnet.runtime.errors import KernelnetError
 
 if TYPE_CHECKING:
-    from kernelnet.runtime.autotune import TuneResult
+    from kernelnet.runtime.backends.autotune import TuneResult
 
 
 def _choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -55,8 +55,8 @@ def tune(model: str, sizes: str, levels: str, threads: str | None, modes: str, s
     """
     from kernelnet.cli.common import parse_tile
     from kernelnet.runtime.sizes import parse_ints, parse_sizes
-    from kernelnet.runtime.autotune import autotune, candidates, thread_choices
-    from kernelnet.runtime.session import EXECUTION_MODES, OPT_LEVELS
+    from kernelnet.runtime.backends.autotune import autotune, candidates, thread_choices
+    from kernelnet.runtime.backends.session import EXECUTION_MODES, OPT_LEVELS
 
     spins = {"on": (True,), "off": (False,), "on,off": (True, False), "off,on": (False, True)}
     if spinning not in spins:

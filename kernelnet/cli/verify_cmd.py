@@ -53,15 +53,15 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
     from kernelnet.cli.common import print_pairs, print_table
     from kernelnet.runtime.backends import open_backends
     from kernelnet.runtime.sizes import parse_ints, parse_sizes
-    from kernelnet.runtime.verify import DEFAULT_SIZES, Tolerances, build_cases
-    from kernelnet.runtime.verify import verify as run_verify
+    from kernelnet.runtime.checks.verify import DEFAULT_SIZES, Tolerances, build_cases
+    from kernelnet.runtime.checks.verify import verify as run_verify
 
     if (data is None) != (targets is None):
         raise KernelnetError("--data and --targets go together (inputs and the black box's outputs)")
     size_list = parse_sizes(sizes) if sizes else DEFAULT_SIZES
     batch_list = parse_ints(batches, "--batch")
     if json_path is not None:
-        from kernelnet.runtime.atomic import check_output_file
+        from kernelnet.runtime.io.atomic import check_output_file
         from kernelnet.runtime.backends import discover
 
         check_output_file(json_path, (*(a.path for a in discover(model)), run, data, targets), "--json")
@@ -70,7 +70,7 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
         from kernelnet.cli.common import need_train_extra
 
         need_train_extra("verify --run")
-        from kernelnet.torch_runner import pytorch_backend
+        from kernelnet.learn.torch_runner import pytorch_backend
 
         backends.append(pytorch_backend(run, threads))
     info = backends[0].model.info
@@ -87,15 +87,15 @@ def verify(model: str, run: str | None, sizes: str | None, batches: str, no_tile
     print_pairs(pairs)
     pair_rows = []
     if data is not None and targets is not None:
-        from kernelnet.runtime.pairs import load_pairs
-        from kernelnet.runtime.verify_pairs import verify_pairs
+        from kernelnet.runtime.io.pairs import load_pairs
+        from kernelnet.runtime.checks.verify_pairs import verify_pairs
 
         pair_rows = [r.to_dict() for r in verify_pairs(backends, load_pairs(data, targets),
                                                         1.0 if exact else min_exact)]
         click.echo()
         print_table(pair_rows, ["check", "pairs", "exact_fraction", "max_error", "psnr_db", "floor_db", "ok"])
     if json_path is not None:
-        from kernelnet.runtime.atomic import write_text
+        from kernelnet.runtime.io.atomic import write_text
 
         doc = {**report.to_dict(), "pairs": pair_rows}
         write_text(json_path, json.dumps(doc, indent=2, default=str) + "\n")

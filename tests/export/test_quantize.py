@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from kernelnet.data import load_source, split_images
+from kernelnet.learn.data import load_source, split_images
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.export.onnx_export import export_onnx
 from kernelnet.export.quantize import best_weight_scale, quantize_run

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernelnet.data import (BUILTIN_PHOTOS, epoch_rng, load_builtin, load_folder, sample_crops, split_images,
+from kernelnet.learn.data import (BUILTIN_PHOTOS, epoch_rng, load_builtin, load_folder, sample_crops, split_images,
                             usable_for_crops)
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.images import read_gray, to_gray, write_image
+from kernelnet.runtime.io.images import read_gray, to_gray, write_image
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

@@ -1,4 +1,4 @@
-"""The exact closed-form fit (kernelnet.exact): recovery, canonical form, diagnostics, training hooks."""
+"""The exact closed-form fit (kernelnet.learn.exact): recovery, canonical form, diagnostics, training hooks."""
 
 import json
 import warnings
@@ -10,11 +10,11 @@ from PIL import Image
 
 from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.exact import ExactFitWarning, canonical_factors, canonicalise, fit_exact
+from kernelnet.learn.exact import ExactFitWarning, canonical_factors, canonicalise, fit_exact
 from kernelnet.filters import random_kernel, resolve_filter
-from kernelnet.runtime.images import to_gray
+from kernelnet.runtime.io.images import to_gray
 from kernelnet.metrics import kernel_error, target_kernels
-from kernelnet.models import build_model
+from kernelnet.learn.models import build_model
 from kernelnet.runtime.reference import apply_filter
 
 SOBEL = resolve_filter("sobel").kernel
@@ -190,7 +190,7 @@ def photo_dir(tmp_path, photos):
 
 @pytest.mark.parametrize("extra", [dict(solver="exact"), dict(init="exact", epochs=3)])
 def test_train_exact_and_init_exact(tmp_path, photo_dir, extra):
-    from kernelnet.training import train
+    from kernelnet.learn.training import train
 
     config = RunConfig(filter="random", model="double", data=str(photo_dir), crop=32, **extra)
     result = train(config, tmp_path / "run", progress=False, plots=False)
@@ -202,9 +202,9 @@ def test_train_exact_and_init_exact(tmp_path, photo_dir, extra):
 def test_init_exact_fine_tunes_an_imperfect_fit(tmp_path, photo_dir, monkeypatch):
     """Noisy paired targets make the closed form imperfect: the warm-started fine-tuning runs and ends no worse
     (here: better) on the validation crops than the exact init it started from."""
-    import kernelnet.exact as exact
-    from kernelnet.data import epoch_rng, load_source, sample_crops, split_images, usable_for_crops
-    from kernelnet.training import VAL_CROPS, _targets, resolve_config, train
+    import kernelnet.learn.exact as exact
+    from kernelnet.learn.data import epoch_rng, load_source, sample_crops, split_images, usable_for_crops
+    from kernelnet.learn.training import VAL_CROPS, _targets, resolve_config, train
 
     real_fit = exact.fit_exact
 

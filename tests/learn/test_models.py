@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernelnet.models import DoubleFilter, SingleFilter, apply_target, build_model
+from kernelnet.learn.models import DoubleFilter, SingleFilter, apply_target, build_model
 from kernelnet.runtime.reference import apply_kernels
 
 

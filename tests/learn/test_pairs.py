@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from kernelnet.pairs_train import train_pairs
+from kernelnet.learn.pairs_train import train_pairs
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.pairs import load_pairs, read_raw
+from kernelnet.runtime.io.pairs import load_pairs, read_raw
 from tests.black_boxes import BOXES, make_pairs, pil
 from tests.helpers import kn
 
@@ -116,7 +116,7 @@ def test_prune_quantize_and_pipeline_take_pair_runs(tmp_path):
     from kernelnet.export.quantize import quantize_run
     from kernelnet.pipeline import run_pipeline
     from kernelnet.config import RunConfig
-    from kernelnet.prune import prune_run
+    from kernelnet.compress.prune import prune_run
 
     box = BOXES["opencv-abs-sobel-8bit"][0]
     data, targets = make_pairs(tmp_path / "p", box, count=6, side=48)

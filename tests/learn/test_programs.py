@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernelnet.pairs_train import train_pairs
-from kernelnet.runtime.pairs import read_raw
+from kernelnet.learn.pairs_train import train_pairs
+from kernelnet.runtime.io.pairs import read_raw
 from tests.black_boxes import make_pairs
 from tests.helpers import kn
 from tests.program_boxes import PROGRAMS, missing, program_box

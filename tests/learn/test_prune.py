@@ -11,8 +11,8 @@ from torch.nn.utils import prune as tprune
 from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.filters import resolve_filter
-from kernelnet.models import build_model, target_weight
-from kernelnet.prune import compute_mask, parse_amount, prune_run, resolve_count
+from kernelnet.learn.models import build_model, target_weight
+from kernelnet.compress.prune import compute_mask, parse_amount, prune_run, resolve_count
 from kernelnet.rundir import load_model, load_weights, save_metrics, save_model
 
 SOBEL_MIDDLE_COLUMN = [[0, 0, 1], [0, 1, 1], [0, 2, 1]]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from kernelnet.pairs_train import train_pairs
-from kernelnet.runtime.pairs import read_raw
+from kernelnet.learn.pairs_train import train_pairs
+from kernelnet.runtime.io.pairs import read_raw
 from tests.black_boxes import make_pairs
 from tests.helpers import kn, needs_torch
 

@@ -8,7 +8,7 @@ from PIL import Image
 from kernelnet.config import RunConfig
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.rundir import load_model
-from kernelnet.training import train
+from kernelnet.learn.training import train
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_config_round_trip(tmp_path):
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, photo_dir, monkeypatch):
-    import kernelnet.training as training
+    import kernelnet.learn.training as training
 
     full = train(small_config(photo_dir), tmp_path / "full", progress=False, plots=False)
     real_save, saves = training.save_state, []

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernelnet.identify_wide import _columns, fit_wide
-from kernelnet.pairs_train import train_pairs
-from kernelnet.runtime.pairs import load_pairs, read_raw
+from kernelnet.identify.wide import _columns, fit_wide
+from kernelnet.learn.pairs_train import train_pairs
+from kernelnet.runtime.io.pairs import load_pairs, read_raw
 from tests.black_boxes import make_pairs
 from tests.helpers import kn
 

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from kernelnet.runtime import load
-from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.backends.base import ModelInfo
 from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.reference import apply_filter
-from kernelnet.runtime.verify import kernel_gap
+from kernelnet.runtime.checks.verify import kernel_gap
 from tests.helpers import needs_torch, SOBEL, copy_run, edit_weight, exported, files_under, kn, make_onnx
 
 HAS_CV2 = importlib.util.find_spec("cv2") is not None

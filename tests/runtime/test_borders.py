@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 
 from kernelnet.export.onnx_graph import build_graph
-from kernelnet.runtime import native_backend
-from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime.backends import native_backend
+from kernelnet.runtime.backends.base import ModelInfo
 from kernelnet.runtime.reference import apply_spec, correlate
 from kernelnet.runtime.spec import BORDERS, FilterSpec, OutputStage
 from tests.helpers import HAS_TORCH
@@ -38,7 +38,7 @@ def test_graph_native_and_torch_equal_the_reference(rng, border, k, combine):
         if HAS_TORCH and border != "copy":
             import torch
 
-            from kernelnet.models import model_from_spec
+            from kernelnet.learn.models import model_from_spec
 
             with torch.no_grad():
                 got = model_from_spec(spec)(torch.from_numpy(x)).numpy()

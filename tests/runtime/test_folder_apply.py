@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernelnet.runtime.png_encode import write_png
+from kernelnet.runtime.io.png_encode import write_png
 from kernelnet.runtime.spec import FilterSpec, OutputStage
 from tests.helpers import SOBEL, kn, spec_onnx
 
@@ -139,7 +139,7 @@ def test_sigkill_while_results_are_placed_is_rolled_back_by_the_next_run(tmp_pat
     out = tmp_path / "out"
     assert kn("apply", model, tmp_path / "in", "--out", out, "-q").exit_code == 0
     old = tree(out)
-    script = ("import os, signal, sys\nfrom kernelnet.runtime import commit\nreal, count = commit.name_unnamed, [0]\n"
+    script = ("import os, signal, sys\nfrom kernelnet.runtime.io import commit\nreal, count = commit.name_unnamed, [0]\n"
               "def dying(fd, target):\n    count[0] += 1\n    if count[0] > 5:\n"
               "        os.kill(os.getpid(), signal.SIGKILL)\n    real(fd, target)\n"
               "commit.name_unnamed = dying\nfrom kernelnet.cli import main\nmain(sys.argv[1:])")
@@ -194,7 +194,7 @@ def test_png_files_decode_to_their_levels_in_opencv(dtype, channels):
 
 
 def test_png_strips_and_bad_arrays(tmp_path, monkeypatch):
-    from kernelnet.runtime import png_encode
+    from kernelnet.runtime.io import png_encode
     from kernelnet.runtime.errors import KernelnetError
 
     monkeypatch.setattr(png_encode, "STRIP_BYTES", 100)  # many IDAT chunks
@@ -269,7 +269,7 @@ def test_warnings_raised_in_workers_are_printed(tmp_path, rng, monkeypatch):
 def test_where_there_are_no_unnamed_files_staging_names_do_the_same(tmp_path, rng, monkeypatch):
     """Without O_TMPFILE (another OS, a file system without it) results wait under pid-named staging names:
     the same files, and nothing left once placed or on a failure."""
-    from kernelnet.runtime import commit
+    from kernelnet.runtime.io import commit
 
     monkeypatch.setattr(commit, "unnamed_file", lambda folder: None)
     model = spec_onnx(tmp_path / "m.onnx", FilterSpec.from_kind(SOBEL, "single"))
@@ -286,7 +286,7 @@ def test_the_rollback_touches_only_the_dead_writers_files(tmp_path):
     put another file at that name since. A user's own "x.p123.png" is not taken for a writer's tag."""
     import json
 
-    from kernelnet.runtime.atomic import file_identity, owner_of, sweep_dead
+    from kernelnet.runtime.io.atomic import file_identity, owner_of, sweep_dead
 
     assert owner_of(".kernelnet-partial-img.p99999.p1234.old.png") == 1234
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from kernelnet.runtime import load
-from kernelnet.runtime.images import quantize_unit, value_range
+from kernelnet.runtime.io.images import quantize_unit, value_range
 from kernelnet.runtime.spec import FilterSpec, OutputStage
 from tests.helpers import spec_onnx
 

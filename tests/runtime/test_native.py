@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime import load, native_backend
-from kernelnet.runtime.base import ModelInfo
+from kernelnet.runtime import load
+from kernelnet.runtime.backends import native_backend
+from kernelnet.runtime.backends.base import ModelInfo
 from kernelnet.runtime.spec import FilterSpec, min_side
 from kernelnet.runtime.model import Model
-from kernelnet.runtime.native_backend import NativeRunner
+from kernelnet.runtime.backends.native_backend import NativeRunner
 from kernelnet.runtime.reference import apply_kernels
 from tests.helpers import edit_weight, kn
 from tests.helpers import SOBEL, copy_run, exported, make_onnx

@@ -1,4 +1,4 @@
-"""Proven models remembered (``runtime/native_cache.py``): a model proven once loads natively again without
+"""Proven models remembered (``runtime/backends/native_cache.py``): a model proven once loads natively again without
 onnxruntime and gives the same bits; another file, another stencil build or a declined model is proven anew;
 an unusable cache changes nothing but speed. The rest of the suite runs with the cache off (conftest)."""
 
@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kernelnet.runtime import backends, load, native_backend, native_cache
+from kernelnet.runtime import backends, load
+from kernelnet.runtime.backends import native_backend, native_cache
 from tests.helpers import SOBEL, edit_weight, make_onnx
 
 pytestmark = pytest.mark.skipif(not native_backend.available(),
@@ -28,7 +29,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def graph_loads(monkeypatch):
     """How many times onnxruntime loaded a model (every proof does: load's and chosen_backend's)."""
-    from kernelnet.runtime import onnxruntime_backend
+    from kernelnet.runtime.backends import onnxruntime_backend
 
     calls = []
     real = onnxruntime_backend.OnnxRuntimeRunner.__init__
@@ -70,7 +71,7 @@ def test_another_file_is_proven_anew_and_a_declined_one_is_not_remembered(tmp_pa
 
 
 def test_the_verdict_names_the_model_bytes_and_the_stencil_build(tmp_path):
-    from kernelnet.runtime.stencil_isa import available
+    from kernelnet.runtime.backends.stencil_isa import available
 
     data = make_onnx(tmp_path / "m.onnx", SOBEL[None]).read_bytes()
     builds = list(available().values())
@@ -126,7 +127,7 @@ def test_metadata_two_readers_could_read_differently_is_never_remembered(tmp_pat
     """A key given twice: protobuf readers (onnxruntime's) keep the last value, a naive reader the first. Such a
     file is proven on every load and never remembered, so the cache cannot hand over other kernels than the ones
     proven."""
-    from kernelnet.runtime.onnx_wire import read_metadata
+    from kernelnet.runtime.checks.onnx_wire import read_metadata
 
     path = make_onnx(tmp_path / "m.onnx", SOBEL[None])
     path.write_bytes(path.read_bytes() + _entry("kernelnet.padding", "zeros"))
@@ -139,7 +140,7 @@ def test_metadata_two_readers_could_read_differently_is_never_remembered(tmp_pat
 def test_an_edited_runtime_module_renames_every_verdict(tmp_path, monkeypatch):
     import os
 
-    from kernelnet.runtime.stencil_isa import available
+    from kernelnet.runtime.backends.stencil_isa import available
 
     folder = tmp_path / "runtime"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""The gray PNG reader (``runtime/png_decode.py``): the levels Pillow gives, for files written by Pillow, OpenCV,
+"""The gray PNG reader (``runtime/io/png_decode.py``): the levels Pillow gives, for files written by Pillow, OpenCV,
 kernelnet and by hand with every row filter; and ``None`` (Pillow's turn) for every file it does not fully
 understand."""
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernelnet.runtime import png_decode
-from kernelnet.runtime.images import read_levels
-from kernelnet.runtime.png_decode import read_gray_png
-from kernelnet.runtime.png_encode import write_png
+from kernelnet.runtime.io import png_decode
+from kernelnet.runtime.io.images import read_levels
+from kernelnet.runtime.io.png_decode import read_gray_png
+from kernelnet.runtime.io.png_encode import write_png
 
 pytestmark = pytest.mark.skipif(png_decode.unfilter is None, reason="the PNG unfilter extension is not built "
                                 "(no C compiler at install): Pillow reads every file")
@@ -156,7 +156,7 @@ def _bad_filter(a: np.ndarray) -> bytes:
 def test_read_levels_gives_the_same_levels_with_or_without_the_fast_path(tmp_path, monkeypatch):
     """Plain gray files take the fast path; a file whose EXIF turns it (orientation 6) goes to Pillow, which
     turns it; either way read_levels gives what Pillow alone gives."""
-    from kernelnet.runtime.png_decode import gray_png_levels
+    from kernelnet.runtime.io.png_decode import gray_png_levels
 
     rng = np.random.default_rng(9)
     a = rng.integers(0, 65536, (33, 20)).astype(np.uint16)

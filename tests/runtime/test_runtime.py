@@ -14,16 +14,16 @@ import pytest
 
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime import load
-from kernelnet.runtime.base import ModelInfo, Runner
+from kernelnet.runtime.backends.base import ModelInfo, Runner
 from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.spec_codec import decode_info
 from kernelnet.runtime.reference import apply_filter, apply_kernels
-from kernelnet.runtime.session import SessionConfig, read_tuned, tune_path
+from kernelnet.runtime.backends.session import SessionConfig, read_tuned, tune_path
 from tests.helpers import needs_torch, EXPORT_VARIANTS, SOBEL, copy_run, exported, make_onnx
 
 def _no_torch_script(body: str) -> str:
-    return (f"import sys\n{body}\nbad = [m for m in ('torch', 'kernelnet.export', 'kernelnet.models', "
-            "'kernelnet.training') if m in sys.modules]\nassert not bad, bad\nprint('clean')\n")
+    return (f"import sys\n{body}\nbad = [m for m in ('torch', 'kernelnet.export', 'kernelnet.learn.models', "
+            "'kernelnet.learn.training') if m in sys.modules]\nassert not bad, bad\nprint('clean')\n")
 
 
 def test_runtime_package_never_imports_torch(tmp_path):
@@ -32,9 +32,11 @@ def test_runtime_package_never_imports_torch(tmp_path):
 import numpy as np
 import kernelnet.runtime
 from kernelnet.runtime import load
-from kernelnet.runtime import (autotune, backends, base, bench, compare, describe, inputs, metadata, model,
-                               native_backend, npyio, onnxruntime_backend, reference, session, tensorrt_backend,
-                               tiling, verify)
+from kernelnet.runtime import backends, bench, describe, metadata, model, reference, tiling
+from kernelnet.runtime.backends import (autotune, base, native_backend, onnxruntime_backend, session,
+                                        tensorrt_backend)
+from kernelnet.runtime.checks import compare, verify
+from kernelnet.runtime.io import inputs, npyio
 m = load({str(path)!r}, tile=(5, 0))
 assert m.runner.name == ("native" if native_backend.available() else "onnxruntime")
 y = m(np.random.rand(2, 31, 17).astype(np.float32))
@@ -145,7 +147,7 @@ def test_onnxruntime_gpu_providers_error_clearly():
 
 
 def test_tensorrt_engine_without_tensorrt_names_what_is_missing(tmp_path):
-    from kernelnet.runtime.tensorrt_backend import missing_requirements
+    from kernelnet.runtime.backends.tensorrt_backend import missing_requirements
 
     if not missing_requirements():
         pytest.skip("TensorRT and a GPU are present")
@@ -198,7 +200,7 @@ def test_profile_limits_split_batches_and_tiles(padding, rng):
 @needs_torch
 def test_tensorrt_runner_on_gpu(exact_run, rng):
     from kernelnet.export.tensorrt_export import export_tensorrt, missing_requirements
-    from kernelnet.runtime.tensorrt_backend import missing_requirements as runtime_missing
+    from kernelnet.runtime.backends.tensorrt_backend import missing_requirements as runtime_missing
 
     missing = list(dict.fromkeys(missing_requirements() + runtime_missing()))
     if missing:
@@ -230,7 +232,7 @@ def test_session_config_validation_and_options():
 
 
 def test_autotune_file_is_used_by_load_and_ignored_when_stale(tmp_path):
-    from kernelnet.runtime.autotune import autotune, candidates
+    from kernelnet.runtime.backends.autotune import autotune, candidates
 
     run = copy_run("single", tmp_path)
     cands = candidates(("basic", "all"), (1,), ("sequential",), tiles=((8, 0),))

@@ -15,10 +15,11 @@ import sys
 import numpy as np
 import pytest
 
-from kernelnet.runtime import load, native_backend
-from kernelnet.runtime.float_bounds import combined_error_bound
+from kernelnet.runtime import load
+from kernelnet.runtime.backends import native_backend
+from kernelnet.runtime.checks.float_bounds import combined_error_bound
 from kernelnet.runtime.spec import FilterSpec
-from kernelnet.runtime.stencil_isa import available
+from kernelnet.runtime.backends.stencil_isa import available
 from tests.helpers import spec_onnx
 
 pytestmark = pytest.mark.skipif(not native_backend.available(),
@@ -46,7 +47,7 @@ def cases(tmp_path, rng) -> list[tuple[FilterSpec, object]]:
 
 def run_in(isa: str, paths: list, x_path, env: dict[str, str] | None = None) -> list[np.ndarray]:
     """Each model run natively on x in a fresh process with ``KERNELNET_STENCIL_ISA=isa``."""
-    script = ("import sys, numpy as np; from kernelnet.runtime import load, native_backend as n; "
+    script = ("import sys, numpy as np; from kernelnet.runtime import load; from kernelnet.runtime.backends import native_backend as n; "
               "assert n.ISA == sys.argv[1], n.ISA; x = np.load(sys.argv[2]); "
               "[np.save(p + '.' + sys.argv[1] + '.npy', load(p, backend='native')(x)) for p in sys.argv[3:]]")
     subprocess.run([sys.executable, "-c", script, isa, str(x_path), *map(str, paths)], check=True,
@@ -92,7 +93,7 @@ def test_blocked_rows_give_the_bits_of_the_row_at_a_time_path(tmp_path, isa):
 def test_the_build_is_chosen_by_the_cpu_or_the_environment():
     builds = list(available())
     assert native_backend.ISA == builds[-1] or os.environ.get("KERNELNET_STENCIL_ISA")
-    script = "from kernelnet.runtime import native_backend as n; print(n.ISA); print(n.BUILD_PROBLEM)"
+    script = "from kernelnet.runtime.backends import native_backend as n; print(n.ISA); print(n.BUILD_PROBLEM)"
     for asked, want in (("baseline", builds[0]), ("avx512", builds[-1])):
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                              env={**os.environ, "KERNELNET_STENCIL_ISA": asked}).stdout.split("\n")

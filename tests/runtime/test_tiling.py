@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernelnet.runtime import load
-from kernelnet.runtime.npyio import create_npy, open_npy
+from kernelnet.runtime.io.npyio import create_npy, open_npy
 from kernelnet.runtime.reference import apply_kernels, correlate
 from kernelnet.runtime.tiling import DEFAULT_BUDGET_BYTES, auto_tile, fit_limits, plan_tiles, run_tiled, split_axis
 from tests.helpers import exported, make_onnx

@@ -1,0 +1,1 @@
+"""Compression: pruning (masks, the amount search, pairs runs)."""

@@ -1,0 +1,1 @@
+"""Learning: models, data, gradient and exact solvers, pairs training, checkpoints."""

@@ -1,0 +1,1 @@
+"""Checks: graph structure and receptive field, float error bounds, verify and its comparators."""

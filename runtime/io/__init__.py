@@ -1,0 +1,1 @@
+"""Image and pair I/O: decoding, encoding, atomic writes, pairs on disk."""
