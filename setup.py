@@ -19,7 +19,8 @@ from setuptools import Extension, setup
 FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-pthread"]
 LINK = [] if sys.platform == "win32" else ["-pthread"]
 HEADERS = ["runtime/stencil_convert.h", "runtime/stencil_stage.h", "runtime/stencil_levels.h",
-           "runtime/stencil_blocked.h"]
+           "runtime/stencil_blocked.h", "runtime/stencil_rank.h",
+           "runtime/stencil_rank_u8.h"]
 X86_BUILDS = {"_stencil_avx2": "x86-64-v3", "_stencil_avx512": "x86-64-v4"}
 
 

@@ -24,6 +24,8 @@ Sections (p50 ms; ratio = the best of OpenCV and Halide / ours, > 1: ours is fas
 5. exact fits — Sobel single and magnitude fitted by ``kernelnet train --solver exact`` (kernels with float noise
    where the filter has zeros, exported separable or split) against OpenCV ``filter2D`` of the true Sobel, and
    the folder run with such a model (``--exact-fit``); needs the [train] extra.
+6. rank — ``benchmarks/rank_filters.py``: erosion, dilation and median 3×3 / 5×5 at 1080p (``--uhd``: and 4K) on
+   8-bit frames to 8-bit levels and float32 frames, against OpenCV and ``scipy.ndimage``.
 
 ``--isa avx2`` (or ``baseline``) runs every contender as on a CPU without AVX-512: the stencil's AVX2 build
 (``KERNELNET_STENCIL_ISA``), OpenCV with its AVX-512 dispatch disabled (``OPENCV_CPU_DISABLE``) and Halide
@@ -293,8 +295,9 @@ def main() -> None:
     parser.add_argument("--no-folder", action="store_true", help="skip the folder run")
     parser.add_argument("--isa", choices=["baseline", "avx2"], default=None,
                         help="run every contender as on a CPU without AVX-512 (see above)")
-    parser.add_argument("--sections", default="copy,sweep,levels,exact,folder",
-                        help="which sections to run (comma list of copy, sweep, levels, exact, folder)")
+    parser.add_argument("--sections", default="copy,sweep,levels,exact,rank,folder",
+                        help="which sections to run (comma list of copy, sweep, levels, exact, rank, folder)")
+    parser.add_argument("--uhd", action="store_true", help="rank section: also 3840x2160")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     os.environ["HL_NUM_THREADS"] = str(args.threads)  # before Halide starts its thread pool
@@ -330,6 +333,10 @@ def main() -> None:
         import exact_fits
 
         exact_fits.main(args, cv2, median_ms)
+    if "rank" in sections:
+        import rank_filters
+
+        rank_filters.main(argparse.Namespace(**{**vars(args), "sizes": "3,5"}), cv2, ndimage, median_ms, two_strips)
     if "folder" in sections and not args.no_folder:
         import folder_apply
 

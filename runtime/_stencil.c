@@ -1,7 +1,8 @@
 /* Direct k×k stencil for kernelnet filters: the "native" CPU backend of kernelnet.runtime.
  *
  * y = combine(bias_c + Σ_ij K_c[i][j] · x[r + i − h, c + j − h])   (cross-correlation, h = k // 2)
- * combine: raw (C = 1), abs (C = 1) or magnitude sqrt(a² + b²) (C = 2); borders zeros / reflect (no edge repeat,
+ * combine: raw (C = 1), abs (C = 1) or magnitude sqrt(a² + b²) (C = 2), or a rank filter (stencil_rank.h: min, max
+ * or median of the taps where the one kernel is nonzero); borders zeros / reflect (no edge repeat,
  * numpy "reflect") / replicate / symmetric (edge repeated, numpy "symmetric") / reflect_symmetric (reflect before
  * each axis, symmetric after it). Every tap is evaluated (zeros included, so NaN/Inf always reach the output) in one
  * fixed order, so a pixel's value does not depend on the image size or on how the image is split into tiles.
@@ -58,6 +59,7 @@ enum { BORDER_ZEROS = 0, BORDER_REFLECT = 1, BORDER_REPLICATE = 2, BORDER_SYMMET
 #include "stencil_convert.h"
 #include "stencil_stage.h"
 #include "stencil_blocked.h"
+#include "stencil_rank.h"
 
 typedef struct {
     const float *src;
@@ -72,6 +74,8 @@ typedef struct {
     Py_ssize_t first, rows; /* each image's output rows: [first, first + rows) of its h */
     Py_ssize_t row0, row1;  /* output rows (image index · rows + row − first) this job writes */
     int finite, failed;
+    const Rank *rank;       /* combine min / max / median: the footprint's taps (and the median's network) */
+    int levels_rank;        /* a rank filter computed on 8-bit levels (stencil_rank_u8.h) */
 } Job;
 
 /* Source index of virtual index v on an axis of `len` samples, or -1 for a zero sample. */
@@ -226,6 +230,7 @@ static int stencil_row_any(const float *const *rows, float *out, Py_ssize_t w, i
 }
 
 static int run_row(const float *const *rows, float *out, Py_ssize_t w, const Job *job) {
+    if (job->combine >= COMBINE_MIN) return rank_row(rows, out, w, job->k, job->combine, job->rank);
     switch (job->k) {
     case 1: return stencil_row_k1(rows, out, w, job->channels, job->combine, job->kernels, job->bias);
     case 3: return stencil_row_k3(rows, out, w, job->channels, job->combine, job->kernels, job->bias);
@@ -309,8 +314,14 @@ static int gather_rows(const Job *job, RowRing *ring, Py_ssize_t n, Py_ssize_t y
     return 0;
 }
 
+#include "stencil_rank_u8.h"
+
 static void *run_job(void *arg) {
     Job *job = (Job *)arg;
+    if (job->levels_rank) {
+        rank_levels_job(job);
+        return NULL;
+    }
     const int k = job->k, half = k / 2;
     const Py_ssize_t h = job->h, w = job->w;
     const int direct = job->out_kind == KIND_F32; /* float32 rows are computed in place, levels via `scratch` */
@@ -329,7 +340,9 @@ static void *run_job(void *arg) {
         const Py_ssize_t n = g / job->rows, y = job->first + g % job->rows;
         const Py_ssize_t left = job->rows - g % job->rows; /* rows of this image still to come */
         int count = 1;
-        if (k >= BLOCKED_MIN_K && blocked_ok && job->row1 - g >= BLOCK_ROWS && left >= BLOCK_ROWS) count = BLOCK_ROWS;
+        if (k >= BLOCKED_MIN_K && blocked_ok && job->combine < COMBINE_MIN && job->row1 - g >= BLOCK_ROWS &&
+            left >= BLOCK_ROWS)
+            count = BLOCK_ROWS;
         if (k == 1 && job->srcint != NULL) { /* 1×1 on an integer frame: convert and filter in one pass */
             float *out = direct ? (float *)job->dst + g * w : scratch;
             const char *row = (const char *)job->srcint + (n * h + y) * w * kind_size(job->in_kind);
@@ -526,7 +539,7 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
         return NULL;
     if (row1 < 0) row1 = h;
     if (n < 1 || h < 1 || w < 1 || row0 < 0 || row1 <= row0 || row1 > h || k < 1 || k > MAX_K || k % 2 == 0 ||
-        (channels != 1 && channels != 2) || combine < COMBINE_RAW || combine > COMBINE_MAGNITUDE ||
+        (channels != 1 && channels != 2) || combine < COMBINE_RAW || combine > COMBINE_MEDIAN ||
         (channels == 2) != (combine == COMBINE_MAGNITUDE) || border < BORDER_ZEROS || border > BORDER_REFLECT_SYMMETRIC ||
         threads < 1 || in_kind < KIND_F32 || in_kind > KIND_U16 || out_kind < KIND_F32 || out_kind > KIND_U16) {
         PyErr_SetString(PyExc_ValueError, "invalid stencil arguments");
@@ -547,6 +560,13 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     if (get_buffer_as(bias_obj, &bias, channels, 0, "bias", KIND_F32) < 0) {
         PyBuffer_Release(&src); PyBuffer_Release(&dst); PyBuffer_Release(&kern); return NULL;
     }
+    Rank rank;
+    if (combine >= COMBINE_MIN && make_rank(&rank, (const float *)kern.buf, k, combine) < 0) {
+        PyBuffer_Release(&src); PyBuffer_Release(&dst); PyBuffer_Release(&kern); PyBuffer_Release(&bias);
+        PyErr_SetString(PyExc_ValueError, "a rank footprint needs a tap (a median an odd number, at most "
+                                          STRINGIFY(MAX_MEDIAN_TAPS) ")");
+        return NULL;
+    }
     Py_ssize_t total = n * rows;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > total) threads = (int)total;
@@ -556,7 +576,8 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
                         in_kind, dst.buf, out_kind, stage_obj == Py_None ? NULL : &stage,
                         h, w, k, channels, combine, border,
                         (const float *)kern.buf, (const float *)bias.buf, row0, rows, total * t / threads,
-                        total * (t + 1) / threads, 1, 0};
+                        total * (t + 1) / threads, 1, 0, combine >= COMBINE_MIN ? &rank : NULL,
+                        rank_on_levels(combine, in_kind, out_kind, stage_obj == Py_None ? NULL : &stage)};
     }
     Py_BEGIN_ALLOW_THREADS
     run_parallel(jobs, threads);

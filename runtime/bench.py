@@ -119,6 +119,8 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
         cv2.setNumThreads(threads)
     border = {"zeros": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "symmetric": cv2.BORDER_REFLECT,
               "replicate": cv2.BORDER_REPLICATE}[spec.border]
+    if spec.is_rank:
+        return _opencv_rank(cv2, spec, border, threads)
     kernels = [np.ascontiguousarray(k, dtype=np.float32) for k in info.kernels]
     bias = [float(b) for b in info.bias] if info.bias is not None else [0.0] * len(kernels)
     double = len(kernels) == 2
@@ -139,6 +141,25 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
     return Contender("opencv", fn, f"filter2D t{threads if threads is not None else cv2.getNumThreads()}")
 
 
+def _opencv_rank(cv2: Any, spec: Any, border: int, threads: int | None) -> Contender | None:
+    """``cv2.erode`` / ``cv2.dilate`` with the footprint and border, or ``cv2.medianBlur`` (a square, replicated
+    border; float32 up to 5×5), or ``None`` where OpenCV has no such filter."""
+    element = spec.footprint.astype(np.uint8)
+    k = spec.kernel_size
+    if spec.combine == "median" and (not spec.footprint.all() or spec.border != "replicate" or k > 5):
+        return None
+
+    def one(img: np.ndarray) -> np.ndarray:
+        img = img.astype(np.float32) / 255 if img.dtype == np.uint8 else img
+        if spec.combine == "median":
+            return cv2.medianBlur(img, k)
+        return (cv2.erode if spec.combine == "min" else cv2.dilate)(img, element, borderType=border, borderValue=0)
+
+    name = {"min": "erode", "max": "dilate", "median": "medianBlur"}[spec.combine]
+    return Contender("opencv", lambda x: one(x[0, 0]) if len(x) == 1 else np.stack([one(i[0]) for i in x]),
+                     f"{name} t{threads if threads is not None else cv2.getNumThreads()}")
+
+
 def opencv_missing(info: ModelInfo) -> str:
     """Why :func:`opencv_contender` gives no contender for a model described by ``info``."""
     import importlib.util
@@ -148,6 +169,10 @@ def opencv_missing(info: ModelInfo) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet metadata (its kernels are unknown)"
+    if spec.is_rank and not spec.output.identity:
+        return "erode / dilate / medianBlur have no output stage (scale, clip, rounding) to compare this model with"
+    if spec.is_rank and spec.border != "reflect_symmetric":
+        return "medianBlur takes square footprints up to 5x5 with a replicated border only"
     return ("filter2D has no output stage (clip, grid, rounding), copy border or reflect_symmetric border to "
             "compare this model with")
 

@@ -74,6 +74,11 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     except ImportError:
         pass
     info.update(_fields(dict(meta.custom_metadata_map), path))
+    spec = decode_info(dict(meta.custom_metadata_map)).spec
+    if spec is not None:
+        from kernelnet.runtime.program import program_line
+
+        info["program"] = program_line(spec)
     from kernelnet.runtime.backends import chosen_backend
 
     info["backend"], declined = chosen_backend(path)

@@ -69,6 +69,8 @@ BOXES = {
     "pillow-emboss-rgb-offset": (pil(ImageFilter.EMBOSS), ".png", True, {"padding": "copy"}),
     "scipy-gaussian-float-tiff": (lambda c: ndimage.gaussian_filter(c / 255.0, 1.0).astype(np.float32), ".tif", False,
                                   {"kernel_size": 9, "padding": "symmetric", "clip": None, "rounding": None}),
+    "opencv-erode-cross5-rank": (lambda c: cv2.erode(c, cv2.getStructuringElement(cv2.MORPH_CROSS, (5, 5))), ".png",
+                                 False, {"model": "rank", "kernel_size": 5, "rank": "min", "footprint": "cross"}),
     "skimage-laplace-signed": (lambda c: __import__("skimage.filters").filters.laplace(c / 255.0).astype(np.float32),
                                ".tif", False, {"kernel_size": 3, "model": "single", "normalize": False}),
 }

@@ -23,7 +23,8 @@ from kernelnet.identify import Fixed, Identified, identify
 from kernelnet.runtime.io.pairs import PairSet, load_pairs, planes
 from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
-from kernelnet.runtime.spec import FOOTPRINTS, FilterSpec, footprint_of
+from kernelnet.runtime.program import footprint_name, program_line, program_stages
+from kernelnet.runtime.spec import FilterSpec
 from kernelnet.runtime.checks.verify_pairs import floor_db, reproduces
 
 PLOT_SIDE = 512
@@ -69,8 +70,7 @@ def nearest_named_filter(spec: FilterSpec) -> str | None:
 
 def rank_fields(spec: FilterSpec) -> dict[str, Any]:
     """``rank`` and ``footprint`` (square, cross, or its taps) of a rank filter, for ``identified``."""
-    named = [name for name in FOOTPRINTS if np.array_equal(footprint_of(name, spec.kernel_size), spec.footprint)]
-    return {"rank": spec.combine, "footprint": named[0] if named else spec.footprint.astype(int).tolist()}
+    return {"rank": spec.combine, "footprint": footprint_name(spec)}
 
 
 def _config(pairs: PairSet, found: Identified, data: str, targets: str, seed: int, name: str) -> RunConfig:
@@ -131,7 +131,9 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     metrics: dict[str, Any] = {
         "identified": {"model": spec.model, "normalize": spec.normalize, "kernel_size": spec.kernel_size,
                        "padding": spec.border, "clip": list(spec.output.clip) if spec.output.clip else None,
-                       "rounding": spec.output.rounding, **(rank_fields(spec) if spec.is_rank else {})},
+                       "rounding": spec.output.rounding, **(rank_fields(spec) if spec.is_rank else {}),
+                       "program": program_stages(spec)},
+        "program": program_line(spec),
         "verdict": "reproduced" if reproduced else "approximated",
         "nearest_named_filter": nearest_named_filter(spec) if reproduced and not spec.is_rank else None,
         "noise_floor_psnr_db": floor,
@@ -184,8 +186,9 @@ def summary_lines(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     kind = "double (magnitude)" if ident["model"] == "double" else "single abs" if ident["normalize"] else "single raw"
     if ident.get("rank"):
         kind = f"rank {ident['rank']} over a {ident['footprint']} ({RANK_NAMES[ident['rank']]})"
+    program = [("program", metrics["program"])] if metrics.get("program") else []
     rows: list[tuple[str, Any]] = [
-        ("verdict", metrics["verdict"]), ("kind", kind), ("kernel size", ident["kernel_size"]),
+        ("verdict", metrics["verdict"]), *program, ("kind", kind), ("kernel size", ident["kernel_size"]),
         ("border", ident["padding"]), ("clip", ident["clip"]), ("rounding", ident["rounding"]),
         ("held-out PSNR dB", metrics["heldout_psnr_db"]), ("noise floor dB", metrics["noise_floor_psnr_db"])]
     if metrics["heldout_exact_fraction"] is not None:

@@ -36,7 +36,9 @@ BORDERS = {"zeros": 0, "reflect": 1, "replicate": 2, "symmetric": 3, "reflect_sy
 replaces."""
 KINDS = {np.dtype(np.float32): 0, np.dtype(np.uint8): 1, np.dtype(np.uint16): 2}
 ROUNDINGS = {None: 0, "half_even": 1, "half_up": 2, "floor": 3, "toward_zero": 4}
-COMBINES = {"raw": 0, "abs": 1, "magnitude": 2}
+COMBINES = {"raw": 0, "abs": 1, "magnitude": 2, "min": 3, "max": 4, "median": 5}
+MAX_MEDIAN_TAPS = 81
+"""The stencil's median networks stop at 9×9 (81 taps: 702 comparators); larger medians run on onnxruntime."""
 MAX_KERNEL = 31
 MAX_THREADS = 1024
 PARALLEL_MIN_PIXELS = 1 << 15
@@ -66,8 +68,8 @@ def unsupported(info: ModelInfo, input_dtype: str) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet kernel metadata"
-    if spec.is_rank:
-        return f"its {spec.combine} filter is a rank filter, which the C stencil does not compute yet"
+    if spec.combine == "median" and int(spec.footprint.sum()) > MAX_MEDIAN_TAPS:
+        return f"the stencil's median networks stop at {MAX_MEDIAN_TAPS} taps (this one has {int(spec.footprint.sum())})"
     if info.precision != "fp32":
         return f"only fp32 models run natively (this one is {info.precision})"
     if input_dtype != spec.input.dtype or input_dtype not in INPUT_SCALES:

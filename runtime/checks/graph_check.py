@@ -32,6 +32,7 @@ import numpy as np
 from kernelnet.runtime.checks.float_bounds import TINY, UNIT_ROUNDOFF, weights_match
 from kernelnet.runtime.checks.graph_stage import allowed_ops, peel_output
 from kernelnet.runtime.checks.onnx_wire import read_graph
+from kernelnet.runtime.checks.rank_check import RANK_OPS, rank_response
 from kernelnet.runtime.spec import FilterSpec, mirror_slices
 
 __all__ = ["NATIVE_OPS", "POINTWISE_OPS", "read_graph", "receptive_radius", "stencil_problem"]
@@ -147,12 +148,14 @@ class _Matcher:
         self.source(conv["inputs"][0])
         return weight[0, 0].astype(np.float64), float(bias.ravel()[0])
 
-    def filter(self) -> list[tuple[np.ndarray, float]]:
-        """The responses the output combines, refusing any other combination."""
+    def filter(self, nodes: list[dict[str, Any]]) -> list[tuple[np.ndarray, float]]:
+        """The responses the output combines, refusing any other combination (a rank filter: its footprint)."""
         name = "output"
         while self.made.get(name, {}).get("op") == "Identity":
             name = self.made[name]["inputs"][0]
         name = peel_output(self, name)
+        if self.spec.is_rank:
+            return [rank_response(self, nodes, name)]
         if self.spec.combine == "abs":
             return [self.response(self.node(name, "Abs", 1)["inputs"][0])]
         if self.spec.combine == "raw":
@@ -181,7 +184,8 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"its graph cannot be read ({exc})"
-    ops = NATIVE_OPS | allowed_ops(spec) | ({"Cast", "Div"} if spec.input.dtype == "uint8" else frozenset())
+    ops = NATIVE_OPS | allowed_ops(spec) | ({"Cast", "Div"} if spec.input.dtype == "uint8" else frozenset()) | \
+        (RANK_OPS if spec.is_rank else frozenset())
     for node in nodes:
         if node["domain"] not in ("", "ai.onnx") or node["op"] not in ops:
             return f"its graph holds a {node['op'] or '?'} node, which no native stencil form has"
@@ -189,7 +193,7 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
     if problem:
         return problem
     try:
-        found = _Matcher(nodes, inits, spec).filter()
+        found = _Matcher(nodes, inits, spec).filter(nodes)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         return f"its graph is not the metadata's stencil ({exc})"
     want = [(spec.kernels[c].astype(np.float32).astype(np.float64), float(np.float32(spec.bias[c])))

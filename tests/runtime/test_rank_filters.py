@@ -5,11 +5,13 @@ trips and refuses what is not a rank filter."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from kernelnet.runtime.backends import native_backend
 from kernelnet.runtime.errors import KernelnetError
 from kernelnet.runtime.reference import apply_spec, rank_filter
 from kernelnet.runtime.spec import FilterSpec, InputEncoding, OutputStage, footprint_of
@@ -85,10 +87,57 @@ def test_tiles_give_the_whole_image(tmp_path):
     spec = FilterSpec.rank_filter("median", 5, "cross", "symmetric")
     path = write_graph(tmp_path / "m.onnx", spec)
     x = np.random.default_rng(1).random((203, 157), dtype=np.float32)
-    with pytest.warns(UserWarning, match="rank filter"):
-        tiled = load(path, tile=(48, 40))
-    assert tiled.runner.name == "onnxruntime"
-    assert np.array_equal(tiled(x), apply_spec(x, spec).astype(np.float32))
+    want = apply_spec(x, spec).astype(np.float32)
+    for backend in ("onnxruntime", "auto"):
+        tiled = load(path, tile=(48, 40), backend=backend)
+        assert np.array_equal(tiled(x), want), backend
+    assert tiled.runner.name == ("native" if native_backend.available() else "onnxruntime")
+
+
+@pytest.mark.skipif(not native_backend.available(), reason="the C stencil extension is not built")
+@pytest.mark.parametrize("op, shape, size, border", CASES + [("median", "square", 9, "reflect"),
+                                                             ("max", "cross", 15, "symmetric")])
+def test_the_stencil_runs_rank_filters_with_the_references_bits(tmp_path, op, shape, size, border):
+    """Natively, proven against the graph: float32, uint8 and uint16 frames, float and levels out (8-bit frames to
+    8-bit levels run on the levels themselves), several sizes."""
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    rng = np.random.default_rng(size)
+    stage = OutputStage(255.0, 0.0, (0.0, 255.0), "half_even", 8)
+    for dtype, out in (("float32", OutputStage()), ("uint8", stage), ("float32", stage)):
+        spec = FilterSpec.rank_filter(op, size, shape, border, input=InputEncoding.for_dtype(dtype), output=out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # proven, so no "native backend not used" warning
+            model = load(write_graph(tmp_path / "m.onnx", spec), backend="native", threads=2)
+        for h, w in ((40, 131), (size, size + 3), (3, 70)):
+            if min(h, w) < spec.min_side:
+                continue
+            x = rng.integers(0, 256, (2, 1, h, w), dtype=np.uint8)
+            frames = [x] + ([] if dtype == "uint8" else [x.astype(np.float32) / 255, x.astype(np.uint16) * 257])
+            for frame in frames:
+                unit = frame / {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(frame.dtype, 1.0)
+                want = apply_spec(frame if dtype == "uint8" else unit, spec)  # a uint8 graph takes levels
+                assert np.array_equal(model(frame), want.astype(np.float32)), (dtype, frame.dtype, h, w)
+                if spec.output.bits == 8 and frame.dtype == np.uint8:  # the 8-bit path: levels in, levels out
+                    assert np.array_equal(model.levels(frame), want.astype(np.uint8)), (dtype, h, w)
+
+
+@pytest.mark.skipif(not native_backend.available(), reason="the C stencil extension is not built")
+def test_every_stencil_build_gives_the_rank_filters_bits(tmp_path):
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime.backends.stencil_isa import available
+    from tests.runtime.test_stencil_builds import run_in
+
+    specs = [FilterSpec.rank_filter(op, size, shape, border) for op, shape, size, border in
+             (("min", "square", 5, "replicate"), ("max", "cross", 7, "zeros"), ("median", "square", 3, "symmetric"),
+              ("median", "cross", 9, "reflect"), ("median", "square", 7, "reflect_symmetric"))]
+    paths = [write_graph(tmp_path / f"r{i}.onnx", spec) for i, spec in enumerate(specs)]
+    x = np.random.default_rng(4).random((2, 1, 61, 207), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    for isa in available():
+        for spec, got in zip(specs, run_in(isa, paths, tmp_path / "x.npy")):
+            assert np.array_equal(got, apply_spec(x, spec).astype(np.float32)), (isa, spec)
 
 
 def test_metadata_round_trips_and_refuses_what_is_not_a_rank_filter():
@@ -111,3 +160,20 @@ def test_metadata_round_trips_and_refuses_what_is_not_a_rank_filter():
         FilterSpec(np.array([[[1, 1, 0], [0, 1, 0], [0, 1, 0]]], float), None, "median")
     with pytest.raises(KernelnetError, match="padding border"):
         FilterSpec.rank_filter("min", 3, border="copy")
+
+
+@pytest.mark.parametrize("op, shape, border", [("min", "cross", "zeros"), ("max", "square", "reflect"),
+                                               ("median", "square", "replicate"), ("median", "cross", "replicate")])
+def test_bench_races_opencvs_own_rank_filter(tmp_path, op, shape, border):
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+    from kernelnet.runtime.bench import opencv_contender, opencv_missing
+
+    spec = FilterSpec.rank_filter(op, 5, shape, border)
+    model = load(write_graph(tmp_path / "m.onnx", spec))
+    peer = opencv_contender(model.info, threads=1)
+    if op == "median" and shape == "cross":  # medianBlur has no footprint: said, not raced
+        assert peer is None and "medianBlur" in opencv_missing(model.info)
+        return
+    x = np.random.default_rng(2).random((1, 1, 33, 47), dtype=np.float32)
+    assert peer is not None and np.array_equal(peer.fn(x), model(x)[0, 0])
