@@ -270,8 +270,7 @@ static int edge_columns(const Job *job, const float *const *rows, const Py_ssize
         for (int j = 0; j < 6 * half; j++) seg[i][j] = cols[j] < 0 ? 0.0f : rows[i][cols[j]];
         seg_rows[i] = seg[i];
     }
-    run_row(seg_rows, both, 4 * half, job);
-    int bad = 0;
+    int bad = run_row(seg_rows, both, 4 * half, job); /* a rank filter flags its centre pixels there */
     for (int j = 0; j < half; j++) {
         out[j] = both[j];
         out[job->w - half + j] = both[3 * half + j];

@@ -169,9 +169,11 @@ def opencv_missing(info: ModelInfo) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet metadata (its kernels are unknown)"
+    if spec.is_rank and spec.border == "reflect_symmetric":
+        return "OpenCV has no reflect_symmetric border to compare this rank filter with"
     if spec.is_rank and not spec.output.identity:
         return "erode / dilate / medianBlur have no output stage (scale, clip, rounding) to compare this model with"
-    if spec.is_rank and spec.border != "reflect_symmetric":
+    if spec.is_rank:
         return "medianBlur takes square footprints up to 5x5 with a replicated border only"
     return ("filter2D has no output stage (clip, grid, rounding), copy border or reflect_symmetric border to "
             "compare this model with")

@@ -329,7 +329,7 @@ class FilterSpec:
         if model == "rank":
             if rank not in RANKS:
                 raise KernelnetError(f"a rank model needs rank min, max or median, got {rank!r}")
-            return cls(kernels, None, rank, padding, **stages)
+            return cls(kernels, bias, rank, padding, **stages)
         combine = "magnitude" if model == "double" else "abs" if normalize else "raw"
         return cls(kernels, bias, combine, padding, **stages)
 

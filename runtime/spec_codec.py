@@ -235,6 +235,8 @@ def _spec(props: dict[str, str]) -> FilterSpec:
             raise KernelnetError(f"input_scale {props[PREFIX + 'input_scale'][:40]!r} is not the {dtype} mapping "
                                  f"({encoding.scale!r}); other mappings are not supported yet")
         rank = _choice(props, "rank", RANKS, "") if model == "rank" else None
+        if rank and normalize:
+            raise KernelnetError("model metadata normalize: true contradicts model rank")
         if model != "rank" and PREFIX + "rank" in props:
             raise KernelnetError(f"rank {props[PREFIX + 'rank'][:20]!r} given for a {model} model")
         return FilterSpec.from_weights(kernels, _float32(np.array(bias, dtype=np.float64)) if bias else None, model,

@@ -133,7 +133,8 @@ def _train_pairs(data: str, targets: str, out: str | None, model: str | None, no
         raise KernelnetError(f"--lr must be a finite number above 0, got {lr}")
     if epochs < 1:
         raise KernelnetError(f"--epochs must be at least 1, got {epochs}")
-    fixed = Fixed(combine, kernel_size, padding, clip, None if rounding == "none" else rounding)  # type: ignore[arg-type]
+    fixed = Fixed(combine, kernel_size, padding, clip, None if rounding == "none" else rounding,  # type: ignore[arg-type]
+                  linear=model is not None, kinds=("raw", "abs") if model == "single" and combine is None else None)
     run_dir = Path(out) if out else Path("artifacts/runs") / f"pairs-{Path(targets).resolve().name}"
     result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots, solver=solver,
                          epochs=min(epochs, 200), lr=lr if lr != 0.05 else 0.01)

@@ -66,6 +66,10 @@ class Fixed:
     border: str | None = None
     clip: tuple[float, float] | None | str = "auto"
     rounding: str | None = "auto"
+    linear: bool = False
+    """The user named a linear model (``--model single / double``): no rank rung."""
+    kinds: tuple[str, ...] | None = None
+    """The combines to search when ``combine`` is not fixed (``--model single``: raw or abs)."""
 
 
 @dataclass
@@ -119,7 +123,7 @@ def search_kernel(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
     candidates: list[dict[str, Any]] = []
     best: tuple[float, str, np.ndarray] | None = None
     wide_ok = fixed.combine in (None, "raw") and (fixed.kernel_size is None or fixed.kernel_size > MAX_RAW)
-    for combine in [fixed.combine] if fixed.combine else KINDS:
+    for combine in [fixed.combine] if fixed.combine else fixed.kinds or KINDS:
         top = MAX_RAW if combine == "raw" else MAX_QUADRATIC
         if fixed.kernel_size is not None and (fixed.kernel_size % 2 == 0 or not 1 <= fixed.kernel_size <= top):
             if fixed.combine and not (wide_ok and fixed.kernel_size in WIDE_SIZES):
@@ -246,18 +250,18 @@ def identify_rank(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
                   in_levels: float | None, candidates: list[dict[str, Any]]) -> Identified | None:
     """The rank rung (:mod:`kernelnet.identify.rank`): the first erosion / dilation / median that reaches the data,
     its border from the outer ring; None when none does."""
-    found = search_rank(pairs, floor, in_levels, fixed.kernel_size if fixed.kernel_size and
-                        fixed.kernel_size <= MAX_RAW else None, candidates)
+    found = search_rank(pairs, floor, in_levels, fixed.kernel_size, candidates)
     if found is None:
         return None
-    op, footprint, a, c = found
-    if pairs.encoding.levels is not None and clip is None:
+    op, footprint, a, c, rms = found
+    if pairs.encoding.levels is not None and clip is None and fixed.clip == "auto":
         clip = pairs.encoding.int_range
+    rounding = "half_even" if fixed.rounding == "auto" else fixed.rounding
     borders = [fixed.border] if fixed.border else list(RANK_BORDERS)
-    errors = {b: _ring_error(pairs, rank_spec(op, footprint, a, c, b, pairs, clip)) for b in borders}
+    errors = {b: _ring_error(pairs, rank_spec(op, footprint, a, c, b, pairs, clip, rounding)) for b in borders}
     border = min(borders, key=lambda b: (errors[b], borders.index(b)))
-    spec = rank_spec(op, footprint, a, c, border, pairs, clip)
-    return Identified(spec, floor, floor, True, candidates, errors)
+    spec = rank_spec(op, footprint, a, c, border, pairs, clip, rounding)
+    return Identified(spec, floor, rms, True, candidates, errors)
 
 
 def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None = 255.0) -> Identified:
@@ -267,7 +271,8 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     combine, w, rms, floor, candidates = search_kernel(pairs, fixed, clip)
     k = int(round(np.sqrt(w.shape[1] - 1)))
     reached = rms <= FLOOR_MARGIN * floor
-    if not reached and fixed.combine is None and fixed.border != "copy":
+    if not reached and fixed.combine is None and not fixed.linear and fixed.border != "copy" and \
+            (fixed.kernel_size is None or fixed.kernel_size <= MAX_RAW):
         ranked = identify_rank(pairs, fixed, clip, floor, in_levels, candidates)
         if ranked is not None:
             return ranked

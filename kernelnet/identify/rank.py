@@ -53,8 +53,10 @@ def affine(pred: np.ndarray, y: np.ndarray, levels: float | None, in_levels: flo
 
 
 def search_rank(pairs: PairSet, floor: float, in_levels: float | None, size: int | None = None,
-                candidates: list[dict[str, Any]] | None = None) -> tuple[str, np.ndarray, float, float] | None:
-    """(op, footprint (k, k) bool, a, c) of the first rank candidate that reaches the data, or None."""
+                candidates: list[dict[str, Any]] | None = None
+                ) -> tuple[str, np.ndarray, float, float, float] | None:
+    """(op, footprint (k, k) bool, a, c, residual RMS) of the first rank candidate that reaches the data, or
+    None."""
     patches, y = sample_interior(pairs, None, RANK_ROWS, seed=2)
     levels = pairs.encoding.levels
     for k in [size] if size else range(3, MAX_RAW + 1, 2):
@@ -70,16 +72,17 @@ def search_rank(pairs: PairSet, floor: float, in_levels: float | None, size: int
                     candidates.append({"combine": op, "footprint": shape, "kernel_size": k, "rms": rms,
                                        "exact_share": share})
                 if a > 0 and (share >= EXACT_SHARE if share is not None else rms <= 1.25 * floor):
-                    return op, footprint, a, c
+                    return op, footprint, a, c, rms
     return None
 
 
 def rank_spec(op: str, footprint: np.ndarray, a: float, c: float, border: str, pairs: PairSet,
-              clip: tuple[float, float] | None) -> FilterSpec:
-    """The rank filter with the targets' output stage (levels: clip to the format's range, round half even)."""
+              clip: tuple[float, float] | None, rounding: str | None = "half_even") -> FilterSpec:
+    """The rank filter with the targets' output stage (levels: clip to the format's range, round by ``rounding``,
+    half even unless the user fixed another)."""
     bits = pairs.encoding.bits
-    if pairs.encoding.levels is not None and clip is not None:
-        stage = OutputStage(a, c, clip, "half_even", bits)
+    if pairs.encoding.levels is not None and clip is not None and rounding is not None:
+        stage = OutputStage(a, c, clip, rounding, bits)
     else:
         stage = OutputStage(a, c)
     return FilterSpec(footprint[None].astype(np.float64), None, op, border, output=stage)

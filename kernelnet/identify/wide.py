@@ -27,13 +27,14 @@ CHECK_ROWS = 20_000
 """Interior pixels each size's residual is measured on."""
 
 
-def _wide_rows(pairs: PairSet, clip: tuple[float, float] | None, rows: int, offset: float = 0.0
+def _wide_rows(pairs: PairSet, clip: tuple[float, float] | None, rows: int, check: bool = False
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(windows (n, 31, 31), targets (n,)) of uncensored interior pixels, up to ``rows``, a few image rows at a
-    time: every ``step``-th interior row of every training plane (the step spreads ``rows`` over all of them), from
-    ``offset`` × step on (the residual pass reads the rows between the fit's)."""
+    time: every ``step``-th interior row of every training plane, the step (at least 2) spreading
+    :data:`GRAM_ROWS` over all of them; the fit reads rows 0, step, 2·step…, the residual pass (``check``) the rows
+    half a step further, so the two never share a row."""
     m = MAX_KERNEL // 2
-    per_plane = -(-rows // max(1, len(pairs.train) * pairs.encoding.channels))
+    per_plane = -(-GRAM_ROWS // max(1, len(pairs.train) * pairs.encoding.channels))
     taken = 0
     for strip in pairs.iter_strips(pairs.spread(pairs.train)):
         if taken >= rows:
@@ -41,10 +42,10 @@ def _wide_rows(pairs: PairSet, clip: tuple[float, float] | None, rows: int, offs
         x, y, height, width = strip.x, strip.y, strip.height, strip.x.shape[1]
         if min(height, width) <= 2 * m:
             continue
-        step = max(1, (height - 2 * m) * (width - 2 * m) // per_plane)
+        step = max(2, (height - 2 * m) * (width - 2 * m) // per_plane)
         image_rows = strip.image_rows()
         inner = np.flatnonzero((image_rows >= m) & (image_rows < height - m)
-                               & ((image_rows - m) % step == int(offset * step))) + strip.own.start
+                               & ((image_rows - m) % step == (step // 2 if check else 0))) + strip.own.start
         windows = np.lib.stride_tricks.sliding_window_view(x, (MAX_KERNEL, MAX_KERNEL))
         for start in range(0, inner.size, 8):
             chunk = inner[start:start + 8]
@@ -90,7 +91,7 @@ def fit_wide(pairs: PairSet, clip: tuple[float, float] | None, sizes: tuple[int,
     sq = dict.fromkeys(sizes, 0.0)
     preds: dict[int, list[np.ndarray]] = {k: [] for k in sizes}
     ys, count = [], 0
-    for windows, targets in _wide_rows(pairs, clip, CHECK_ROWS, offset=0.5):
+    for windows, targets in _wide_rows(pairs, clip, CHECK_ROWS, check=True):
         d = _with_bias(windows)
         for k in sizes:
             pred = d[:, _columns(k)] @ weights[k]

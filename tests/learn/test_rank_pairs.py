@@ -78,3 +78,13 @@ def test_prune_and_quantize_refuse_a_rank_run_and_train_prints_it(tmp_path):
         assert len(res.output.strip().splitlines()) == 1
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
     assert not (tmp_path / "run-pruned").exists()
+
+
+@pytest.mark.slow
+def test_a_linear_model_the_user_asked_for_is_not_replaced_by_a_rank_filter(tmp_path):
+    data, targets = make_pairs(tmp_path, lambda c: cv2.erode(c, np.ones((3, 3), np.uint8)), count=5, side=48)
+    res = kn("train", "--data", data, "--targets", targets, "--out", tmp_path / "run", "--model", "single",
+             "--no-plots", "-q")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["identified"]["model"] == "single" and m["verdict"] == "approximated"

@@ -156,6 +156,9 @@ def test_metadata_round_trips_and_refuses_what_is_not_a_rank_filter():
     single = FilterSpec.from_kind(np.ones((3, 3)))
     with pytest.raises(KernelnetError, match="given for a single model"):
         decode_info({**encode_spec(single), "kernelnet.rank": "min"})
+    for key, value, said in (("bias", "[0.5]", "no bias"), ("normalize", "true", "contradicts model rank")):
+        with pytest.raises(KernelnetError, match=said):
+            decode_info({**props, f"kernelnet.{key}": value})
     with pytest.raises(KernelnetError, match="odd number of taps"):
         FilterSpec(np.array([[[1, 1, 0], [0, 1, 0], [0, 1, 0]]], float), None, "median")
     with pytest.raises(KernelnetError, match="padding border"):
@@ -177,3 +180,18 @@ def test_bench_races_opencvs_own_rank_filter(tmp_path, op, shape, border):
         return
     x = np.random.default_rng(2).random((1, 1, 33, 47), dtype=np.float32)
     assert peer is not None and np.array_equal(peer.fn(x), model(x)[0, 0])
+
+
+@pytest.mark.parametrize("op, where", [("min", (10, 0)), ("max", (0, 31)), ("median", (31, 5)), ("min", (10, 10))])
+def test_inf_input_is_refused_wherever_it_sits(tmp_path, op, where):
+    """A min drops +inf from every window (a max drops -inf): the stencil still flags each output's own input
+    pixel, edge columns included, so the runtime refuses the frame as it does for every model."""
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    path = write_graph(tmp_path / "m.onnx", FilterSpec.rank_filter(op, 3))
+    x = np.random.default_rng(0).random((32, 32), dtype=np.float32)
+    x[where] = np.inf if op != "max" else -np.inf
+    for backend in ("auto", "onnxruntime"):
+        with pytest.raises(KernelnetError, match="NaN|Inf|finite"):
+            load(path, backend=backend)(x)
