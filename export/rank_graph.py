@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.checks.rank_check import tap_ends
 from kernelnet.runtime.rank_network import median_network
 from kernelnet.runtime.spec import FilterSpec
-
-_FAR = np.iinfo(np.int64).max
 
 
 def rank_nodes(b: Any, x: str, spec: FilterSpec) -> str:
@@ -40,8 +39,7 @@ def rank_nodes(b: Any, x: str, spec: FilterSpec) -> str:
     taps = []
     for i, j in zip(*np.nonzero(footprint)):
         starts = b.const(f"tap_start_{i}_{j}", np.array([i, j], np.int64))
-        ends = b.const(f"tap_end_{i}_{j}", np.array([i - (k - 1) if i < k - 1 else _FAR,
-                                                        j - (k - 1) if j < k - 1 else _FAR], np.int64))
+        ends = b.const(f"tap_end_{i}_{j}", np.array(tap_ends((int(i), int(j)), k), np.int64))
         taps.append(b.op("Slice", [x, starts, ends, axes]))
     if op == "median":
         return _median(b, taps)

@@ -32,7 +32,7 @@ import numpy as np
 from kernelnet.runtime.checks.float_bounds import TINY, UNIT_ROUNDOFF, weights_match
 from kernelnet.runtime.checks.graph_stage import allowed_ops, peel_output
 from kernelnet.runtime.checks.onnx_wire import read_graph
-from kernelnet.runtime.checks.rank_check import RANK_OPS, rank_response
+from kernelnet.runtime.checks.rank_check import RANK_OPS, rank_response, tap_ends
 from kernelnet.runtime.spec import FilterSpec, mirror_slices
 
 __all__ = ["NATIVE_OPS", "POINTWISE_OPS", "read_graph", "receptive_radius", "stencil_problem"]
@@ -209,8 +209,8 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
 
 
 
-POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Neg", "Min", "Max", "Sqrt", "Clip", "Round", "Floor", "Sign", "Cast",
-                           "Identity", "QuantizeLinear", "DequantizeLinear"})
+POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Neg", "Min", "Max", "Sqrt", "Clip", "Round", "Floor",
+                           "Sign", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"})
 """Ops that combine values at the same position (with other such values or scalar constants)."""
 
 
@@ -220,9 +220,7 @@ def _tap_slice(ins: list[str], inits: dict[str, np.ndarray], halo: int) -> bool:
     if len(ins) != 4 or any(n not in inits for n in ins[1:]) or inits[ins[3]].ravel().tolist() != [2, 3]:
         return False
     starts, ends = inits[ins[1]].ravel().tolist(), inits[ins[2]].ravel().tolist()
-    far = int(np.iinfo(np.int64).max)
-    return len(starts) == len(ends) == 2 and all(
-        0 <= i <= 2 * halo and e == (far if i == 2 * halo else i - 2 * halo) for i, e in zip(starts, ends))
+    return len(starts) == 2 and all(0 <= i <= 2 * halo for i in starts) and ends == tap_ends(starts, 2 * halo + 1)
 
 
 def receptive_radius(path: str | Path, halo: int) -> int | None:
@@ -292,11 +290,10 @@ def receptive_radius(path: str | Path, halo: int) -> int | None:
             if ins[0] not in reach or len(shape) != 2 or not plain:
                 return None
             out = (reach[ins[0]][0] + shape[0] // 2, reach[ins[0]][1] + shape[1] // 2)
-        elif op in ("ReduceMin", "ReduceMax", "TopK"):
+        elif op in ("ReduceMin", "ReduceMax"):  # over the channel axis of stacked taps
             axes = inits.get(ins[1]) if len(ins) > 1 else None
-            if ins[0] not in reach or axes is None or axes.size != 1 or (op != "TopK" and (
-                    axes.ravel().tolist() != [1] or node["attrs"].get("keepdims", 1) != 1)) or \
-                    (op == "TopK" and node["attrs"].get("axis") != 1):
+            if ins[0] not in reach or axes is None or axes.ravel().tolist() != [1] or \
+                    node["attrs"].get("keepdims", 1) != 1:
                 return None
             out = reach[ins[0]]
         elif op == "Slice":

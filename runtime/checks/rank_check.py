@@ -15,6 +15,13 @@ import numpy as np
 from kernelnet.runtime.rank_network import median_network
 
 RANK_OPS = frozenset({"Neg", "MaxPool", "ReduceMin", "ReduceMax", "Min", "Max", "Pad", "Slice", "Concat"})
+FAR_END = int(np.iinfo(np.int64).max)
+
+
+def tap_ends(offsets: tuple[int, ...], k: int) -> list[int]:
+    """The Slice ends of the tap at ``offsets`` (i, j) of an image padded by k // 2: the unpadded size, counted from
+    the far edge (so H and W stay dynamic), or the far end itself for the last offset k − 1."""
+    return [FAR_END if v == k - 1 else v - (k - 1) for v in offsets]
 
 
 def _source(m: Any, name: str) -> None:
@@ -32,15 +39,14 @@ def _source(m: Any, name: str) -> None:
 
 def _taps(m: Any, nodes: list[dict[str, Any]]) -> dict[tuple[int, int], str]:
     """(i, j) → the tensor of every tap Slice in the graph (starts (i, j), the far ends of the unpadded size)."""
-    k, far = m.spec.kernel_size, int(np.iinfo(np.int64).max)
+    k = m.spec.kernel_size
     found: dict[tuple[int, int], str] = {}
     for node in nodes:
         ins = node["inputs"]
         if node["op"] != "Slice" or len(ins) != 4 or m.const(ins[3]).ravel().tolist() != [2, 3]:
             continue  # not a tap (a mirror border's Slices are checked as the border)
         (i, j), ends = m.const(ins[1]).ravel().tolist(), m.const(ins[2]).ravel().tolist()
-        want = [far if v == k - 1 else v - (k - 1) for v in (i, j)]
-        if not (0 <= i < k and 0 <= j < k) or ends != want or (i, j) in found:
+        if not (0 <= i < k and 0 <= j < k) or ends != tap_ends((i, j), k) or (i, j) in found:
             raise ValueError("a Slice that is not a footprint tap")
         _source(m, ins[0])
         found[(i, j)] = node["outputs"][0]
