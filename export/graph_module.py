@@ -16,7 +16,7 @@ INPUT_DTYPES = ("float32", "uint8")
 
 class ReferenceModule(nn.Module):
     """``model`` (a SingleFilter/DoubleFilter) behind the exported graph's input mapping and precision, followed
-    by the spec's output stage (and the ``copy`` border's ring) in float64."""
+    by the spec's output stage (and the ``copy`` border's ring) and a chain's later passes, in float64."""
 
     def __init__(self, model: nn.Module, input_dtype: str = "float32", fp16: bool = False,
                  spec: FilterSpec | None = None) -> None:
@@ -32,13 +32,15 @@ class ReferenceModule(nn.Module):
         if self.uint8:
             x = x.to(torch.float32) / 255.0
         y = self.model(x.to(torch.float16)).to(torch.float32) if self.fp16 else self.model(x)
-        if self.spec is None or (self.spec.output.identity and self.spec.border != "copy"):
+        if self.spec is None or (self.spec.output.identity and self.spec.border != "copy" and not self.spec.after):
             return y
-        from kernelnet.runtime.reference import copy_ring, output_stage
+        from kernelnet.runtime.reference import apply_spec, copy_ring, output_stage
 
         staged = output_stage(y.double().numpy(), self.spec.output)
         if self.spec.border == "copy" and self.spec.halo:
             staged = copy_ring(staged, x.double().numpy(), self.spec)
+        for later in self.spec.after:  # a chain's later passes, in float64
+            staged = apply_spec(staged, later)
         return torch.from_numpy(staged.astype("float32"))
 
 

@@ -184,9 +184,14 @@ def _round(b: _Builder, y: str, rounding: str | None) -> str:
 
 def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, opset: int = 18,
                 static: tuple[int, int, int, int] | None = None, metadata: dict[str, str] | None = None) -> Any:
-    """The ONNX ``ModelProto`` computing ``spec`` (see the module docstring); ``metadata`` → ``metadata_props``."""
+    """The ONNX ``ModelProto`` computing ``spec`` (see the module docstring); ``metadata`` → ``metadata_props``.
+    A chain's passes are spliced one after another (:mod:`kernelnet.export.chain_graph`), each in ``form``."""
     from onnx import TensorProto, helper
 
+    if spec.after:
+        from kernelnet.export.chain_graph import splice_passes
+
+        return splice_passes(spec, build_graph, form=form, fp16=fp16, opset=opset, static=static, metadata=metadata)
     if spec.input.channels != 1:
         raise KernelnetError(f"graphs of {spec.input.channels}-channel filters are not supported yet")
     chosen = choose_form(spec, form)

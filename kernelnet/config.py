@@ -89,6 +89,9 @@ class RunConfig:
     into their kernels)."""
     rank: str = ""
     """A rank model's order statistic: min, max or median (its footprint is in model.safetensors)."""
+    after: tuple[dict[str, str], ...] = ()
+    """A chain's later passes, run in order on the model's output (each one's metadata strings,
+    :func:`kernelnet.runtime.spec_codec.pass_fields`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -149,8 +152,11 @@ class RunConfig:
 
     def filter_spec(self, kernels: Any, bias: Any = None, input_dtype: str = "float32") -> FilterSpec:
         """The deployed filter of this run's model with learned ``kernels`` (C, k, k) and ``bias`` (C,)."""
+        from kernelnet.runtime.spec_codec import pass_spec
+
         return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding, self.rank or None,
-                                       input=InputEncoding.for_dtype(input_dtype), output=self.output_stage)
+                                       input=InputEncoding.for_dtype(input_dtype), output=self.output_stage,
+                                       after=tuple(pass_spec(p) for p in self.after))
 
     def target_spec(self) -> FilterSpec | None:
         """The true filter the run learns (``None`` when the target kernel is not known)."""
@@ -177,6 +183,7 @@ class RunConfig:
         values["target_kernel"] = tuple(tuple(float(v) for v in row) for row in values.get("target_kernel", ()))
         if values.get("clip") is not None:
             values["clip"] = tuple(float(v) for v in values["clip"])
+        values["after"] = tuple(values.get("after", ()))
         return cls(**values)
 
     def save(self, path: str | Path) -> None:

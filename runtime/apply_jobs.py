@@ -70,7 +70,7 @@ def run_encoded(model: Model, job: Job, encoding: dict[str, Any], into: Path) ->
     if len(batch) > 1 and not rgb and OUT_SUFFIXES[job.target.suffix.lower()] != "npy":
         raise KernelnetError(f"{job.source} holds {len(batch)} images: write .npy for batches (PNG/TIFF take one)")
     spec = model.info.spec
-    bits = spec.output.bits if spec is not None else None
+    bits = spec.final_output.bits if spec is not None else None
     if bits is not None and encoding["dtype"] == ("uint8" if bits == 8 else "uint16"):
         y = model.levels(batch)[:, 0]  # the stencil writes the levels (others: the graph's, stored as integers)
     else:

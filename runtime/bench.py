@@ -113,7 +113,7 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
     except ImportError:
         return None
     spec = info.spec
-    if spec is None or spec.border in ("copy", "reflect_symmetric") or not spec.output.identity:
+    if spec is None or spec.after or spec.border in ("copy", "reflect_symmetric") or not spec.output.identity:
         return None  # OpenCV has no ring-copying or half-mirrored border and no output stage to compare with
     if threads is not None:
         cv2.setNumThreads(threads)
@@ -169,6 +169,8 @@ def opencv_missing(info: ModelInfo) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet metadata (its kernels are unknown)"
+    if spec.after:
+        return f"the model is a chain of {len(spec.passes)} passes; OpenCV's filter2D is one"
     if spec.is_rank and spec.border == "reflect_symmetric":
         return "OpenCV has no reflect_symmetric border to compare this rank filter with"
     if spec.is_rank and not spec.output.identity:

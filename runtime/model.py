@@ -100,7 +100,7 @@ class Model:
         by the backend where it can (the native stencil), else the float32 result — whole numbers within the
         clip bounds — stored as integers."""
         spec = self.info.spec
-        bits = spec.output.bits if spec is not None else None
+        bits = spec.final_output.bits if spec is not None else None
         if bits is None:
             raise KernelnetError("this model has no integer output stage: use model(x) for float32 values")
         dtype = np.uint8 if bits == 8 else np.uint16

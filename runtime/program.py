@@ -28,15 +28,28 @@ def footprint_name(spec: FilterSpec) -> str | list[list[int]]:
     return spec.footprint.astype(int).tolist()
 
 
+def line_axis(spec: FilterSpec) -> str | None:
+    """``horizontal`` / ``vertical`` when every kernel's nonzero taps lie on its middle row / column (a 1-D pass)."""
+    k, r = spec.kernel_size, spec.kernel_size // 2
+    if k == 1 or spec.is_rank:
+        return None
+    rows, cols = np.any(spec.kernels != 0, axis=(0, 2)), np.any(spec.kernels != 0, axis=(0, 1))
+    if not rows.any() or (rows[r] and rows.sum() == 1):
+        return "horizontal"
+    return "vertical" if cols[r] and cols.sum() == 1 else None
+
+
 def program_stages(spec: FilterSpec) -> list[dict[str, Any]]:
-    """The stages of ``spec`` as JSON-ready dicts (see the module docstring)."""
+    """The stages of ``spec`` as JSON-ready dicts (see the module docstring); a chain's passes one after another."""
+    if spec.after:
+        return [stage for p in spec.passes for stage in program_stages(p)]
     k = spec.kernel_size
     if spec.is_rank:
         stages: list[dict[str, Any]] = [{"stage": "rank", "op": spec.combine, "kernel_size": k,
                                          "footprint": footprint_name(spec), "border": spec.border}]
     else:
         stages = [{"stage": "linear", "kernel_size": k, "kernels": len(spec.kernels), "border": spec.border,
-                   "bias": bool(spec.has_bias)}]
+                   "bias": bool(spec.has_bias), **({"axis": line_axis(spec)} if line_axis(spec) else {})}]
         if spec.combine != "raw":
             stages.append({"stage": "combine", "combine": spec.combine})
     out = spec.output
@@ -47,9 +60,13 @@ def program_stages(spec: FilterSpec) -> list[dict[str, Any]]:
 
 
 def program_line(spec: FilterSpec) -> str:
-    """``spec``'s program on one line, stages joined by arrows."""
-    k, parts = spec.kernel_size, []
-    if spec.is_rank:
+    """``spec``'s program on one line, stages joined by arrows (a chain's passes in order)."""
+    if spec.after:
+        return " → ".join(program_line(p) for p in spec.passes)
+    k, parts, axis = spec.kernel_size, [], line_axis(spec)
+    if axis:
+        parts.append(f"1×{k} {axis} linear{' + bias' if spec.has_bias else ''} ({spec.border})")
+    elif spec.is_rank:
         shape = footprint_name(spec)
         parts.append(f"{k}×{k} {shape if isinstance(shape, str) else 'footprint'} {spec.combine} ({spec.border})")
     else:

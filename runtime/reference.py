@@ -90,7 +90,13 @@ def rank_filter(image: np.ndarray, footprint: np.ndarray, op: str, padding: str 
 
 
 def apply_spec(image: np.ndarray, spec: FilterSpec) -> np.ndarray:
-    """Evaluate ``spec`` on ``image`` (..., H, W) — raw pixels in the spec's input encoding — in float64."""
+    """Evaluate ``spec`` on ``image`` (..., H, W) — raw pixels in the spec's input encoding — in float64; a chain's
+    later passes (``spec.after``) each on the previous pass's output."""
+    if spec.after:
+        y = apply_spec(image, spec.passes[0])
+        for later in spec.after:
+            y = apply_spec(y, later)
+        return y
     x = np.asarray(image, dtype=np.float64) * spec.input.scale
     if spec.is_rank:
         return output_stage(rank_filter(x, spec.footprint, spec.combine, spec.border), spec.output)

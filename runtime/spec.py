@@ -97,6 +97,18 @@ def _check_footprint(kernel: np.ndarray, combine: str, border: str, bias: Any) -
         raise KernelnetError(f"a {combine} filter has no bias")
 
 
+def _check_after(spec: Any) -> None:
+    """``spec.after`` holds passes a chain may run (see :attr:`FilterSpec.after`)."""
+    if not isinstance(spec.after, tuple) or not all(isinstance(p, FilterSpec) for p in spec.after):
+        raise KernelnetError("after must be a tuple of FilterSpec passes")
+    if spec.after and spec.border == "copy" or any(p.border == "copy" for p in spec.after):
+        raise KernelnetError("a chain of passes cannot use the copy border")
+    for p in spec.after:
+        if p.after or p.input != InputEncoding(spec.input.channels):
+            raise KernelnetError("a later pass takes the previous output as float32 values (input scale 1) and has "
+                                 "no passes of its own")
+
+
 def _finite(value: Any, what: str) -> float:
     try:
         number = float(value)
@@ -222,8 +234,12 @@ class FilterSpec:
     border: str = "zeros"
     input: InputEncoding = field(default_factory=InputEncoding)
     output: OutputStage = field(default_factory=OutputStage)
+    after: tuple[FilterSpec, ...] = ()
+    """Passes run on this one's output, in order (a rounded chain): each a spec of its own, taking the previous
+    output's values as float32 (input scale 1), without passes of its own and without the ``copy`` border."""
 
     def __post_init__(self) -> None:
+        _check_after(self)
         kernels = as_kernel_stack(self.kernels)
         object.__setattr__(self, "kernels", kernels)
         if self.combine not in COMBINES:
@@ -260,6 +276,21 @@ class FilterSpec:
         return self.kernel_size // 2
 
     @property
+    def passes(self) -> tuple[FilterSpec, ...]:
+        """Every pass in order: this one (without ``after``), then ``after``."""
+        return (self.replace(after=()), *self.after) if self.after else (self,)
+
+    @property
+    def final_output(self) -> OutputStage:
+        """The output stage of the last pass: what the whole program writes."""
+        return self.after[-1].output if self.after else self.output
+
+    @property
+    def reach(self) -> int:
+        """Pixels an output of the whole program depends on beyond its position: the passes' halos summed."""
+        return self.halo + sum(p.halo for p in self.after)
+
+    @property
     def model(self) -> str:
         """``single`` (raw / abs), ``double`` (magnitude) or ``rank`` (min / max / median): the model's kind."""
         return "double" if self.combine == "magnitude" else "rank" if self.combine in RANKS else "single"
@@ -282,7 +313,7 @@ class FilterSpec:
     def min_side(self) -> int:
         """Smallest H and W the border is defined for: reflect and reflect_symmetric need > k//2, symmetric ≥ k//2
         samples."""
-        return min_side(self.border, self.halo)
+        return max(min_side(p.border, p.halo) for p in self.passes)
 
     @property
     def ring_scale(self) -> float:
@@ -341,4 +372,5 @@ class FilterSpec:
 
     def __repr__(self) -> str:
         return (f"FilterSpec({self.combine}, k={self.kernel_size}, border={self.border}, "
-                f"bias={self.bias.tolist()}, input={self.input}, output={self.output})")
+                f"bias={self.bias.tolist()}, input={self.input}, output={self.output}"
+                + (f", after={list(self.after)})" if self.after else ")"))

@@ -9,7 +9,8 @@ it decodes to ``spec=None`` (onnxruntime runs it whole, untiled).
 Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double/rank), ``rank`` (min/max/median, for a rank
 model: its kernel is the footprint), ``normalize`` (true/false),
 ``kernels`` (C, k, k), ``bias``, ``padding``, ``kernel_size``, ``input_dtype``, ``input_scale``, ``channels``,
-``output_stage`` (JSON object), ``precision``, ``filter``, ``target_kernel``, ``graph_form``, ``metrics``.
+``output_stage`` (JSON object), ``precision``, ``filter``, ``target_kernel``, ``graph_form``, ``metrics``; a chain:
+``passes`` (how many) and each later pass's own ``PASS_KEYS`` under ``pass<i>.`` (``pass2.kernels``, …).
 
     >>> import numpy as np
     >>> from kernelnet.runtime.spec import FilterSpec
@@ -33,6 +34,10 @@ from kernelnet.runtime.spec import (BORDERS, INPUT_DTYPES, MODELS, RANKS, Filter
 
 PREFIX = "kernelnet."
 PRECISIONS = ("fp32", "fp16", "int8")
+PASS_KEYS = ("model", "rank", "normalize", "kernels", "bias", "padding", "kernel_size", "output_stage")
+"""The keys of a chain's later pass (its input is always the previous output as float32)."""
+MAX_PASSES = 8
+"""Most passes one chain holds."""
 MAX_FIELD_CHARS = 1 << 20
 """No metadata value may exceed 1 MiB (a 2×31×31 kernel stack takes ~40 KB)."""
 MAX_NESTING = 4
@@ -142,7 +147,7 @@ class ModelInfo:
 
     @property
     def halo(self) -> int | None:
-        return self.spec.halo if self.spec else None
+        return self.spec.reach if self.spec else None
 
     @property
     def kernels(self) -> np.ndarray | None:
@@ -187,6 +192,10 @@ def encode_spec(spec: FilterSpec, *, precision: str = "fp32", target: FilterSpec
                                            "clip": list(out.clip) if out.clip else None,
                                            "rounding": out.rounding, "bits": out.bits, "grid": out.grid},
                                           separators=(",", ":"))
+    if spec.after:  # a chain: each later pass's own keys under pass<i>. (i from 2)
+        meta["passes"] = str(len(spec.passes))
+        for i, later in enumerate(spec.after, 2):
+            meta.update({f"pass{i}.{k}": v for k, v in pass_fields(later).items()})
     if target is not None:
         meta["target_kernel"] = _compact(target.kernels[0])
     meta.update(extra or {})
@@ -246,6 +255,42 @@ def _spec(props: dict[str, str]) -> FilterSpec:
         raise KernelnetError(text if text.startswith("model metadata") else f"model metadata: {text}") from exc
 
 
+def pass_fields(spec: FilterSpec) -> dict[str, str]:
+    """A chain's later pass as its ``PASS_KEYS`` strings (unprefixed; what ``config.json`` ``after`` holds)."""
+    return {k[len(PREFIX):]: v for k, v in encode_spec(spec).items() if k[len(PREFIX):] in PASS_KEYS}
+
+
+def pass_spec(fields: Any) -> FilterSpec:
+    """A later pass from :func:`pass_fields`' strings, validated as metadata is."""
+    if not isinstance(fields, dict) or not set(fields) <= set(PASS_KEYS) or "kernels" not in fields or \
+            not all(isinstance(v, str) for v in fields.values()):
+        raise KernelnetError(f"a pass is an object of {', '.join(PASS_KEYS)} strings with kernels")
+    return _spec({PREFIX + k: v for k, v in fields.items()})
+
+
+def _chain(props: dict[str, str], head: FilterSpec) -> FilterSpec:
+    """``head`` with the later passes of ``kernelnet.passes`` / ``kernelnet.pass<i>.*`` (each validated as a spec)."""
+    count = _integer(props, "passes")
+    if count is None:
+        return head
+    if not 2 <= count <= MAX_PASSES:
+        raise KernelnetError(f"model metadata passes: a chain holds 2..{MAX_PASSES} passes, got {count}")
+    passes = []
+    for i in range(2, count + 1):
+        tag = f"{PREFIX}pass{i}."
+        own = {PREFIX + k[len(tag):]: v for k, v in props.items() if k.startswith(tag) and k[len(tag):] in PASS_KEYS}
+        if PREFIX + "kernels" not in own:
+            raise KernelnetError(f"model metadata pass{i}: no kernels")
+        try:
+            passes.append(_spec(own))
+        except KernelnetError as exc:
+            raise KernelnetError(f"model metadata pass{i}{str(exc).removeprefix('model metadata')}") from exc
+    try:
+        return head.replace(after=tuple(passes))
+    except KernelnetError as exc:
+        raise KernelnetError(f"model metadata passes: {exc}") from exc
+
+
 def _float32(values: np.ndarray) -> np.ndarray:
     """The float32 values the graph holds (metadata prints them in their shortest float32 form), as float64."""
     with np.errstate(over="ignore"):
@@ -267,7 +312,7 @@ def decode_info(props: dict[str, str]) -> ModelInfo:
     props = {k: v for k, v in props.items() if k.startswith(PREFIX)}
     fields: dict[str, Any] = {k[len(PREFIX):]: v for k, v in props.items()}
     precision = _choice(props, "precision", PRECISIONS, "fp32")
-    spec = _spec(props) if PREFIX + "kernels" in props else None
+    spec = _chain(props, _spec(props)) if PREFIX + "kernels" in props else None
     target = None
     raw_target = _json(props, "target_kernel")
     if spec is not None and raw_target not in (None, []):
@@ -291,7 +336,7 @@ def decode_info(props: dict[str, str]) -> ModelInfo:
 
 
 SPEC_KEYS = ("model", "rank", "normalize", "kernels", "bias", "padding", "kernel_size", "input_dtype", "input_scale",
-             "channels", "output_stage", "precision", "target_kernel")
+             "channels", "output_stage", "precision", "target_kernel", "passes")
 
 
 def reencode(props: dict[str, str], *, precision: str | None = None, input_dtype: str | None = None,

@@ -276,6 +276,9 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
     if config.model == "rank":
         raise KernelnetError(f"{run} is a rank filter ({config.rank}): its footprint is not a weight to prune; "
                              "pruning applies to linear kernels")
+    if config.after:
+        raise KernelnetError(f"{run} is a chain of {len(config.after) + 1} passes rounded in between: a pruned tap "
+                             "moves every later pass's levels; pruning applies to one-pass filters")
     weights = load_weights(run)
     shape = conv_shape(run, weights)
     count = None if opts.amount == "auto" else resolve_count(opts.amount, shape, method, scope)

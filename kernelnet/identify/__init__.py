@@ -22,6 +22,8 @@ The search, cheapest first, each step on what the previous one fixed:
 4. **Rounding** (integer targets): the rule reproducing the most training levels exactly.
 5. **Rank rung**, when no linear filter reaches the floor: erosion, dilation or median over a square or a cross
    (:mod:`kernelnet.identify.rank`), its border from the ring.
+6. **Chain rung**, integer targets whose raw fit writes < 99.9% of the levels exactly: 1-D blur passes rounded to
+   the levels in between (:mod:`kernelnet.identify.chain`: Pillow's ``BoxBlur``), scored on whole planes.
 
 Whatever the user fixed (kind, size, border, clip, rounding) is not searched.
 """
@@ -53,6 +55,8 @@ SATURATED_SHARE = 0.005
 MAX_GRID = 256
 PASS_PIXELS = 50_000_000
 """The clip search stops after this many target pixels (in a fixed spread order over the corpus)."""
+CHAIN_TRIGGER = 0.999
+"""Integer targets: a raw fit writing fewer levels than this exactly makes the chain rung look for rounded passes."""
 RING_PIXELS = 500_000
 """Each border candidate is scored on this many ring pixels at most (a wrong border misses most of them)."""
 
@@ -264,6 +268,14 @@ def identify_rank(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
     return Identified(spec, floor, rms, True, candidates, errors)
 
 
+def _misses_levels(candidates: list[dict[str, Any]], k: int) -> bool:
+    """True when the chosen raw k×k fit writes fewer integer levels exactly than the verdict asks (its RMS may sit
+    at the rounding floor while a rounding between passes tips 9% of the levels)."""
+    shares = [c["exact_share"] for c in candidates
+              if c.get("combine") == "raw" and c.get("kernel_size") == k and "exact_share" in c]
+    return bool(shares) and shares[-1] < CHAIN_TRIGGER
+
+
 def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None = 255.0) -> Identified:
     """Identify the filter behind ``pairs`` (see the module docstring); float output in the targets' units."""
     fixed = fixed or Fixed()
@@ -276,6 +288,13 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
         ranked = identify_rank(pairs, fixed, clip, floor, in_levels, candidates)
         if ranked is not None:
             return ranked
+    if combine == "raw" and _misses_levels(candidates, k) and fixed.combine in (None, "raw") and not fixed.linear \
+            and fixed.kernel_size is None and fixed.border != "copy" and in_levels is not None:
+        from kernelnet.identify.chain import identify_chain
+
+        chained = identify_chain(pairs, clip, in_levels, fixed.border, candidates)
+        if chained is not None:  # one kernel is short of the levels; passes rounded in between write them
+            return Identified(chained[0], floor, rms, True, candidates)
     grid = None
     integer = pairs.encoding.levels is not None and in_levels is not None
     top = pairs.encoding.levels if clip is None or not np.isfinite(clip[1]) else clip[1]

@@ -25,6 +25,7 @@ from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.program import footprint_name, program_line, program_stages
 from kernelnet.runtime.spec import FilterSpec
+from kernelnet.runtime.spec_codec import pass_fields
 from kernelnet.runtime.checks.verify_pairs import floor_db, reproduces
 
 PLOT_SIDE = 512
@@ -80,7 +81,7 @@ def _config(pairs: PairSet, found: Identified, data: str, targets: str, seed: in
                      seed=seed, name=name, clip=out.clip, rounding=out.rounding, output_bits=out.bits,
                      grid=out.grid, target_format=pairs.encoding.format, target_dtype=pairs.encoding.dtype,
                      target_channels=pairs.encoding.channels, output_scale=out.scale, output_offset=out.offset,
-                     rank=spec.combine if spec.is_rank else "")
+                     rank=spec.combine if spec.is_rank else "", after=tuple(pass_fields(p) for p in spec.after))
 
 
 def _train_mse(pairs: PairSet, spec: FilterSpec, strips: int = 8) -> float:
@@ -113,7 +114,8 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     found = identify(pairs, fixed, pairs.input_levels)
     history: list[dict[str, Any]] = []
     gradient_kept = None
-    if solver != "exact" and not found.spec.is_rank:  # an order statistic has nothing to descend on
+    if solver != "exact" and not found.spec.is_rank and not found.spec.after:  # nothing to descend on: an order
+        # statistic, or passes rounded in between
         from kernelnet.learn.pairs_gradient import refine
 
         refined, history = refine(found.spec, pairs, solver=solver, epochs=epochs, lr=lr, seed=seed)
@@ -135,7 +137,8 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
                        "program": program_stages(spec)},
         "program": program_line(spec),
         "verdict": "reproduced" if reproduced else "approximated",
-        "nearest_named_filter": nearest_named_filter(spec) if reproduced and not spec.is_rank else None,
+        "nearest_named_filter": nearest_named_filter(spec) if reproduced and not spec.is_rank and not spec.after
+        else None,
         "noise_floor_psnr_db": floor,
         **{k: v for k, v in figures.items() if k != "peak"},
         "interior_rms": found.rms, "floor_rms": found.floor_rms, "grid": spec.output.grid,

@@ -62,12 +62,18 @@ def default_threads() -> int:
 
 
 def unsupported(info: ModelInfo, input_dtype: str) -> str:
-    """Why the native backend cannot run a model described by ``info`` (empty string: it can)."""
+    """Why the native backend cannot run a model described by ``info`` (empty string: it can); a chain pass by pass."""
     if _stencil is None:
         return BUILD_PROBLEM
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet kernel metadata"
+    if spec.after:
+        for i, p in enumerate(spec.passes, 1):
+            reason = unsupported(ModelInfo(p, None, info.precision), input_dtype if i == 1 else "float32")
+            if reason:
+                return f"pass {i}: {reason}"
+        return ""
     if spec.combine == "median" and int(spec.footprint.sum()) > MAX_MEDIAN_TAPS:
         return f"the stencil's median networks stop at {MAX_MEDIAN_TAPS} taps (this one has {int(spec.footprint.sum())})"
     if info.precision != "fp32":
@@ -171,6 +177,17 @@ class NativeRunner(Runner):
                 "isa": ISA}
 
 
+def native_runner(info: ModelInfo, threads: int | None = None, path: Path | None = None,
+                  name: str = "native") -> Runner:
+    """The native runner of ``info``: a :class:`NativeRunner`, or for a chain a
+    :class:`~kernelnet.runtime.backends.native_chain.NativeChainRunner`."""
+    if info.spec is not None and info.spec.after:
+        from kernelnet.runtime.backends.native_chain import NativeChainRunner
+
+        return NativeChainRunner(info, threads, path, name)
+    return NativeRunner(info, threads, path, name)
+
+
 def stage_tuple(spec: Any) -> tuple[float, float, int, float, float, int, int, float] | None:
     """The output stage and copy border as the stencil takes them (``None``: neither)."""
     out, ring = spec.output, spec.border == "copy" and spec.halo > 0
@@ -257,7 +274,9 @@ def try_native(graph: Runner, threads: int | None = None, name: str = "native") 
     problem = stencil_problem(graph.path, graph.info.spec)
     if problem:
         return None, f"its metadata does not describe the graph: {problem}"
-    native = NativeRunner(graph.info, threads, graph.path, name)
+    native = native_runner(graph.info, threads, graph.path, name)
+    if graph.info.spec.after:  # proven pass by pass: the probes' float ties would compound over the passes
+        return native, ""
     diff = probe_difference(native, graph)
     if not diff <= 1.0:
         return None, (f"its metadata does not describe the graph (probe difference {diff:.3g}× what float32 "

@@ -116,7 +116,7 @@ def proven_runner(path: Path, threads: int | None, name: str) -> tuple[Runner | 
         return None, data
     try:
         info = decode_info(read_metadata(data))
-        return native_backend.NativeRunner(info, threads, path, name), data
+        return native_backend.native_runner(info, threads, path, name), data
     except (ValueError, KernelnetError):  # the same bytes decoded when proven: only a changed kernelnet gets here
         return None, data
 

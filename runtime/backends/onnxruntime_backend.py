@@ -92,11 +92,12 @@ class OnnxRuntimeRunner(Runner):
         if self.info.spec is not None:
             from kernelnet.runtime.checks.graph_check import receptive_radius
 
-            reach = receptive_radius(self.path, self.info.spec.halo)
-            if reach is None or reach > self.info.spec.halo:
+            spec = self.info.spec
+            reach = receptive_radius(self.path, max(p.halo for p in spec.passes))
+            if reach is None or reach > spec.reach:
                 warnings.warn(f"{self.path}: the graph sees "
                               + ("an unknown distance" if reach is None else f"{reach} pixels") +
-                              f" beyond each output, its metadata says {self.info.spec.halo}: images run whole, "
+                              f" beyond each output, its metadata says {spec.reach}: images run whole, "
                               "never in tiles", stacklevel=2)
                 self._halo = None
         self.name = name or ("onnxruntime" if device == "cpu" else f"onnxruntime-{device}")

@@ -179,11 +179,52 @@ def _same_response(got: tuple[np.ndarray, float], want: tuple[np.ndarray, float]
 
 
 def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
-    """Why the graph at ``path`` is not provably ``spec``'s stencil (empty string: it is; see the module)."""
+    """Why the graph at ``path`` is not provably ``spec``'s stencil (empty string: it is; see the module); a chain's
+    graph pass by pass (:func:`chain_parts`)."""
     try:
         nodes, inits = read_graph(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"its graph cannot be read ({exc})"
+    if not spec.after:
+        return _stencil_problem(nodes, inits, spec)
+    parts = chain_parts(nodes, inits, len(spec.passes))
+    if isinstance(parts, str):
+        return parts
+    for i, (part, pass_spec) in enumerate(zip(parts, spec.passes), 1):
+        problem = _stencil_problem(part, inits, pass_spec)
+        if problem:
+            return f"pass {i}: {problem}"
+    return ""
+
+
+def chain_parts(nodes: list[dict[str, Any]], inits: dict[str, np.ndarray], count: int
+                ) -> list[list[dict[str, Any]]] | str:
+    """A chain's graph cut into its ``count`` passes (as :mod:`kernelnet.export.chain_graph` writes them): pass i
+    runs from ``p<i−1>/output`` (``input`` for the first) to ``p<i>/output`` (``output`` for the last), reads
+    nothing of another pass, and is renamed to a one-pass graph (``input`` → ``output``); else why not."""
+    parts, start = [], 0
+    for i in range(1, count + 1):
+        src, dst = ("input" if i == 1 else f"p{i - 1}/output"), ("output" if i == count else f"p{i}/output")
+        end = next((j for j in range(start, len(nodes)) if dst in nodes[j]["outputs"]), None)
+        if end is None:
+            return f"its graph has no pass {i} ending in {dst!r}"
+        own = {src}
+        part = []
+        for node in nodes[start:end + 1]:
+            if any(n and n not in own and n not in inits for n in node["inputs"]):
+                return f"pass {i} of its graph reads a tensor of another pass"
+            own.update(node["outputs"])
+            rename = {src: "input", dst: "output"}
+            part.append({**node, "inputs": [rename.get(n, n) for n in node["inputs"]],
+                         "outputs": [rename.get(n, n) for n in node["outputs"]]})
+        parts.append(part)
+        start = end + 1
+    if start != len(nodes):
+        return "its graph computes more after its last pass"
+    return parts
+
+
+def _stencil_problem(nodes: list[dict[str, Any]], inits: dict[str, np.ndarray], spec: FilterSpec) -> str:
     ops = NATIVE_OPS | allowed_ops(spec) | ({"Cast", "Div"} if spec.input.dtype == "uint8" else frozenset()) | \
         (RANK_OPS if spec.is_rank else frozenset())
     for node in nodes:
@@ -224,7 +265,8 @@ def _tap_slice(ins: list[str], inits: dict[str, np.ndarray], halo: int) -> bool:
 
 
 def receptive_radius(path: str | Path, halo: int) -> int | None:
-    """How far (pixels, the larger axis) an output of the graph at ``path`` can see, when the graph is made of
+    """How far (pixels, the larger axis) an output of the graph at ``path`` can see (``halo``: the largest of one
+    pass; a chain's passes add up), when the graph is made of
     position-local steps only — pointwise ops on same-position values or scalar constants, Conv (stride 1,
     dilation 1, group 1, constant weights), a Pad or a mirror (symmetric, reflect_symmetric) of at most ``halo``
     pixels, and the copy border's edge mask of exactly ``halo`` — so that tiles with a ``halo``-pixel margin give

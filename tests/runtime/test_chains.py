@@ -1,0 +1,141 @@
+"""Chains of passes (``FilterSpec.after``): validation, metadata round trip, the spliced graph and the native
+chain against the numpy reference and Pillow's own BoxBlur, tiles, every stencil build, and a tampered pass."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from kernelnet.runtime.backends import native_backend
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.program import program_line
+from kernelnet.runtime.reference import apply_spec
+from kernelnet.runtime.spec import FilterSpec, InputEncoding, OutputStage
+from kernelnet.runtime.spec_codec import decode_info, encode_spec
+
+needs_native = pytest.mark.skipif(not native_backend.available(), reason="the C stencil extension is not built")
+
+
+def line(taps, axis, gain=1.0):
+    k = len(taps)
+    kernel = np.zeros((k, k))
+    if axis == "h":
+        kernel[k // 2] = np.asarray(taps) * gain
+    else:
+        kernel[:, k // 2] = np.asarray(taps) * gain
+    return kernel
+
+
+def box_chain(radius, border="replicate", dtype="uint8", rounding="half_up"):
+    """Pillow's BoxBlur(radius) as two rounded passes (8-bit levels in and out)."""
+    k = 2 * radius + 1
+    stage = OutputStage(clip=(0.0, 255.0), rounding=rounding, bits=8, grid=k)
+    second = FilterSpec(line(np.full(k, 1 / k), "v"), None, "raw", border, output=stage)
+    return FilterSpec(line(np.full(k, 1 / k), "h", 255.0), None, "raw", border,
+                      input=InputEncoding.for_dtype(dtype), output=stage, after=(second,))
+
+
+def photo(h=97, w=131, seed=0):
+    import skimage.data as data
+
+    rng = np.random.default_rng(seed)
+    img = data.camera()
+    y, x = rng.integers(0, 300, 2)
+    return np.ascontiguousarray(img[y:y + h, x:x + w])
+
+
+def test_a_chain_is_validated_and_reads_as_its_passes():
+    spec = box_chain(2)
+    assert spec.reach == 4 and spec.halo == 2 and len(spec.passes) == 2 and spec.final_output.bits == 8
+    assert program_line(spec).count("→ 1×5") == 1
+    with pytest.raises(KernelnetError, match="copy border"):
+        spec.replace(border="copy")
+    with pytest.raises(KernelnetError, match="float32 values"):
+        spec.replace(after=(spec.passes[0],))  # a later pass taking uint8
+    with pytest.raises(KernelnetError, match="no passes of its own"):
+        spec.replace(after=(spec.passes[1].replace(after=(spec.passes[1],)),))
+    symmetric = spec.replace(after=(spec.after[0].replace(border="reflect", kernels=np.ones((1, 9, 9)) / 81),))
+    assert symmetric.min_side == 5  # the widest pass's mirror sets the smallest image
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4])
+def test_the_reference_is_pillows_box_blur(radius):
+    x = photo(seed=radius)
+    want = np.asarray(Image.fromarray(x).filter(ImageFilter.BoxBlur(radius)))
+    assert np.array_equal(apply_spec(x, box_chain(radius)), want)
+
+
+def test_metadata_round_trips_and_refuses_a_bad_pass():
+    spec = box_chain(3, "symmetric")
+    meta = encode_spec(spec)
+    back = decode_info(meta).spec
+    assert back.reach == 6 and back.after[0].border == "symmetric"
+    assert np.array_equal(back.after[0].kernels, spec.after[0].kernels.astype(np.float32))
+    assert decode_info(meta).halo == 6  # tiles take the whole chain's halo
+    for key, value, message in (("kernelnet.passes", "9", "2..8 passes"),
+                                ("kernelnet.passes", "3", "pass3: no kernels"),
+                                ("kernelnet.pass2.padding", "copy", "cannot use the copy border"),
+                                ("kernelnet.pass2.kernels", "[[[1,2]]]", "pass2")):
+        with pytest.raises(KernelnetError, match=message):
+            decode_info({**meta, key: value})
+
+
+@pytest.mark.parametrize("border", ["replicate", "zeros", "reflect", "symmetric", "reflect_symmetric"])
+def test_the_graph_and_the_native_chain_give_the_references_bits(tmp_path, border):
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    spec = box_chain(2, border)
+    path = write_graph(tmp_path / "chain.onnx", spec)
+    backends = ["onnxruntime"] + (["native"] if native_backend.available() else [])
+    for backend in backends:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the native chain is proven pass by pass: no fallback warning
+            model = load(path, backend=backend)
+        for h, w in ((61, 83), (3, 40), (5, 5)):
+            if min(h, w) < spec.min_side:
+                continue
+            x = photo(h, w, seed=h)
+            want = apply_spec(x, spec)
+            assert np.array_equal(model(x), want.astype(np.float32)), (backend, h, w)
+            assert np.array_equal(model.levels(x), want.astype(np.uint8)), (backend, h, w)
+        big = photo(240, 300, seed=7)
+        tiled = load(path, backend=backend, tile=(37, 53))
+        assert np.array_equal(tiled(big), apply_spec(big, spec).astype(np.float32)), backend
+
+
+@needs_native
+def test_a_tampered_pass_is_refused_by_the_native_backend(tmp_path):
+    import onnx
+
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    path = write_graph(tmp_path / "chain.onnx", box_chain(1))
+    proto = onnx.load(str(path))
+    second = next(t for t in proto.graph.initializer if t.name.startswith("p2/") and len(t.float_data or []) == 0
+                  and onnx.numpy_helper.to_array(t).size == 3)
+    value = onnx.numpy_helper.to_array(second).copy()
+    value.flat[0] *= 1.5
+    second.CopyFrom(onnx.numpy_helper.from_array(value, second.name))
+    onnx.save(proto, str(path))
+    with pytest.raises(KernelnetError, match="pass 2"):
+        load(path, backend="native")
+
+
+@needs_native
+def test_every_stencil_build_runs_the_chain(tmp_path):
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime.backends.stencil_isa import available
+    from tests.runtime.test_stencil_builds import run_in
+
+    spec = box_chain(2, "reflect", dtype="float32")
+    path = write_graph(tmp_path / "c.onnx", spec)
+    x = (photo(61, 207, seed=3)[None, None] / np.float32(255)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    for isa in available():
+        (got,) = run_in(isa, [path], tmp_path / "x.npy")
+        assert np.array_equal(got, apply_spec(x, spec).astype(np.float32)), isa
