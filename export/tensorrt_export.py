@@ -109,6 +109,11 @@ def export_tensorrt(run_dir: str | os.PathLike[str], out: str | os.PathLike[str]
     config = load_config(run_dir)
     weights = load_weights(run_dir)
     source = Path(onnx_model) if onnx_model else (run_dir / INT8_FILE if precision == "int8" else None)
+    if source is None and config.after:  # a chain: its PyTorch checkpoint is the first pass only; its graph is all
+        source = run_dir / "model.onnx"
+        if not source.is_file():
+            raise KernelnetError(f"{source} not found: a chain of passes builds its engine from its graph; run "
+                                 "'kernelnet export RUN' first")
     if source is not None and not source.is_file():
         raise KernelnetError(f"{source} not found" + (": run 'kernelnet quantize RUN' first" if precision == "int8" else ""))
     missing = missing_requirements(precision)

@@ -125,8 +125,14 @@ class RunConfig:
             raise KernelnetError(f"target channels must be 1 or 3, got {self.target_channels!r}")
         if self.target_format == "png" and self.target_dtype not in ("", "uint8", "uint16"):
             raise KernelnetError(f"PNG targets hold 8- or 16-bit levels, not {self.target_dtype}")
-        if self.target_dtype in ("uint8", "uint16") and self.output_bits not in (None, int(self.target_dtype[4:])):
-            raise KernelnetError(f"{self.target_dtype} targets with {self.output_bits}-bit outputs")
+        if self.after:
+            from kernelnet.runtime.spec_codec import pass_spec
+
+            last_bits = pass_spec(self.after[-1]).output.bits  # a chain writes its last pass's levels
+        else:
+            last_bits = self.output_bits
+        if self.target_dtype in ("uint8", "uint16") and last_bits not in (None, int(self.target_dtype[4:])):
+            raise KernelnetError(f"{self.target_dtype} targets with {last_bits}-bit outputs")
         if self.target_kernel and len(self.target_kernel) > self.kernel_size:
             raise KernelnetError(
                 f"kernel size {self.kernel_size} is smaller than the target kernel ({len(self.target_kernel)})")

@@ -53,6 +53,7 @@ def verify_stage(model: Path, run: Path, json_path: Path, sizes: str | None = No
     backends, skipped = open_backends(model)
     config = load_config(run)
     if not config.is_pairs:  # the PyTorch model of a pairs run has no output stage: the graph is checked on pairs
+        # (a chain is always a pairs run)
         backends.append(pytorch_backend(run))
     info = backends[0].model.info
     min_side = info.spec.min_side if info.spec is not None else 1
@@ -81,8 +82,13 @@ def bench_stage(model: Path, run: Path, out: Path, sizes: str, min_time: float, 
     from kernelnet.runtime.sizes import parse_sizes
     from kernelnet.learn.torch_runner import pytorch_contender
 
+    from kernelnet.rundir import load_config
+
     contenders, skipped, nets = open_contenders(model, threads)
-    contenders.append(pytorch_contender(run, nets[0].info, threads))
+    if not load_config(run).after:
+        contenders.append(pytorch_contender(run, nets[0].info, threads))
+    else:
+        skipped.append("pytorch: a chain of passes; its checkpoint holds the first pass only")
     timings = run_bench(contenders, parse_sizes(sizes), 1, nets[0].input_dtype, min_seconds=min_time)
     write_text(out / "bench.json", json.dumps(bench_document(model, threads, 1, timings, skipped), indent=2) + "\n")
     plot_timings(timings, out / "bench.png")
@@ -93,8 +99,15 @@ def _prune_or_keep(train_dir: Path, pruned_dir: Path, progress: bool, say: Calla
     import shutil
 
     from kernelnet.compress.prune import prune_run
+    from kernelnet.rundir import load_config
     from kernelnet.runtime.errors import KernelnetError
 
+    config = load_config(train_dir)
+    if config.model == "rank" or config.after:
+        what = "a rank filter" if config.model == "rank" else "a chain of passes rounded in between"
+        say(f"      nothing to prune ({what}): the trained model goes on as it is")
+        shutil.copytree(train_dir, pruned_dir)
+        return
     try:
         prune_run(train_dir, pruned_dir, amount="auto", progress=progress)
     except KernelnetError as exc:
@@ -131,6 +144,19 @@ def _finished(out: Path) -> bool:
     return "total_seconds" in read_json_or_empty(out / "pipeline.json")
 
 
+def _quantize_or_skip(run: Path, say: Callable[[str], None]) -> None:
+    """int8 siblings of the run's graph; a rank filter or a chain has no weights int8 could hold (said, not failed)."""
+    from kernelnet.export.quantize import quantize_run
+    from kernelnet.rundir import load_config
+
+    config = load_config(run)
+    if config.model == "rank" or config.after:
+        say("      no int8 model: " + ("a rank filter only picks input values" if config.model == "rank" else
+                                       "a chain's exact fractions between its rounded passes need float"))
+        return
+    quantize_run(run)
+
+
 def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: float, verify_sizes: str | None,
                 progress: bool, say: Callable[[str], None]) -> PipelineResult:
     """The body of :func:`run_pipeline` once ``out`` exists."""
@@ -158,7 +184,7 @@ def _run_stages(config: RunConfig, out: Path, bench_sizes: str, bench_min_time: 
         stage("train", lambda: train(config, train_dir, progress=progress))
     stage("prune", lambda: _prune_or_keep(train_dir, pruned_dir, progress, say))
     stage("export", lambda: export_onnx(pruned_dir))
-    stage("quantize", lambda: quantize_run(pruned_dir))
+    stage("quantize", lambda: _quantize_or_skip(pruned_dir, say))
     model = pruned_dir / "model.onnx"
     result.verified = stage("verify", lambda: verify_stage(model, pruned_dir, out / "verify.json", verify_sizes))
     stage("bench", lambda: bench_stage(model, pruned_dir, out, bench_sizes, bench_min_time))

@@ -123,9 +123,11 @@ class Model:
         KernelnetError for sizes the model or backend cannot run. ``stream``: the pieces' input and output pages
         count too (:data:`~kernelnet.runtime.tiling.STREAM_BUDGET_BYTES`)."""
         halo = self.runner.halo
-        if self.info.spec is not None and min(height, width) < self.info.spec.min_side:
-            need = f"> {halo}" if self.padding == "reflect" else f">= {self.info.spec.min_side}"
-            raise KernelnetError(f"{self.padding} border needs H and W {need}, got {height}x{width}")
+        spec = self.info.spec
+        if spec is not None and min(height, width) < spec.min_side:
+            border = max(spec.passes, key=lambda p: p.min_side).border  # the pass that sets the minimum
+            need = f"> {spec.min_side - 1}" if border == "reflect" else f">= {spec.min_side}"
+            raise KernelnetError(f"{border} border needs H and W {need}, got {height}x{width}")
         lo = self.runner.min_shape
         if lo is not None and (height < lo[1] or width < lo[2]):
             raise KernelnetError(f"{self.runner.name} needs images of at least {lo[1]}x{lo[2]}, got {height}x{width}")
@@ -133,7 +135,7 @@ class Model:
         if self.tile == "auto" and self.kernel_size and halo is not None:
             per_pixel = self.runner.scratch_bytes_per_pixel(self.kernel_size) + (8 if stream else 0)
             budget = min(self.budget_bytes, STREAM_BUDGET_BYTES) if stream else self.budget_bytes
-            shape = auto_tile(height, width, self.kernel_size, budget, per_pixel)
+            shape = auto_tile(height, width, 2 * halo + 1, budget, per_pixel)  # a chain: its whole reach
         elif self.tile == "auto":
             shape = None  # no (trusted) kernel size: nothing to size pieces by, run whole
         else:

@@ -64,8 +64,12 @@ def program_line(spec: FilterSpec) -> str:
     if spec.after:
         return " → ".join(program_line(p) for p in spec.passes)
     k, parts, axis = spec.kernel_size, [], line_axis(spec)
-    if axis:
-        parts.append(f"1×{k} {axis} linear{' + bias' if spec.has_bias else ''} ({spec.border})")
+    if k == 1 and spec.combine == "raw" and not spec.has_bias and spec.kernels[0, 0, 0] != 0:
+        gain = float(spec.kernels[0, 0, 0])
+        parts.append(f"÷{1 / gain:.6g}" if abs(1 / gain - round(1 / gain)) < 1e-9 else f"×{gain:.6g}")
+    elif axis:
+        shape = f"1×{k}" if axis == "horizontal" else f"{k}×1"
+        parts.append(f"{shape} {axis} linear{' + bias' if spec.has_bias else ''} ({spec.border})")
     elif spec.is_rank:
         shape = footprint_name(spec)
         parts.append(f"{k}×{k} {shape if isinstance(shape, str) else 'footprint'} {spec.combine} ({spec.border})")

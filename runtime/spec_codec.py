@@ -271,6 +271,11 @@ def pass_spec(fields: Any) -> FilterSpec:
 def _chain(props: dict[str, str], head: FilterSpec) -> FilterSpec:
     """``head`` with the later passes of ``kernelnet.passes`` / ``kernelnet.pass<i>.*`` (each validated as a spec)."""
     count = _integer(props, "passes")
+    stray = [k for k in props if re.fullmatch(re.escape(PREFIX) + r"pass\d+\..*", k) and
+             (count is None or not re.fullmatch(re.escape(PREFIX) + r"pass([2-9])\.(\w+)", k)
+              or int(k[len(PREFIX) + 4]) > count or k.split(".", 2)[2] not in PASS_KEYS)]
+    if stray:
+        raise KernelnetError(f"model metadata {stray[0][len(PREFIX):][:40]}: not a key of a pass of this chain")
     if count is None:
         return head
     if not 2 <= count <= MAX_PASSES:
@@ -349,7 +354,7 @@ def reencode(props: dict[str, str], *, precision: str | None = None, input_dtype
     if input_dtype is not None:
         spec = spec.replace(input=InputEncoding.for_dtype(input_dtype, spec.input.channels))
     kept = {k[len(PREFIX):]: v for k, v in props.items()
-            if k.startswith(PREFIX) and k[len(PREFIX):] not in SPEC_KEYS}
+            if k.startswith(PREFIX) and k[len(PREFIX):] not in SPEC_KEYS and not k[len(PREFIX):].startswith("pass")}
     return encode_spec(spec, precision=precision or info.precision, target=info.target, extra={**kept, **(extra or {})})
 
 

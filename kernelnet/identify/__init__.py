@@ -22,8 +22,10 @@ The search, cheapest first, each step on what the previous one fixed:
 4. **Rounding** (integer targets): the rule reproducing the most training levels exactly.
 5. **Rank rung**, when no linear filter reaches the floor: erosion, dilation or median over a square or a cross
    (:mod:`kernelnet.identify.rank`), its border from the ring.
-6. **Chain rung**, integer targets whose raw fit writes < 99.9% of the levels exactly: 1-D blur passes rounded to
-   the levels in between (:mod:`kernelnet.identify.chain`: Pillow's ``BoxBlur``), scored on whole planes.
+6. **Chain rung**, integer targets whose raw fit writes < 99.9% of the levels exactly: the kernel with its taps
+   refined against the levels, or 1-D blur passes rounded to the levels (or to 16-bit quanta) in between
+   (:mod:`kernelnet.identify.chain`: Pillow's ``BoxBlur``, ImageMagick's ``-blur``, ffmpeg's ``unsharp``), scored on
+   whole planes; the shortest program that writes the levels wins.
 
 Whatever the user fixed (kind, size, border, clip, rounding) is not searched.
 """
@@ -288,13 +290,6 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
         ranked = identify_rank(pairs, fixed, clip, floor, in_levels, candidates)
         if ranked is not None:
             return ranked
-    if combine == "raw" and _misses_levels(candidates, k) and fixed.combine in (None, "raw") and not fixed.linear \
-            and fixed.kernel_size is None and fixed.border != "copy" and in_levels is not None:
-        from kernelnet.identify.chain import identify_chain
-
-        chained = identify_chain(pairs, clip, in_levels, fixed.border, candidates)
-        if chained is not None:  # one kernel is short of the levels; passes rounded in between write them
-            return Identified(chained[0], floor, rms, True, candidates)
     grid = None
     integer = pairs.encoding.levels is not None and in_levels is not None
     top = pairs.encoding.levels if clip is None or not np.isfinite(clip[1]) else clip[1]
@@ -327,4 +322,12 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     elif rounding is not None:
         stage = OutputStage(clip=finite_clip, rounding=rounding, grid=grid)
     spec = spec.replace(output=stage)
+    if combine == "raw" and _misses_levels(candidates, k) and fixed.combine in (None, "raw") and not fixed.linear \
+            and fixed.kernel_size is None and border != "copy" and in_levels is not None:
+        from kernelnet.identify.chain import CHAIN_BORDERS, identify_chain
+
+        if border in CHAIN_BORDERS:  # the ring already chose it: a chain of the same program uses it too
+            chained = identify_chain(pairs, clip, in_levels, [border], spec.kernels[0], candidates)
+            if chained is not None:  # one kernel is short of the levels; a refined one or a chain writes them
+                return Identified(chained[0], floor, rms, True, candidates, errors)
     return Identified(spec, floor, rms, reached, candidates, errors)

@@ -34,6 +34,9 @@ class TorchRunner(Runner):
         from kernelnet.rundir import load_model, load_weights
 
         config, module = load_model(run_dir)
+        if config.after:
+            raise KernelnetError(f"{run_dir} is a chain of {len(config.after) + 1} passes rounded in between; its "
+                                 "PyTorch checkpoint holds the first pass only")
         info = ModelInfo(spec=run_spec(config, load_weights(run_dir)), target=config.target_spec())
         return cls(module, info, Path(run_dir), threads)
 

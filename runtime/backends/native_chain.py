@@ -59,3 +59,31 @@ class NativeChainRunner(Runner):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "threads": self.threads, "isa": self.passes[0].describe().get("isa"),
                 "kernel": " then ".join(f"{p.k}x{p.k}" for p in self.passes) + " stencil chain"}
+
+
+def chain_probe_difference(native: Runner, graph: Runner, seed: int | None = None) -> float:
+    """Largest difference between the two runners on probe images (8-bit levels, as the inputs of an integer
+    program are), as a multiple of :func:`~kernelnet.runtime.checks.float_bounds.chain_tolerance` — at most 1 when
+    they agree; with no tolerance at all (every pass on a grid), any difference is infinite."""
+    import os
+    import random
+
+    from kernelnet.runtime.backends.native_backend import probe_shapes
+    from kernelnet.runtime.checks.float_bounds import chain_tolerance
+
+    spec = native.info.spec
+    assert spec is not None
+    seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
+    rng = random.Random(seed)
+    allowed = chain_tolerance(spec, 1.0)
+    worst = 0.0
+    for shape in probe_shapes(spec, seed):
+        x = np.frombuffer(rng.randbytes(int(np.prod(shape))), dtype=np.uint8).reshape(shape)
+        if spec.input.dtype != "uint8":
+            x = x.astype(np.float32) / np.float32(255.0)
+        with np.errstate(invalid="ignore"):
+            diff = float(np.abs(native.run(x).astype(np.float64) - graph.run(x)).max())
+        if not np.isfinite(diff):
+            return float("inf")
+        worst = max(worst, diff / allowed if allowed else (0.0 if diff == 0 else float("inf")))
+    return worst

@@ -80,3 +80,30 @@ def weights_match(got: np.ndarray, want: np.ndarray, roundings: float = 2 * WEIG
         return False
     scale = float(np.abs(want).sum())
     return float(np.abs(got - want).sum()) <= roundings * UNIT_ROUNDOFF["fp32"] * scale + TINY
+
+
+def chain_gain(spec: FilterSpec) -> float:
+    """How much a chain's output can move per unit of its input: the product of its passes'
+    |scale| · (Σ|K| + |b|) (:meth:`FilterSpec.output_bound`); one pass's own for a single pass."""
+    gain = 1.0
+    for p in spec.passes:
+        gain *= abs(p.output.scale) * p.replace(bias=None).output_bound()
+    return gain
+
+
+def chain_tolerance(spec: FilterSpec, input_max: float = 1.0, precision: str = "fp32", levels: bool = True) -> float:
+    """Bound of |a − b| between two float implementations of a chain's output for inputs |x| ≤ ``input_max``:
+    each pass adds its own float error (twice :func:`output_error_bound`, on the values it reads) and, where it
+    rounds without a grid, one step that float noise may tip at a tie; later passes scale what came before by
+    their gain. A grid makes a pass exact (0 of its own) — the first one only for inputs on the 8-bit levels
+    (``levels``): other inputs do not sum to its grid."""
+    tol, top = 0.0, input_max
+    for i, p in enumerate(spec.passes):
+        gain = abs(p.output.scale) * p.replace(bias=None).output_bound()
+        exact = p.output.grid is not None and (levels or i > 0)
+        own = 0.0 if exact else 2 * output_error_bound(p, top, precision)
+        step = 1.0 if p.output.rounding is not None and not exact else 0.0
+        tol = tol * gain + own + step
+        clip = p.output.clip
+        top = max(abs(clip[0]), abs(clip[1])) if clip else gain * top + abs(p.output.offset) + abs(float(p.bias.max()))
+    return tol

@@ -31,7 +31,7 @@ import numpy as np
 
 from kernelnet.runtime.checks.float_bounds import TINY, UNIT_ROUNDOFF, weights_match
 from kernelnet.runtime.checks.graph_stage import allowed_ops, peel_output
-from kernelnet.runtime.checks.onnx_wire import read_graph
+from kernelnet.runtime.checks.onnx_wire import read_graph, read_graph_io
 from kernelnet.runtime.checks.rank_check import RANK_OPS, rank_response, tap_ends
 from kernelnet.runtime.spec import FilterSpec, mirror_slices
 
@@ -182,9 +182,11 @@ def stencil_problem(path: str | Path, spec: FilterSpec) -> str:
     """Why the graph at ``path`` is not provably ``spec``'s stencil (empty string: it is; see the module); a chain's
     graph pass by pass (:func:`chain_parts`)."""
     try:
-        nodes, inits = read_graph(Path(path))
+        nodes, inits, inputs, outputs = read_graph_io(Path(path))
     except (OSError, ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"its graph cannot be read ({exc})"
+    if inputs != ["input"] or outputs != ["output"]:  # what runs is what the matcher walked back from
+        return f"its graph's inputs {inputs[:3]} and outputs {outputs[:3]} are not ['input'] and ['output']"
     if not spec.after:
         return _stencil_problem(nodes, inits, spec)
     parts = chain_parts(nodes, inits, len(spec.passes))
@@ -320,8 +322,9 @@ def receptive_radius(path: str | Path, halo: int) -> int | None:
                 inits[ins[3]].tolist() == [1] and all(n in inits for n in ins[1:]) and \
                 (len(ins) == 4 or inits[ins[4]].tolist() == [1]):
             out = reach[ins[0]]  # a channel of a multi-output Conv: positions untouched
-        elif op == "Slice" and _tap_slice(ins, inits, halo):
-            out = (reach[ins[0]][0] + halo, reach[ins[0]][1] + halo) if ins[0] in reach else None
+        elif op == "Slice" and any(_tap_slice(ins, inits, h) for h in range(1, halo + 1)):
+            h = next(h for h in range(1, halo + 1) if _tap_slice(ins, inits, h))  # a chain's rank pass: its own
+            out = (reach[ins[0]][0] + h, reach[ins[0]][1] + h) if ins[0] in reach else None
             if out is None:
                 return None
         elif op == "MaxPool":

@@ -116,6 +116,11 @@ def _node(buf: bytes) -> dict[str, Any]:
 
 def read_graph(path: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """(nodes in file order, initializers by name) of an ONNX file."""
+    return read_graph_io(path)[:2]  # type: ignore[return-value]
+
+
+def read_graph_io(path: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[str], list[str]]:
+    """(nodes in file order, initializers by name, the graph's declared input names, its output names)."""
     data = path.read_bytes()
     if len(data) > MAX_BYTES:
         raise ValueError("larger than any kernelnet filter")
@@ -125,7 +130,9 @@ def read_graph(path: Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]
     entries = _fields(graph)
     nodes = [_node(v) for f, _, v in entries if f == 1]
     inits = dict(_tensor(v) for f, _, v in entries if f == 5)
-    return nodes, inits
+    names = {f: [next((x.decode() for g, _, x in _fields(v) if g == 1), "") for g2, _, v in entries if g2 == f]
+             for f in (11, 12)}
+    return nodes, inits, [n for n in names[11] if n not in inits], names[12]
 
 
 def read_metadata(data: bytes) -> dict[str, str]:

@@ -19,6 +19,10 @@ EXACT = ("im_convolve", "gm_convolve", "vips_conv", "ff_convolution", "ff_sobel"
          "held_vips_conv", "held_ff_convolution")
 """One integer-coefficient kernel (or ffmpeg's Sobel magnitude of integer responses) and a rounding: every level
 must come out equal."""
+NEAR = ("im_blur", "ff_unsharp")
+"""Float coefficients (ImageMagick's blur: two 1-D passes rounded to 16-bit quanta, then 8 bits; ffmpeg's unsharp):
+reproduced, ≥ 99.9% of the levels equal. (σ 0.7's blur needs more than these 10 pairs of 80² to pin its taps: the
+battery's 40 pairs of 256² reproduce it.)"""
 
 
 def _files_equal(ours, theirs) -> float:
@@ -40,6 +44,8 @@ def test_program_verdict_verify_and_backends_agree(tmp_path, name):
     m = train_pairs(data, targets, tmp_path / "run", plots=False).metrics
     if name in EXACT:
         assert m["verdict"] == "reproduced" and m["heldout_exact_fraction"] == 1.0, m
+    if name in NEAR:
+        assert m["verdict"] == "reproduced" and m["heldout_exact_fraction"] >= 0.999, m["program"]
     assert kn("export", tmp_path / "run").exit_code == 0
     model = tmp_path / "run" / "model.onnx"
     res = kn("verify", model, "--data", data, "--targets", targets, "--sizes", "9x11", "--no-tiled")

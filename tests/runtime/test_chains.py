@@ -50,7 +50,7 @@ def photo(h=97, w=131, seed=0):
 def test_a_chain_is_validated_and_reads_as_its_passes():
     spec = box_chain(2)
     assert spec.reach == 4 and spec.halo == 2 and len(spec.passes) == 2 and spec.final_output.bits == 8
-    assert program_line(spec).count("→ 1×5") == 1
+    assert program_line(spec).count("→ 5×1 vertical") == 1
     with pytest.raises(KernelnetError, match="copy border"):
         spec.replace(border="copy")
     with pytest.raises(KernelnetError, match="float32 values"):
@@ -139,3 +139,54 @@ def test_every_stencil_build_runs_the_chain(tmp_path):
     for isa in available():
         (got,) = run_in(isa, [path], tmp_path / "x.npy")
         assert np.array_equal(got, apply_spec(x, spec).astype(np.float32)), isa
+
+
+@needs_native
+def test_a_graph_whose_declared_output_is_not_the_chains_is_refused(tmp_path):
+    """The proof walks back from the tensor named ``output``: a graph that declares another output (here the
+    first pass's) is not the chain, whatever its nodes hold."""
+    import onnx
+
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    path = write_graph(tmp_path / "chain.onnx", box_chain(2))
+    proto = onnx.load(str(path))
+    proto.graph.node.append(onnx.helper.make_node("Identity", ["p1/output"], ["early"]))
+    proto.graph.output[0].name = "early"
+    onnx.save(proto, str(path))
+    with pytest.raises(KernelnetError, match="outputs \\['early'\\]"):
+        load(path, backend="native")
+
+
+def test_mixed_chains_tile_and_verify_within_their_propagated_tolerance(tmp_path):
+    """A 5×5 blur then a 3×3 median (a rank pass narrower than the widest), and a float chain whose second pass
+    has a gain of 121 (no rounding): tiles are exact, and verify's tolerance follows the passes' gains."""
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+    from tests.helpers import kn
+
+    median = FilterSpec.rank_filter("median", 3, "square", "replicate")
+    blur = FilterSpec(np.ones((1, 5, 5)) / 25, None, "raw", "reflect", after=(median,))
+    sharp = FilterSpec(line([0.3, 0.4, 0.3], "h"), None, "raw", "replicate",
+                       after=(FilterSpec(line([-30.0, 61.0, -30.0], "v"), None, "raw", "replicate"),))
+    x = photo(90, 120, seed=5).astype(np.float32) / 255
+    for i, spec in enumerate((blur, sharp)):
+        path = write_graph(tmp_path / f"m{i}.onnx", spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # tiling trusted: no "never in tiles" warning
+            model = load(path, backend="onnxruntime", tile=(23, 31))
+        assert model.runner.halo == spec.reach
+        got, want = model(x), apply_spec(x, spec)
+        assert np.abs(got - want).max() <= 1e-5 * (121 if i else 1), i
+        res = kn("verify", path, "--sizes", "17x23,64x64")
+        assert res.exit_code == 0, res.output
+
+
+def test_chain_metadata_refuses_stray_pass_keys():
+    meta = encode_spec(box_chain(2))
+    for key in ("kernelnet.pass2.input_dtype", "kernelnet.pass3.kernels", "kernelnet.pass1.kernels"):
+        with pytest.raises(KernelnetError, match="not a key of a pass"):
+            decode_info({**meta, key: "[[[1]]]"})
+    with pytest.raises(KernelnetError, match="not a key of a pass"):
+        decode_info({k: v for k, v in meta.items() if k != "kernelnet.passes"})
