@@ -97,7 +97,17 @@ def cases() -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool, di
                          {"verdict": "reproduced", "kernel_size": 3}),
         "pil_box_blur4": (lambda c: np.asarray(Image.fromarray(c).filter(ImageFilter.BoxBlur(4))), ".png", False,
                           {"verdict": "reproduced", "kernel_size": 9}),
-        # three extended-box passes per axis with ties broken downwards: not reproduced yet
+        # a blur saved as 8 bits, then |derivative|: two passes, the first rounded
+        "cv_blur_sobel_abs": (lambda c: cv2.convertScaleAbs(cv2.Sobel(cv2.blur(c, (3, 3)), cv2.CV_16S, 1, 0)), ".png",
+                              False, {"verdict": "reproduced"}),
+        "cv_gaussian_laplacian_abs": (lambda c: cv2.convertScaleAbs(cv2.Laplacian(cv2.GaussianBlur(c, (3, 3), 0),
+                                                                                  cv2.CV_16S)), ".png", False,
+                                      {"verdict": "reproduced"}),
+        # a Gaussian in linear light (decode γ2.2 → blur → encode): the curve rung, ≥ 99% of the levels
+        "linear_light_gaussian": (lambda c: np.clip(np.round(255 * cv2.GaussianBlur(
+            (c / 255.0).astype(np.float32) ** 2.2, (5, 5), 1.0) ** (1 / 2.2)), 0, 255).astype(np.uint8), ".png", False,
+            {"kernel_size": 5}),
+        # three extended-box passes per axis whose 24-bit taps break exact ties by the pixels: not reproduced yet
         "pil_gaussian_blur": (lambda c: np.asarray(Image.fromarray(c).filter(ImageFilter.GaussianBlur(1.2))), ".png",
                               False, {"verdict": "approximated"}),
     }

@@ -31,8 +31,13 @@ class ReferenceModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.uint8:
             x = x.to(torch.float32) / 255.0
+        if self.spec is not None and self.spec.decode is not None:  # the curve before the kernels, in float64
+            from kernelnet.runtime.curves import decode
+
+            x = torch.from_numpy(decode(x.double().numpy(), self.spec.decode).astype("float32"))
         y = self.model(x.to(torch.float16)).to(torch.float32) if self.fp16 else self.model(x)
-        if self.spec is None or (self.spec.output.identity and self.spec.border != "copy" and not self.spec.after):
+        if self.spec is None or (self.spec.output.identity and self.spec.border != "copy" and not self.spec.after
+                                 and self.spec.decode is None):
             return y
         from kernelnet.runtime.reference import apply_spec, copy_ring, output_stage
 

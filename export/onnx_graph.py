@@ -155,6 +155,10 @@ def _copy_ring(b: _Builder, y: str, x: str, spec: FilterSpec) -> str:
 
 def _output_stage(b: _Builder, y: str, spec: FilterSpec) -> str:
     out = spec.output
+    if out.encode is not None:
+        from kernelnet.export.curve_graph import curve_nodes
+
+        y = curve_nodes(b, y, out.encode, "encode")
     if out.scale != 1.0:
         y = b.op("Mul", [y, b.weight("out_scale", np.array(out.scale))])
     if out.offset != 0.0:
@@ -210,6 +214,10 @@ def build_graph(spec: FilterSpec, *, form: str = "auto", fp16: bool = False, ops
             x = b.op("Div", [x, b.const("in_div", np.array(inverse, dtype=np.float32))])
         else:
             x = b.op("Mul", [x, b.const("in_scale", np.array(spec.input.scale, dtype=np.float32))])
+    if spec.decode is not None:
+        from kernelnet.export.curve_graph import curve_nodes
+
+        x = curve_nodes(b, x, spec.decode, "decode")
     if fp16:
         x = b.op("Cast", [x], to=TensorProto.FLOAT16)
     source = x

@@ -170,6 +170,9 @@ def quantize_run(run_dir: str | os.PathLike[str], *, calibration: str = "builtin
     if config.model == "rank":
         raise KernelnetError(f"{run_dir} is a rank filter ({config.rank}): it only picks input values, so it has no "
                              "weights for int8 to shrink; quantization applies to linear kernels")
+    if config.decode or config.encode:
+        raise KernelnetError(f"{run_dir} wraps its kernel in curves ({config.decode or config.encode}): int8 applies "
+                             "to kernels on the images' own values")
     if config.after:
         raise KernelnetError(f"{run_dir} is a chain of {len(config.after) + 1} passes rounded in between: its taps "
                              "are exact fractions that int8 cannot hold; quantization applies to one-pass filters")

@@ -89,6 +89,9 @@ class RunConfig:
     into their kernels)."""
     rank: str = ""
     """A rank model's order statistic: min, max or median (its footprint is in model.safetensors)."""
+    decode: str = ""
+    encode: str = ""
+    """Curves around the kernels (:mod:`kernelnet.runtime.curves`): the input's decode, the output's encode."""
     after: tuple[dict[str, str], ...] = ()
     """A chain's later passes, run in order on the model's output (each one's metadata strings,
     :func:`kernelnet.runtime.spec_codec.pass_fields`)."""
@@ -150,7 +153,7 @@ class RunConfig:
     @property
     def output_stage(self) -> OutputStage:
         return OutputStage(self.output_scale, self.output_offset, self.clip, self.rounding, self.output_bits,
-                           self.grid)
+                           self.grid, self.encode or None)
 
     @property
     def is_pairs(self) -> bool:
@@ -162,7 +165,7 @@ class RunConfig:
 
         return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding, self.rank or None,
                                        input=InputEncoding.for_dtype(input_dtype), output=self.output_stage,
-                                       after=tuple(pass_spec(p) for p in self.after))
+                                       after=tuple(pass_spec(p) for p in self.after), decode=self.decode or None)
 
     def target_spec(self) -> FilterSpec | None:
         """The true filter the run learns (``None`` when the target kernel is not known)."""

@@ -103,8 +103,9 @@ def _prune_or_keep(train_dir: Path, pruned_dir: Path, progress: bool, say: Calla
     from kernelnet.runtime.errors import KernelnetError
 
     config = load_config(train_dir)
-    if config.model == "rank" or config.after:
-        what = "a rank filter" if config.model == "rank" else "a chain of passes rounded in between"
+    if config.model == "rank" or config.after or config.decode:
+        what = ("a rank filter" if config.model == "rank" else "a chain of passes rounded in between" if config.after
+                else "a kernel wrapped in curves")
         say(f"      nothing to prune ({what}): the trained model goes on as it is")
         shutil.copytree(train_dir, pruned_dir)
         return
@@ -150,9 +151,10 @@ def _quantize_or_skip(run: Path, say: Callable[[str], None]) -> None:
     from kernelnet.rundir import load_config
 
     config = load_config(run)
-    if config.model == "rank" or config.after:
+    if config.model == "rank" or config.after or config.decode:
         say("      no int8 model: " + ("a rank filter only picks input values" if config.model == "rank" else
-                                       "a chain's exact fractions between its rounded passes need float"))
+                                       "a chain's exact fractions between its rounded passes need float"
+                                       if config.after else "its curves need float"))
         return
     quantize_run(run)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.curves import label as curve_label
 from kernelnet.runtime.spec import FOOTPRINTS, FilterSpec, footprint_of
 
 
@@ -52,7 +53,11 @@ def program_stages(spec: FilterSpec) -> list[dict[str, Any]]:
                    "bias": bool(spec.has_bias), **({"axis": line_axis(spec)} if line_axis(spec) else {})}]
         if spec.combine != "raw":
             stages.append({"stage": "combine", "combine": spec.combine})
+    if spec.decode:
+        stages.insert(0, {"stage": "curve", "way": "decode", "curve": spec.decode})
     out = spec.output
+    if out.encode:
+        stages.append({"stage": "curve", "way": "encode", "curve": out.encode})
     if not out.identity:
         stages.append({"stage": "output", "scale": out.scale, "offset": out.offset, "grid": out.grid,
                        "clip": list(out.clip) if out.clip else None, "rounding": out.rounding, "bits": out.bits})
@@ -64,6 +69,8 @@ def program_line(spec: FilterSpec) -> str:
     if spec.after:
         return " → ".join(program_line(p) for p in spec.passes)
     k, parts, axis = spec.kernel_size, [], line_axis(spec)
+    if spec.decode:
+        parts.append(curve_label(spec.decode, "decode"))
     if k == 1 and spec.combine == "raw" and not spec.has_bias and spec.kernels[0, 0, 0] != 0:
         gain = float(spec.kernels[0, 0, 0])
         parts.append(f"÷{1 / gain:.6g}" if abs(1 / gain - round(1 / gain)) < 1e-9 else f"×{gain:.6g}")
@@ -77,6 +84,8 @@ def program_line(spec: FilterSpec) -> str:
         parts.append(f"{k}×{k} linear{' + bias' if spec.has_bias else ''} ({spec.border})")
         parts += {"abs": ["|·|"], "magnitude": ["√(a² + b²)"]}.get(spec.combine, [])
     out = spec.output
+    if out.encode:
+        parts.append(curve_label(out.encode, "encode"))
     if out.scale != 1.0:
         parts.append(f"×{out.scale:g}")
     if out.offset != 0.0:

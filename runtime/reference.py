@@ -48,9 +48,13 @@ def correlate(image: np.ndarray, kernel: np.ndarray, padding: str = "zeros", bia
 
 
 def output_stage(y: np.ndarray, stage: OutputStage) -> np.ndarray:
-    """``y · scale + offset``, clipped, rounded (float64 in, float64 out)."""
+    """``encode(y) · scale + offset``, snapped to the grid, clipped, rounded (float64 in, float64 out)."""
     if stage.identity:
         return y
+    if stage.encode is not None:
+        from kernelnet.runtime.curves import encode
+
+        y = encode(y, stage.encode)
     y = y * stage.scale + stage.offset
     if stage.grid is not None:
         y = np.round(y * stage.grid) / stage.grid
@@ -98,6 +102,10 @@ def apply_spec(image: np.ndarray, spec: FilterSpec) -> np.ndarray:
             y = apply_spec(y, later)
         return y
     x = np.asarray(image, dtype=np.float64) * spec.input.scale
+    if spec.decode is not None:
+        from kernelnet.runtime.curves import decode
+
+        x = decode(x, spec.decode)
     if spec.is_rank:
         return output_stage(rank_filter(x, spec.footprint, spec.combine, spec.border), spec.output)
     outs = [correlate(x, kern, spec.border, float(b)) for kern, b in zip(spec.kernels, spec.bias)]

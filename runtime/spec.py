@@ -190,8 +190,14 @@ class OutputStage:
     rounding: str | None = None
     bits: int | None = None
     grid: int | None = None
+    encode: str | None = None
+    """A curve (:mod:`kernelnet.runtime.curves`) applied to the combined value before ``scale``: linear → encoded."""
 
     def __post_init__(self) -> None:
+        if self.encode is not None:
+            from kernelnet.runtime.curves import check_curve
+
+            object.__setattr__(self, "encode", check_curve(self.encode, "output encode curve"))
         if self.grid is not None and (isinstance(self.grid, bool) or not isinstance(self.grid, int)
                                       or not 1 <= self.grid <= 1 << 16):
             raise KernelnetError(f"output grid must be an integer in 1..65536, got {self.grid!r}")
@@ -237,9 +243,18 @@ class FilterSpec:
     after: tuple[FilterSpec, ...] = ()
     """Passes run on this one's output, in order (a rounded chain): each a spec of its own, taking the previous
     output's values as float32 (input scale 1), without passes of its own and without the ``copy`` border."""
+    decode: str | None = None
+    """A curve (:mod:`kernelnet.runtime.curves`) applied to the input values (after ``input.scale``) before the
+    kernels: encoded → linear (a blur in linear light)."""
 
     def __post_init__(self) -> None:
         _check_after(self)
+        if self.decode is not None:
+            from kernelnet.runtime.curves import check_curve
+
+            object.__setattr__(self, "decode", check_curve(self.decode, "input decode curve"))
+            if self.border == "copy":
+                raise KernelnetError("a decode curve cannot use the copy border")
         kernels = as_kernel_stack(self.kernels)
         object.__setattr__(self, "kernels", kernels)
         if self.combine not in COMBINES:
@@ -373,4 +388,5 @@ class FilterSpec:
     def __repr__(self) -> str:
         return (f"FilterSpec({self.combine}, k={self.kernel_size}, border={self.border}, "
                 f"bias={self.bias.tolist()}, input={self.input}, output={self.output}"
+                + (f", decode={self.decode}" if self.decode else "")
                 + (f", after={list(self.after)})" if self.after else ")"))

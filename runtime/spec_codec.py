@@ -9,7 +9,7 @@ it decodes to ``spec=None`` (onnxruntime runs it whole, untiled).
 Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double/rank), ``rank`` (min/max/median, for a rank
 model: its kernel is the footprint), ``normalize`` (true/false),
 ``kernels`` (C, k, k), ``bias``, ``padding``, ``kernel_size``, ``input_dtype``, ``input_scale``, ``channels``,
-``output_stage`` (JSON object), ``precision``, ``filter``, ``target_kernel``, ``graph_form``, ``metrics``; a chain:
+``output_stage`` (JSON object; ``encode``: its curve), ``decode`` (the input's curve), ``precision``, ``filter``, ``target_kernel``, ``graph_form``, ``metrics``; a chain:
 ``passes`` (how many) and each later pass's own ``PASS_KEYS`` under ``pass<i>.`` (``pass2.kernels``, …).
 
     >>> import numpy as np
@@ -34,7 +34,7 @@ from kernelnet.runtime.spec import (BORDERS, INPUT_DTYPES, MODELS, RANKS, Filter
 
 PREFIX = "kernelnet."
 PRECISIONS = ("fp32", "fp16", "int8")
-PASS_KEYS = ("model", "rank", "normalize", "kernels", "bias", "padding", "kernel_size", "output_stage")
+PASS_KEYS = ("model", "rank", "normalize", "kernels", "bias", "padding", "kernel_size", "output_stage", "decode")
 """The keys of a chain's later pass (its input is always the previous output as float32)."""
 MAX_PASSES = 8
 """Most passes one chain holds."""
@@ -187,10 +187,12 @@ def encode_spec(spec: FilterSpec, *, precision: str = "fp32", target: FilterSpec
     }
     if spec.is_rank:
         meta["rank"] = spec.combine
+    if spec.decode is not None:
+        meta["decode"] = spec.decode
     if not out.identity:
-        meta["output_stage"] = json.dumps({"scale": out.scale, "offset": out.offset,
-                                           "clip": list(out.clip) if out.clip else None,
-                                           "rounding": out.rounding, "bits": out.bits, "grid": out.grid},
+        stage = {"scale": out.scale, "offset": out.offset, "clip": list(out.clip) if out.clip else None,
+                 "rounding": out.rounding, "bits": out.bits, "grid": out.grid}
+        meta["output_stage"] = json.dumps({**stage, **({"encode": out.encode} if out.encode else {})},
                                           separators=(",", ":"))
     if spec.after:  # a chain: each later pass's own keys under pass<i>. (i from 2)
         meta["passes"] = str(len(spec.passes))
@@ -204,9 +206,9 @@ def encode_spec(spec: FilterSpec, *, precision: str = "fp32", target: FilterSpec
 
 def _output_stage(props: dict[str, str]) -> OutputStage:
     doc = _json(props, "output_stage", {})
-    if not isinstance(doc, dict) or set(doc) - {"scale", "offset", "clip", "rounding", "bits", "grid"}:
+    if not isinstance(doc, dict) or set(doc) - {"scale", "offset", "clip", "rounding", "bits", "grid", "encode"}:
         raise KernelnetError("model metadata output_stage: expected an object of scale, offset, clip, rounding, "
-                             "bits, grid")
+                             "bits, grid, encode")
     for name in ("scale", "offset"):
         if name in doc and (isinstance(doc[name], bool) or not isinstance(doc[name], (int, float))):
             raise KernelnetError(f"model metadata output_stage: {name} must be a number")
@@ -218,7 +220,7 @@ def _output_stage(props: dict[str, str]) -> OutputStage:
     try:
         return OutputStage(doc.get("scale", 1.0), doc.get("offset", 0.0),
                            tuple(clip) if isinstance(clip, list) else clip, doc.get("rounding"), doc.get("bits"),
-                           doc.get("grid"))
+                           doc.get("grid"), doc.get("encode"))
     except KernelnetError as exc:
         raise KernelnetError(f"model metadata output_stage: {exc}") from exc
 
@@ -248,8 +250,10 @@ def _spec(props: dict[str, str]) -> FilterSpec:
             raise KernelnetError("model metadata normalize: true contradicts model rank")
         if model != "rank" and PREFIX + "rank" in props:
             raise KernelnetError(f"rank {props[PREFIX + 'rank'][:20]!r} given for a {model} model")
+        decode = props.get(PREFIX + "decode")
         return FilterSpec.from_weights(kernels, _float32(np.array(bias, dtype=np.float64)) if bias else None, model,
-                                       normalize, border, rank, input=encoding, output=_output_stage(props))
+                                       normalize, border, rank, input=encoding, output=_output_stage(props),
+                                       decode=decode)
     except KernelnetError as exc:
         text = str(exc)
         raise KernelnetError(text if text.startswith("model metadata") else f"model metadata: {text}") from exc
@@ -341,7 +345,7 @@ def decode_info(props: dict[str, str]) -> ModelInfo:
 
 
 SPEC_KEYS = ("model", "rank", "normalize", "kernels", "bias", "padding", "kernel_size", "input_dtype", "input_scale",
-             "channels", "output_stage", "precision", "target_kernel", "passes")
+             "channels", "output_stage", "precision", "target_kernel", "passes", "decode")
 
 
 def reencode(props: dict[str, str], *, precision: str | None = None, input_dtype: str | None = None,

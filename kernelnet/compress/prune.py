@@ -276,6 +276,9 @@ def prune_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = 
     if config.model == "rank":
         raise KernelnetError(f"{run} is a rank filter ({config.rank}): its footprint is not a weight to prune; "
                              "pruning applies to linear kernels")
+    if config.decode or config.encode:
+        raise KernelnetError(f"{run} wraps its kernel in curves ({config.decode or config.encode}): pruning applies "
+                             "to kernels on the images' own values")
     if config.after:
         raise KernelnetError(f"{run} is a chain of {len(config.after) + 1} passes rounded in between: a pruned tap "
                              "moves every later pass's levels; pruning applies to one-pass filters")

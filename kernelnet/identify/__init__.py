@@ -25,7 +25,9 @@ The search, cheapest first, each step on what the previous one fixed:
 6. **Chain rung**, integer targets whose raw fit writes < 99.9% of the levels exactly: the kernel with its taps
    refined against the levels, or 1-D blur passes rounded to the levels (or to 16-bit quanta) in between
    (:mod:`kernelnet.identify.chain`: Pillow's ``BoxBlur``, ImageMagick's ``-blur``, ffmpeg's ``unsharp``), scored on
-   whole planes; the shortest program that writes the levels wins.
+   whole planes; the shortest program that writes the levels wins. For |kernel| and magnitude fits of 5×5 short of
+   the levels: a blur written to the levels, then an absolute derivative (:mod:`kernelnet.identify.chain_split`:
+   OpenCV's blur saved as 8 bits, then Sobel and convertScaleAbs).
 
 Whatever the user fixed (kind, size, border, clip, rounding) is not searched.
 """
@@ -270,14 +272,6 @@ def identify_rank(pairs: PairSet, fixed: Fixed, clip: tuple[float, float] | None
     return Identified(spec, floor, rms, True, candidates, errors)
 
 
-def _misses_levels(candidates: list[dict[str, Any]], k: int) -> bool:
-    """True when the chosen raw k×k fit writes fewer integer levels exactly than the verdict asks (its RMS may sit
-    at the rounding floor while a rounding between passes tips 9% of the levels)."""
-    shares = [c["exact_share"] for c in candidates
-              if c.get("combine") == "raw" and c.get("kernel_size") == k and "exact_share" in c]
-    return bool(shares) and shares[-1] < CHAIN_TRIGGER
-
-
 def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None = 255.0) -> Identified:
     """Identify the filter behind ``pairs`` (see the module docstring); float output in the targets' units."""
     fixed = fixed or Fixed()
@@ -322,12 +316,11 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
     elif rounding is not None:
         stage = OutputStage(clip=finite_clip, rounding=rounding, grid=grid)
     spec = spec.replace(output=stage)
-    if combine == "raw" and _misses_levels(candidates, k) and fixed.combine in (None, "raw") and not fixed.linear \
-            and fixed.kernel_size is None and border != "copy" and in_levels is not None:
-        from kernelnet.identify.chain import CHAIN_BORDERS, identify_chain
+    if pairs.encoding.levels is not None and in_levels is not None and not fixed.linear \
+            and fixed.kernel_size is None and border != "copy" and fixed.combine in (None, combine):
+        from kernelnet.identify.programs import longer_program
 
-        if border in CHAIN_BORDERS:  # the ring already chose it: a chain of the same program uses it too
-            chained = identify_chain(pairs, clip, in_levels, [border], spec.kernels[0], candidates)
-            if chained is not None:  # one kernel is short of the levels; a refined one or a chain writes them
-                return Identified(chained[0], floor, rms, True, candidates, errors)
+        longer = longer_program(pairs, spec, fixed.combine, clip, in_levels, candidates)
+        if longer is not None:  # one kernel is short of the levels; a refined one or a longer program writes them
+            return Identified(longer[0], floor, rms, longer[1], candidates, errors)
     return Identified(spec, floor, rms, reached, candidates, errors)

@@ -138,7 +138,8 @@ def kernel_spec(kernel: np.ndarray, border: str, rounding: str, top: float, scal
     return _with_final([head], scale, final, top)
 
 
-def _planes(pairs: PairSet) -> list[tuple[np.ndarray, np.ndarray]]:
+def training_planes(pairs: PairSet) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole training planes (x in [0, 1], y in target units), spread over the corpus, ``SCORE_PIXELS`` at least."""
     planes, count = [], 0
     for _, x, y in pairs.iter_planes(pairs.spread(pairs.train)):
         planes.append((x, y))
@@ -149,6 +150,7 @@ def _planes(pairs: PairSet) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def exact_share(spec: FilterSpec, planes: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The share of target levels ``spec`` writes exactly on ``planes``."""
     hits = total = 0
     for x, y in planes:
         hits += int(np.count_nonzero(apply_spec(x, spec) == y))
@@ -244,8 +246,8 @@ def identify_chain(pairs: PairSet, clip: tuple[float, float] | None, in_levels: 
     top = float(pairs.encoding.int_range[1])
     h = _factor(pairs, clip, in_levels)
     interior = functools.cache(lambda: sample_interior(pairs, clip, 2 * LP_ROWS, seed=3))
-    planes = _planes(pairs)
-    screen = _screen(planes)
+    planes = training_planes(pairs)
+    screen = screen_planes(planes)
     finalists: list[tuple[float, int, FilterSpec]] = []
     for border in borders:
         scored = [(exact_share(spec, screen), about, spec, refine)
@@ -267,7 +269,7 @@ def identify_chain(pairs: PairSet, clip: tuple[float, float] | None, in_levels: 
     return spec, share
 
 
-def _screen(planes: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+def screen_planes(planes: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first ``SCREEN_PIXELS`` of ``planes`` (whole planes: their rings count)."""
     out, count = [], 0
     for x, y in planes:

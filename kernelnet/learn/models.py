@@ -175,7 +175,7 @@ def model_from_spec(spec: FilterSpec) -> _FilterBase:
     """The PyTorch model computing ``spec`` (float32 input in [0, 1], no output stage)."""
     if spec.after:
         raise KernelnetError(f"PyTorch models compute one pass; this is a chain of {len(spec.passes)} passes")
-    if spec.input.scale != 1.0 or spec.input.channels != 1 or not spec.output.identity:
+    if spec.input.scale != 1.0 or spec.input.channels != 1 or not spec.output.identity or spec.decode:
         raise KernelnetError("PyTorch models compute gray float filters without an output stage")
     model = build_model(spec.model, spec.kernel_size, spec.has_bias, spec.normalize, spec.border)
     set_kernels(model, spec.kernels.astype(np.float32), spec.bias.astype(np.float32))

@@ -81,7 +81,8 @@ def _config(pairs: PairSet, found: Identified, data: str, targets: str, seed: in
                      seed=seed, name=name, clip=out.clip, rounding=out.rounding, output_bits=out.bits,
                      grid=out.grid, target_format=pairs.encoding.format, target_dtype=pairs.encoding.dtype,
                      target_channels=pairs.encoding.channels, output_scale=out.scale, output_offset=out.offset,
-                     rank=spec.combine if spec.is_rank else "", after=tuple(pass_fields(p) for p in spec.after))
+                     rank=spec.combine if spec.is_rank else "", after=tuple(pass_fields(p) for p in spec.after),
+                     decode=spec.decode or "", encode=out.encode or "")
 
 
 def _train_mse(pairs: PairSet, spec: FilterSpec, strips: int = 8) -> float:
@@ -114,7 +115,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     found = identify(pairs, fixed, pairs.input_levels)
     history: list[dict[str, Any]] = []
     gradient_kept = None
-    if solver != "exact" and not found.spec.is_rank and not found.spec.after:  # nothing to descend on: an order
+    if solver != "exact" and not found.spec.is_rank and not found.spec.after and not found.spec.decode:  # nothing to descend on: an order
         # statistic, or passes rounded in between
         from kernelnet.learn.pairs_gradient import refine
 

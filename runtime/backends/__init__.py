@@ -83,7 +83,8 @@ def _native_or_graph(path: Path, chosen: str, threads: int | None, name: str | N
     if chosen == "native":
         raise KernelnetError(f"native backend cannot run {path}: {reason}")
     spec = graph.info.spec
-    if not unsupported(graph.info, graph.input_dtype) or (spec is not None and spec.is_rank):  # say so
+    curved = spec is not None and any(p.decode or p.output.encode for p in spec.passes)
+    if not unsupported(graph.info, graph.input_dtype) or (spec is not None and spec.is_rank) or curved:  # say so
         warnings.warn(f"native backend not used for {path}: {reason}; running it with onnxruntime", stacklevel=3)
     return graph  # onnxruntime runs what the stencil cannot (int8, fp16, uint8 input, no metadata)
 

@@ -68,6 +68,8 @@ def unsupported(info: ModelInfo, input_dtype: str) -> str:
     spec = info.spec
     if spec is None:
         return "the model has no kernelnet kernel metadata"
+    if any(p.decode or p.output.encode for p in spec.passes):
+        return "the stencil has no curve stages (decode / encode)"
     if spec.after:
         for i, p in enumerate(spec.passes, 1):
             reason = unsupported(ModelInfo(p, None, info.precision), input_dtype if i == 1 else "float32")

@@ -253,7 +253,7 @@ def _stencil_problem(nodes: list[dict[str, Any]], inits: dict[str, np.ndarray], 
 
 
 POINTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Abs", "Neg", "Min", "Max", "Sqrt", "Clip", "Round", "Floor",
-                           "Sign", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"})
+                           "Sign", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear", "Pow", "LessOrEqual"})
 """Ops that combine values at the same position (with other such values or scalar constants)."""
 
 
@@ -370,6 +370,8 @@ def receptive_radius(path: str | Path, halo: int) -> int | None:
                 (op == "And" and kind.get(ins[1]) == "mask") or (op == "Reshape" and ins[1] in inits)):
             kind[node["outputs"][0]] = "mask"
             continue
+        elif op == "Where" and all(n in reach for n in ins):  # a curve's two segments, chosen per value
+            out = seen
         elif op == "Where" and kind.get(ins[0]) == "mask" and ins[1] in reach and ins[2] in reach:
             out = (max(reach[ins[1]][0], reach[ins[2]][0]), max(reach[ins[1]][1], reach[ins[2]][1]))
         else:

@@ -4,6 +4,7 @@ not trained on, by both backends; a one-kernel black box stays one kernel; prune
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -95,3 +96,33 @@ def test_the_pipeline_takes_a_chain_through_without_pruning_or_int8(tmp_path):
     assert "nothing to prune (a chain" in res.output and "no int8 model" in res.output
     assert json.loads((tmp_path / "pipe" / "verify.json").read_text())["ok"] is True
     assert not (tmp_path / "pipe" / "pruned" / "model.int8.onnx").exists()
+
+
+SPLITS = {
+    # a blur written as 8 bits, then |derivative| (convertScaleAbs: its alpha after the derivative)
+    "blur-sobel-x": lambda c, cv2: cv2.convertScaleAbs(cv2.Sobel(cv2.blur(c, (3, 3)), cv2.CV_16S, 1, 0)),
+    "gaussian-laplacian": lambda c, cv2: cv2.convertScaleAbs(cv2.Laplacian(cv2.GaussianBlur(c, (3, 3), 0),
+                                                                           cv2.CV_16S)),
+    "gaussian-scharr-y-half": lambda c, cv2: cv2.convertScaleAbs(cv2.Scharr(cv2.GaussianBlur(c, (3, 3), 0),
+                                                                            cv2.CV_16S, 0, 1), alpha=0.5),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SPLITS))
+def test_a_blur_saved_as_8_bits_then_an_absolute_derivative_is_two_passes(tmp_path, name):
+    cv2 = pytest.importorskip("cv2")
+    box = functools.partial(SPLITS[name], cv2=cv2)
+    data, targets = make_pairs(tmp_path / "train", box, count=10, side=72)
+    m = train_pairs(data, targets, tmp_path / "run", plots=False).metrics
+    program = m["identified"]["program"]
+    assert m["verdict"] == "reproduced", m["program"]
+    assert [s["stage"] for s in program] == ["linear", "output", "linear", "combine", "output"], m["program"]
+    assert program[1]["bits"] == 8 and program[3]["combine"] == "abs"
+    assert kn("export", tmp_path / "run").exit_code == 0
+    held_in, held_out = _held_out(tmp_path / "held", box)
+    for backend in ("native", "onnxruntime"):
+        res = kn("apply", tmp_path / "run", held_in, "--out", tmp_path / backend, "--backend", backend, "-q")
+        assert res.exit_code == 0, res.output
+        for src in sorted(held_out.glob("*.png")):
+            assert np.array_equal(read_raw(tmp_path / backend / src.name), read_raw(src)), (backend, src)
