@@ -83,10 +83,9 @@ def identify_split(pairs: PairSet, kernel: np.ndarray, border: str, in_levels: f
         return None
     planes = training_planes(pairs)
     screen = screen_planes(planes)
-    borders = list(dict.fromkeys([border, "reflect", "replicate"]))
+    borders = [(b, b) for b in dict.fromkeys([border, "reflect", "replicate"])]  # programs pad both passes alike
     scored = []
-    for (miss, name, b), pair, rules in itertools.product(firsts, itertools.product(borders, repeat=2),
-                                                          itertools.product(ROUNDINGS, repeat=2)):
+    for (miss, name, b), pair, rules in itertools.product(firsts, borders, itertools.product(ROUNDINGS, repeat=2)):
         gain = float(b.sum())  # a blur keeps the levels: the derivative's own scale (convertScaleAbs's alpha) is after
         snapped, q = snap(b.ravel() / gain)
         gain = float(snap(np.array([gain]))[0][0]) if snap(np.array([gain]))[1] else gain

@@ -60,7 +60,7 @@ def test_a_blur_in_linear_light_is_found_with_its_curve(tmp_path, curve, ksize, 
 def test_native_declines_a_curve_in_one_line_and_prune_and_quantize_refuse(tmp_path):
     from kernelnet.runtime import load
 
-    data, targets = make_pairs(tmp_path, linear_light("gamma:2.4", 3, 0.8), count=8, side=80)
+    data, targets = make_pairs(tmp_path, linear_light("gamma:2.4", 3, 0.8), count=6, side=64)
     res = kn("train", "--data", data, "--targets", targets, "--out", tmp_path / "run", "--no-plots")
     assert res.exit_code == 0 and "decode γ2.4" in res.output, res.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["decode"] == "gamma:2.4"
