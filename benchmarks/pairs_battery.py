@@ -103,10 +103,11 @@ def cases() -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool, di
         "cv_gaussian_laplacian_abs": (lambda c: cv2.convertScaleAbs(cv2.Laplacian(cv2.GaussianBlur(c, (3, 3), 0),
                                                                                   cv2.CV_16S)), ".png", False,
                                       {"verdict": "reproduced"}),
-        # a Gaussian in linear light (decode γ2.2 → blur → encode): the curve rung, ≥ 99% of the levels
+        # a Gaussian in linear light (decode γ2.2 → blur → encode): the curve rung, ≥ 99% of the levels (the verdict
+        # asks 99.9%: "approximated")
         "linear_light_gaussian": (lambda c: np.clip(np.round(255 * cv2.GaussianBlur(
             (c / 255.0).astype(np.float32) ** 2.2, (5, 5), 1.0) ** (1 / 2.2)), 0, 255).astype(np.uint8), ".png", False,
-            {"kernel_size": 5}),
+            {"kernel_size": 5, "verdict": "approximated", "min_equal": 0.99, "program": "decode γ"}),
         # three extended-box passes per axis whose 24-bit taps break exact ties by the pixels: not reproduced yet
         "pil_gaussian_blur": (lambda c: np.asarray(Image.fromarray(c).filter(ImageFilter.GaussianBlur(1.2))), ".png",
                               False, {"verdict": "approximated"}),
@@ -193,7 +194,9 @@ def run_case(name: str, box: Callable, suffix: str, rgb: bool, expect: dict, pai
         "padding" not in expect or row["border"] == expect["padding"] or (row["k"] == 3 and {row["border"],
                                                                                             expect["padding"]} <= {"symmetric", "replicate"}),
         row["verdict"] == expect.get("verdict", "reproduced"),
-        expect.get("verdict", "reproduced") != "reproduced" or suffix != ".png" or row["files_equal"] >= 0.999])
+        expect.get("verdict", "reproduced") != "reproduced" or suffix != ".png" or row["files_equal"] >= 0.999,
+        row["files_equal"] >= expect.get("min_equal", 0.0),
+        m["program"].startswith(expect.get("program", ""))])
     return row
 
 

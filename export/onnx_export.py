@@ -163,6 +163,8 @@ def export_onnx(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | N
     if static is not None and min(static[2:]) < spec.min_side:
         raise KernelnetError(f"{config.padding} border needs H and W >= {spec.min_side}, got static {static}")
     chosen = form if spec.after else choose_form(spec, form)  # a chain: each pass picks its own form
+    if fp16 and any(p.decode or p.output.encode for p in spec.passes):
+        raise KernelnetError("fp16 export of a model with curves is not supported: the curves' powers need float32")
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     if path.is_dir():
         raise KernelnetError(f"output {path} is a directory")

@@ -109,10 +109,10 @@ def export_tensorrt(run_dir: str | os.PathLike[str], out: str | os.PathLike[str]
     config = load_config(run_dir)
     weights = load_weights(run_dir)
     source = Path(onnx_model) if onnx_model else (run_dir / INT8_FILE if precision == "int8" else None)
-    if source is None and config.after:  # a chain: its PyTorch checkpoint is the first pass only; its graph is all
+    if source is None and (config.after or config.decode or config.encode):  # a chain, curves: the graph is all
         source = run_dir / "model.onnx"
         if not source.is_file():
-            raise KernelnetError(f"{source} not found: a chain of passes builds its engine from its graph; run "
+            raise KernelnetError(f"{source} not found: a chain or curves build their engine from the graph; run "
                                  "'kernelnet export RUN' first")
     if source is not None and not source.is_file():
         raise KernelnetError(f"{source} not found" + (": run 'kernelnet quantize RUN' first" if precision == "int8" else ""))

@@ -85,10 +85,11 @@ def bench_stage(model: Path, run: Path, out: Path, sizes: str, min_time: float, 
     from kernelnet.rundir import load_config
 
     contenders, skipped, nets = open_contenders(model, threads)
-    if not load_config(run).after:
+    config = load_config(run)
+    if not config.after and not config.decode and not config.encode:
         contenders.append(pytorch_contender(run, nets[0].info, threads))
     else:
-        skipped.append("pytorch: a chain of passes; its checkpoint holds the first pass only")
+        skipped.append("pytorch: a chain or curves; its checkpoint holds the (first) kernel only")
     timings = run_bench(contenders, parse_sizes(sizes), 1, nets[0].input_dtype, min_seconds=min_time)
     write_text(out / "bench.json", json.dumps(bench_document(model, threads, 1, timings, skipped), indent=2) + "\n")
     plot_timings(timings, out / "bench.png")

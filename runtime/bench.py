@@ -113,7 +113,8 @@ def opencv_contender(info: ModelInfo, threads: int | None = None) -> Contender |
     except ImportError:
         return None
     spec = info.spec
-    if spec is None or spec.after or spec.border in ("copy", "reflect_symmetric") or not spec.output.identity:
+    if spec is None or spec.after or spec.decode or spec.border in ("copy", "reflect_symmetric") or \
+            not spec.output.identity:
         return None  # OpenCV has no ring-copying or half-mirrored border and no output stage to compare with
     if threads is not None:
         cv2.setNumThreads(threads)

@@ -317,7 +317,8 @@ def identify(pairs: PairSet, fixed: Fixed | None = None, in_levels: float | None
         stage = OutputStage(clip=finite_clip, rounding=rounding, grid=grid)
     spec = spec.replace(output=stage)
     if pairs.encoding.levels is not None and in_levels is not None and not fixed.linear \
-            and fixed.kernel_size is None and border != "copy" and fixed.combine in (None, combine):
+            and fixed.kernel_size is None and border != "copy" and fixed.combine in (None, combine) \
+            and fixed.border is None and fixed.clip == "auto" and fixed.rounding == "auto":  # nothing fixed to keep
         from kernelnet.identify.programs import longer_program
 
         longer = longer_program(pairs, spec, fixed.combine, clip, in_levels, candidates)

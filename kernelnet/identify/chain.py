@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kernelnet.identify.fit import MAX_RAW, design, fit_raw, sample_interior
-from kernelnet.identify.interval import LP_ROWS, interval_kernel, refine_taps
+from kernelnet.identify.interval import LP_ROWS, bounds, interval_kernel, refine_taps
 from kernelnet.runtime.io.pairs import PairSet
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec, OutputStage
@@ -202,6 +202,14 @@ def _candidates(h: np.ndarray, kernel: np.ndarray | None, border: str, top: floa
             refine = functools.partial(lambda b, g, n, r: b(refine_taps(g, n, border, r, screen(), in_levels, top)),
                                        build, snapped, n, final or rule)
             found.append((about, build(snapped), None if q else refine))
+    solved: dict[tuple[float, float], np.ndarray] = {}
+
+    def refined(rule: str) -> np.ndarray:
+        """The kernel refined inside ``rule``'s intervals: one LP per interval shape (half rules share theirs)."""
+        if bounds(rule) not in solved:
+            solved[bounds(rule)] = interval_kernel(kernel, *interior(), rule, in_levels, top)
+        return solved[bounds(rule)]
+
     one = [(1.0, rule) for rule in (*ROUNDINGS, "floor")]  # the kernel itself, refined: no chain at all
     for rule, (scale, final) in itertools.product(ROUNDINGS, one + depths[1:] if kernel is not None else ()):
         if scale == 1.0 and rule != ROUNDINGS[0]:
@@ -210,8 +218,7 @@ def _candidates(h: np.ndarray, kernel: np.ndarray | None, border: str, top: floa
         about = {"combine": "chain" if scale != 1.0 else "raw", "passes": 1 + (scale != 1.0),
                  "kernel_size": kernel.shape[-1], "grid": None, "border": border, "rounding": rule, "depth": scale,
                  "final": final}
-        refine = functools.partial(lambda r, d, f: kernel_spec(interval_kernel(kernel, *interior(), f, in_levels, top),
-                                                               border, r, top, d, f), rule, scale, final)
+        refine = functools.partial(lambda r, d, f: kernel_spec(refined(f), border, r, top, d, f), rule, scale, final)
         found.append((about, kernel_spec(kernel, border, rule, top, scale, final), refine))
     return found
 

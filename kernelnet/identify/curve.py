@@ -17,7 +17,13 @@ import numpy as np
 
 from kernelnet.identify.chain import ROUNDINGS, exact_share, screen_planes, snap, training_planes
 from kernelnet.identify.fit import design, sample_interior
-from kernelnet.runtime.curves import decode, encode
+from kernelnet.runtime.curves import decode, encode, exponent
+
+
+def exponent_of(curve: str | None) -> float:
+    """g of ``gamma:<g>``; sRGB counts as 2.2 (it is far from the identity)."""
+    g = exponent(curve) if curve else 1.0
+    return 2.2 if g is None else g
 from kernelnet.runtime.io.pairs import PairSet
 from kernelnet.runtime.spec import FilterSpec, OutputStage
 
@@ -28,6 +34,8 @@ GAMMAS = (1.0, 3.0)
 CURVE_ROWS = 40_000
 SEARCH_ROWS, SEARCH_SIZE = 12_000, 5
 """The exponent search fits 5×5 kernels on this many rows (the size hardly moves the exponent)."""
+MARGIN, NO_CURVE = 0.002, 0.05
+"""A curve must write 0.2% more levels than the one kernel, with an exponent at least 0.05 from 1."""
 ROUND_SLACK = 1.01
 """A round exponent is kept when its fit's RMS is within 1% of the searched one's."""
 
@@ -96,6 +104,6 @@ def identify_curve(pairs: PairSet, clip: tuple[float, float] | None, border: str
     share = exact_share(best[1], planes)
     candidates.append({"combine": "curve", "curve": best[1].decode, "kernel_size": k, "rms": rms,
                        "rounding": best[1].output.rounding, "exact_share": share})
-    if share < CURVE_SHARE or share <= single_share:
-        return None
+    if share < CURVE_SHARE or share < single_share + MARGIN or abs(exponent_of(best[1].decode) - 1.0) < NO_CURVE:
+        return None  # short of the bar, no clearly better than the one kernel, or no curve at all (γ ≈ 1)
     return best[1], share

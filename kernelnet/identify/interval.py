@@ -22,8 +22,10 @@ from kernelnet.identify.fit import design
 SCIPY_MODES = {"replicate": "nearest", "symmetric": "reflect", "reflect": "mirror", "zeros": "constant"}
 REFINE_EVALS = 1500
 """Powell's budget of loss evaluations for :func:`refine_taps`."""
-LP_ROWS = 30_000
+LP_ROWS = 20_000
 """Interior pixels the LP reads (two inequalities each)."""
+LP_SECONDS = 10.0
+"""HiGHS's time limit; a refinement that runs out keeps the least-squares kernel."""
 
 
 def bounds(rule: str) -> tuple[float, float]:
@@ -105,7 +107,8 @@ def interval_kernel(kernel: np.ndarray, patches: np.ndarray, y: np.ndarray, rule
     cost = np.zeros(count + 1)
     cost[-1] = -1.0  # maximise the margin
     result = linprog(cost, A_ub=np.block([[-a, ones], [a, ones]]), b_ub=np.concatenate([-(y + lo), y + hi]),
-                     bounds=[(None, None)] * count + [(None, 0.5)], method="highs")
+                     bounds=[(None, None)] * count + [(None, 0.5)], method="highs",
+                     options={"time_limit": LP_SECONDS})
     if result.status != 0 or result.x is None:
         return kernel
     return (basis @ result.x[:-1]).reshape(k, k) * in_levels

@@ -15,19 +15,22 @@ from kernelnet.runtime.spec import FilterSpec
 
 TRIGGER = 0.999
 """The share of training levels below which a longer program is looked for (the verdict's own bar)."""
+REFINE_FROM, REFINE_MAX = 0.9, 9
+"""The one kernel is refined against the levels (an LP) when it already writes this share and is at most 9×9."""
 
 
 def longer_program(pairs: PairSet, spec: FilterSpec, fixed_combine: str | None, clip: tuple[float, float] | None,
                    in_levels: float, candidates: list[dict[str, Any]]) -> tuple[FilterSpec, bool] | None:
     """(the program, whether it writes ``TRIGGER`` of the training levels), or None where ``spec`` already does
     or no longer program beats it."""
-    from kernelnet.identify.chain import CHAIN_BORDERS, exact_share, identify_chain, screen_planes, training_planes
+    from kernelnet.identify.chain import CHAIN_BORDERS, exact_share, identify_chain, training_planes
 
-    share = exact_share(spec, screen_planes(training_planes(pairs)))
+    share = exact_share(spec, training_planes(pairs))  # the planes every longer program is scored on
     if share >= TRIGGER or spec.is_rank:
         return None
     if spec.combine == "raw" and spec.border in CHAIN_BORDERS:  # the ring chose the border: the passes use it too
-        chained = identify_chain(pairs, clip, in_levels, [spec.border], spec.kernels[0], candidates)
+        kernel = spec.kernels[0] if share >= REFINE_FROM and spec.kernel_size <= REFINE_MAX else None
+        chained = identify_chain(pairs, clip, in_levels, [spec.border], kernel, candidates)
         if chained is not None:
             return chained[0], True
     if spec.combine in ("abs", "magnitude") and spec.kernel_size == 5 and fixed_combine is None:

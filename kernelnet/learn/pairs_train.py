@@ -139,7 +139,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
         "program": program_line(spec),
         "verdict": "reproduced" if reproduced else "approximated",
         "nearest_named_filter": nearest_named_filter(spec) if reproduced and not spec.is_rank and not spec.after
-        else None,
+        and not spec.decode else None,
         "noise_floor_psnr_db": floor,
         **{k: v for k, v in figures.items() if k != "peak"},
         "interior_rms": found.rms, "floor_rms": found.floor_rms, "grid": spec.output.grid,

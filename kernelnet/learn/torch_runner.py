@@ -34,6 +34,8 @@ class TorchRunner(Runner):
         from kernelnet.rundir import load_model, load_weights
 
         config, module = load_model(run_dir)
+        if config.decode or config.encode:
+            raise KernelnetError(f"{run_dir} wraps its kernel in curves; its PyTorch checkpoint holds the kernel only")
         if config.after:
             raise KernelnetError(f"{run_dir} is a chain of {len(config.after) + 1} passes rounded in between; its "
                                  "PyTorch checkpoint holds the first pass only")
