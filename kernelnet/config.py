@@ -129,7 +129,7 @@ class RunConfig:
         if self.target_format == "png" and self.target_dtype not in ("", "uint8", "uint16"):
             raise KernelnetError(f"PNG targets hold 8- or 16-bit levels, not {self.target_dtype}")
         if self.after:
-            from kernelnet.runtime.spec_codec import pass_spec
+            from kernelnet.runtime.chain_codec import pass_spec
 
             last_bits = pass_spec(self.after[-1]).output.bits  # a chain writes its last pass's levels
         else:
@@ -161,7 +161,7 @@ class RunConfig:
 
     def filter_spec(self, kernels: Any, bias: Any = None, input_dtype: str = "float32") -> FilterSpec:
         """The deployed filter of this run's model with learned ``kernels`` (C, k, k) and ``bias`` (C,)."""
-        from kernelnet.runtime.spec_codec import pass_spec
+        from kernelnet.runtime.chain_codec import pass_spec
 
         return FilterSpec.from_weights(kernels, bias, self.model, self.normalize, self.padding, self.rank or None,
                                        input=InputEncoding.for_dtype(input_dtype), output=self.output_stage,

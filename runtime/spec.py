@@ -28,13 +28,17 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.stages import INPUT_DTYPES, MAX_CHANNELS, ROUNDINGS, InputEncoding, OutputStage
+
+__all__ = ["BORDERS", "COMBINES", "FOOTPRINTS", "INPUT_DTYPES", "MAX_CHANNELS", "MAX_KERNEL", "MODELS", "RANKS", "ROUNDINGS",
+           "FilterSpec", "InputEncoding", "OutputStage", "check_kernel_size", "footprint_of", "min_side",
+           "mirror_slices", "as_kernel_stack"]
 
 BORDERS = ("zeros", "reflect", "symmetric", "replicate", "reflect_symmetric", "copy")
 """Border names (numpy's): ``zeros``; ``reflect`` (= OpenCV REFLECT_101 = PyTorch reflect); ``symmetric`` (= OpenCV
@@ -46,13 +50,9 @@ k//2 ring is the input pixel itself, in the output's units, as Pillow's ``ImageF
 RANKS = ("min", "max", "median")
 """Order statistics over the footprint (the kernel's nonzero taps): erode, dilate, median."""
 COMBINES = ("raw", "abs", "magnitude", *RANKS)
-INPUT_DTYPES = ("float32", "uint8")
-ROUNDINGS = ("half_even", "half_up", "toward_zero", "floor")
 MODELS = ("single", "double", "rank")
 MAX_KERNEL = 31
 """Largest supported kernel side (odd)."""
-MAX_CHANNELS = 4
-"""Largest number of image channels a model filters (each one independently)."""
 
 
 def min_side(border: str, halo: int) -> int:
@@ -109,16 +109,6 @@ def _check_after(spec: Any) -> None:
                                  "no passes of its own")
 
 
-def _finite(value: Any, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise KernelnetError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or isinstance(value, bool):
-        raise KernelnetError(f"{what} must be a finite number, got {value!r}")
-    return number
-
-
 def check_kernel_size(size: Any, what: str = "kernel_size") -> int:
     """``size`` as an odd int in [1, MAX_KERNEL] or a KernelnetError naming ``what``."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
@@ -143,87 +133,6 @@ def as_kernel_stack(values: Any, what: str = "kernels") -> np.ndarray:
         raise KernelnetError(f"{what} hold NaN or Inf")
     arr.setflags(write=False)
     return arr
-
-
-@dataclass(frozen=True)
-class InputEncoding:
-    """How input pixels become the filter's values: ``value = pixel · scale``.
-
-    ``dtype`` is what the graph takes (float32 in [0, 1], or raw uint8 with ``scale`` 1/255); ``channels`` is how
-    many image channels are filtered independently (1 = gray).
-    """
-
-    channels: int = 1
-    dtype: str = "float32"
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.channels, bool) or not isinstance(self.channels, int) \
-                or not 1 <= self.channels <= MAX_CHANNELS:
-            raise KernelnetError(f"input channels must be an integer in 1..{MAX_CHANNELS}, got {self.channels!r}")
-        if self.dtype not in INPUT_DTYPES:
-            raise KernelnetError(f"input dtype must be one of {', '.join(INPUT_DTYPES)}, got {self.dtype!r}")
-        scale = _finite(self.scale, "input scale")
-        if scale <= 0:
-            raise KernelnetError(f"input scale must be > 0, got {scale}")
-        object.__setattr__(self, "scale", scale)
-
-    @classmethod
-    def for_dtype(cls, dtype: str, channels: int = 1) -> InputEncoding:
-        """The standard mapping of ``dtype``: float32 as is, uint8 / 255."""
-        return cls(channels, dtype, 1.0 / 255.0 if dtype == "uint8" else 1.0)
-
-
-@dataclass(frozen=True)
-class OutputStage:
-    """What follows the combine step: ``y = v · scale + offset``, snapped to the nearest multiple of 1/``grid``
-    (the exact values of an integer-arithmetic filter, so that float32 noise never moves a tie), then ``clip``
-    (lo, hi), then ``rounding``.
-
-    ``bits`` (8 or 16) marks an integer output whose levels are ``y`` itself (``clip`` is then within
-    [0, 2^bits − 1]); ``None`` is a float output. The identity stage is ``OutputStage()``.
-    """
-
-    scale: float = 1.0
-    offset: float = 0.0
-    clip: tuple[float, float] | None = None
-    rounding: str | None = None
-    bits: int | None = None
-    grid: int | None = None
-    encode: str | None = None
-    """A curve (:mod:`kernelnet.runtime.curves`) applied to the combined value before ``scale``: linear → encoded."""
-
-    def __post_init__(self) -> None:
-        if self.encode is not None:
-            from kernelnet.runtime.curves import check_curve
-
-            object.__setattr__(self, "encode", check_curve(self.encode, "output encode curve"))
-        if self.grid is not None and (isinstance(self.grid, bool) or not isinstance(self.grid, int)
-                                      or not 1 <= self.grid <= 1 << 16):
-            raise KernelnetError(f"output grid must be an integer in 1..65536, got {self.grid!r}")
-        object.__setattr__(self, "scale", _finite(self.scale, "output scale"))
-        object.__setattr__(self, "offset", _finite(self.offset, "output offset"))
-        if self.scale == 0:
-            raise KernelnetError("output scale must not be 0")
-        if self.clip is not None:
-            if not isinstance(self.clip, (tuple, list)) or len(self.clip) != 2:
-                raise KernelnetError(f"output clip must be [lo, hi], got {self.clip!r}")
-            lo, hi = (_finite(v, "output clip bound") for v in self.clip)
-            if not lo < hi:
-                raise KernelnetError(f"output clip needs lo < hi, got [{lo}, {hi}]")
-            object.__setattr__(self, "clip", (lo, hi))
-        if self.rounding is not None and self.rounding not in ROUNDINGS:
-            raise KernelnetError(f"output rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
-        if self.bits is not None:
-            if self.bits not in (8, 16) or isinstance(self.bits, bool):
-                raise KernelnetError(f"output bits must be 8 or 16, got {self.bits!r}")
-            top = float(2 ** self.bits - 1)
-            if self.clip is None or self.clip[0] < 0 or self.clip[1] > top or self.rounding is None:
-                raise KernelnetError(f"a {self.bits}-bit output needs a clip within [0, {top:g}] and a rounding")
-
-    @property
-    def identity(self) -> bool:
-        return self == OutputStage()
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,7 +25,7 @@ from kernelnet.runtime.align import align_kernels, embed_center
 from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.program import footprint_name, program_line, program_stages
 from kernelnet.runtime.spec import FilterSpec
-from kernelnet.runtime.spec_codec import pass_fields
+from kernelnet.runtime.chain_codec import pass_fields
 from kernelnet.runtime.checks.verify_pairs import floor_db, reproduces
 
 PLOT_SIDE = 512
