@@ -35,6 +35,19 @@ def _held_out(root, box):
     return root / "in", root / "out"
 
 
+def _exported_and_applied(root, box):
+    """Export ``root``/run, apply it on held-out photos with each backend, and check every file equals the black
+    box's own; returns the held-out (inputs, targets) folders."""
+    assert kn("export", root / "run").exit_code == 0
+    held_in, held_out = _held_out(root / "held", box)
+    for backend in ("native", "onnxruntime"):
+        res = kn("apply", root / "run", held_in, "--out", root / backend, "--backend", backend, "-q")
+        assert res.exit_code == 0, res.output
+        for src in sorted(held_out.glob("*.png")):
+            assert np.array_equal(read_raw(root / backend / src.name), read_raw(src)), (backend, src)
+    return held_in, held_out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("radius", [1, 3])
 def test_pillow_box_blur_is_two_rounded_passes_and_its_files_are_reproduced(tmp_path, radius):
@@ -49,13 +62,7 @@ def test_pillow_box_blur_is_two_rounded_passes_and_its_files_are_reproduced(tmp_
     assert all(s["kernel_size"] == 2 * radius + 1 and s["border"] in same for s in program[::2])
     assert program[1]["bits"] == 8 and program[1]["grid"] == 2 * radius + 1  # rounded between the passes
     assert f"→ {2 * radius + 1}×1 vertical" in m["program"]
-    assert kn("export", tmp_path / "run").exit_code == 0
-    held_in, held_out = _held_out(tmp_path / "held", box)
-    for backend in ("native", "onnxruntime"):
-        res = kn("apply", tmp_path / "run", held_in, "--out", tmp_path / backend, "--backend", backend, "-q")
-        assert res.exit_code == 0, res.output
-        for src in sorted(held_out.glob("*.png")):
-            assert np.array_equal(read_raw(tmp_path / backend / src.name), read_raw(src)), (backend, src)
+    held_in, held_out = _exported_and_applied(tmp_path, box)
     res = kn("verify", tmp_path / "run" / "model.onnx", "--data", held_in, "--targets", held_out, "--exact")
     assert res.exit_code == 0, res.output
 
@@ -119,10 +126,4 @@ def test_a_blur_saved_as_8_bits_then_an_absolute_derivative_is_two_passes(tmp_pa
     assert m["verdict"] == "reproduced", m["program"]
     assert [s["stage"] for s in program] == ["linear", "output", "linear", "combine", "output"], m["program"]
     assert program[1]["bits"] == 8 and program[3]["combine"] == "abs"
-    assert kn("export", tmp_path / "run").exit_code == 0
-    held_in, held_out = _held_out(tmp_path / "held", box)
-    for backend in ("native", "onnxruntime"):
-        res = kn("apply", tmp_path / "run", held_in, "--out", tmp_path / backend, "--backend", backend, "-q")
-        assert res.exit_code == 0, res.output
-        for src in sorted(held_out.glob("*.png")):
-            assert np.array_equal(read_raw(tmp_path / backend / src.name), read_raw(src)), (backend, src)
+    _exported_and_applied(tmp_path, box)
