@@ -55,12 +55,18 @@ from kernelnet.runtime.spec import BORDERS
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory [default: artifacts/runs/<filter>-<model>].")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="With --targets: ray fits a one-kernel linear program again on every training pixel, its normal "
+                   "equations summed by Ray tasks over shards of the pairs (needs kernelnet[ray]).")
+@click.option("--address", default=None,
+              help="With --engine ray: the Ray cluster [default: RAY_ADDRESS, else a new local one].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.safetensors.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: int | None, bias: bool,
           padding: str | None, targets: str | None, clip_: str, rounding: str, data: str, crop: int, batch_size: int, steps_per_epoch: int, epochs: int, lr: float, patience: int, restarts: int, solver: str,
-          init: str, seed: int, device: str, out: str | None, resume: bool, no_plots: bool, quiet: bool) -> None:
+          init: str, seed: int, device: str, out: str | None, engine: str, address: str | None, resume: bool,
+          no_plots: bool, quiet: bool) -> None:
     """Train a SingleFilter/DoubleFilter to reproduce a target filter and write a run directory.
 
     \b
@@ -70,14 +76,17 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
       kernelnet train --model double --solver exact     # Sobel magnitude, closed form
       kernelnet train --filter random:3 --model double --data ~/tiny-imagenet-200/train
       kernelnet train --data photos/ --targets edited/   # learn the black box that made edited/ from photos/
+      kernelnet train --data photos/ --targets edited/ --engine ray --address HEAD:6379
     """
+    if (engine != "local" or address) and targets is None:
+        raise click.UsageError("--engine ray and --address go with --targets (fitting from pairs)")
     if targets is not None:
         if filter_ is not None:
             from kernelnet.runtime.errors import KernelnetError
 
             raise KernelnetError("--filter and --targets are alternatives: the targets' filter is what is learned")
         _train_pairs(data, targets, out, model, normalize, kernel_size, padding, clip_, rounding, seed, no_plots,
-                     solver or "exact", epochs, lr)
+                     solver or "exact", epochs, lr, engine, address)
         return
     config = build_run_config(filter_ or "sobel", model or "single", bool(normalize), kernel_size, seed, bias=bias,
                               padding=padding or "zeros", data=data,
@@ -103,7 +112,8 @@ def train(filter_: str, model: str | None, normalize: bool | None, kernel_size: 
 
 def _train_pairs(data: str, targets: str, out: str | None, model: str | None, normalize: bool | None,
                  kernel_size: int | None, padding: str | None, clip_: str, rounding: str, seed: int,
-                 no_plots: bool, solver: str, epochs: int, lr: float) -> None:
+                 no_plots: bool, solver: str, epochs: int, lr: float, engine: str = "local",
+                 address: str | None = None) -> None:
     import math
     from pathlib import Path
 
@@ -136,7 +146,11 @@ def _train_pairs(data: str, targets: str, out: str | None, model: str | None, no
     fixed = Fixed(combine, kernel_size, padding, clip, None if rounding == "none" else rounding,  # type: ignore[arg-type]
                   linear=model is not None, kinds=("raw", "abs") if model == "single" and combine is None else None)
     run_dir = Path(out) if out else Path("artifacts/runs") / f"pairs-{Path(targets).resolve().name}"
+    if engine == "ray":
+        from kernelnet.runtime.cluster.ray_apply import require_ray
+
+        require_ray()  # before any work
     result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots, solver=solver,
-                         epochs=min(epochs, 200), lr=lr if lr != 0.05 else 0.01)
+                         epochs=min(epochs, 200), lr=lr if lr != 0.05 else 0.01, engine=engine, address=address)
     click.echo()
     print_pairs([("run", str(result.run_dir)), *summary_lines(result.metrics)])

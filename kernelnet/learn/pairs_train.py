@@ -98,8 +98,12 @@ def _train_mse(pairs: PairSet, spec: FilterSpec, strips: int = 8) -> float:
 
 def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], out: str | os.PathLike[str],
                 fixed: Fixed | None = None, *, seed: int = 0, plots: bool = True, solver: str = "exact",
-                epochs: int = 60, lr: float = 0.01) -> Any:
+                epochs: int = 60, lr: float = 0.01, engine: str = "local", address: str | None = None) -> Any:
     """Identify the filter behind the pairs and write the run directory ``out``; returns a ``TrainResult``.
+
+    ``engine`` ``ray``: a one-kernel linear program is then fitted again on every training pixel, its normal
+    equations summed shard by shard by Ray tasks on the cluster at ``address``
+    (:func:`kernelnet.identify.shards.fit_over_shards`); the program itself is identified here.
 
     ``solver`` ``adam`` / ``sgd`` then refines the identified kernels by gradient descent on random crops of the
     training pairs (:mod:`kernelnet.learn.pairs_gradient`), kept when it lowers the training error."""
@@ -113,6 +117,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     check_run_dir(out, (data, targets))  # before any work: not into the user's folders, not over a stranger
     pairs = load_pairs(data, targets)
     found = identify(pairs, fixed, pairs.input_levels)
+    exact_fit = _fit_on_cluster(pairs, found, address) if engine == "ray" else None
     history: list[dict[str, Any]] = []
     gradient_kept = None
     if solver != "exact" and not found.spec.is_rank and not found.spec.after and not found.spec.decode:  # nothing to descend on: an order
@@ -148,7 +153,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
         "heldout_is_training": not pairs.test,
         "target_encoding": pairs.encoding.to_dict(),
         "train_seconds": round(time.perf_counter() - t0, 3), "epochs_run": len(history), "solver": solver,
-        "gradient_kept": gradient_kept,
+        "gradient_kept": gradient_kept, "exact_fit": exact_fit,
         "kernels": spec.kernels.tolist(), "bias": spec.bias.tolist(),
     }
     if spec.is_rank:
@@ -166,6 +171,17 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
             _plot(staging, spec, pairs)
     torch.set_grad_enabled(True)
     return TrainResult(run_dir, model, config, metrics)
+
+
+def _fit_on_cluster(pairs: PairSet, found: Identified, address: str | None) -> dict[str, Any]:
+    """Refit ``found.spec`` from shard sums on Ray where it is one linear kernel; the facts for the metrics."""
+    from kernelnet.identify.shards import applies, fit_over_shards
+
+    why = applies(found.spec)
+    if why is not None:
+        return {"engine": "ray", "shards": 0, "pixels": 0, "not_refitted": why}
+    found.spec, facts = fit_over_shards(pairs, found.spec, "ray", address)
+    return facts
 
 
 def _plot(run_dir: Path, spec: FilterSpec, pairs: PairSet) -> None:
@@ -201,5 +217,9 @@ def summary_lines(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
         rows.append(("equals", metrics["nearest_named_filter"]))
     if metrics.get("heldout_is_training"):
         rows.append(("warning", "one pair only: nothing held out, the held-out figures are on the training pair"))
+    fit = metrics.get("exact_fit")
+    if fit:
+        rows.append(("exact fit", f"{fit['pixels']} pixels in {fit['shards']} shards on {fit['engine']}"
+                     if not fit.get("not_refitted") else f"not refitted on {fit['engine']}: {fit['not_refitted']}"))
     rows.append(("seconds", metrics["train_seconds"]))
     return rows

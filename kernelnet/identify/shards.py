@@ -1,0 +1,99 @@
+"""The exact fit of a one-kernel linear program over every training pixel, from normal equations summed shard by
+shard: in this process, or as Ray tasks on a cluster (``kernelnet train --engine ray``) for pairs that one machine
+should not read alone. Numpy only.
+
+Each shard (``SHARD_PAIRS`` training pairs, by name) gives the Gram matrix ``DᵀD`` (k² + 1 square, the last
+column the bias), ``Dᵀy`` and its pixel count over the pixels whose k×k window lies inside the image and whose
+target is not clipped; the driver adds them in shard order and solves once. A shard's sums do not depend on where
+they are computed, so the kernels are the same on one box and on a cluster (to float64 rounding: bit-equal here).
+
+    >>> spec, facts = fit_over_shards(pairs, spec, engine="ray")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelnet.runtime.errors import KernelnetError
+from kernelnet.runtime.io.pairs import PairSet, planes
+from kernelnet.runtime.spec import FilterSpec
+
+SHARD_PAIRS = 8
+ROWS_PER_STEP = 32
+"""Image rows per design-matrix block (a few MB for a 15×15 window on a 1080p plane)."""
+
+
+def applies(spec: FilterSpec) -> str | None:
+    """Why the shard fit does not apply to ``spec`` (``None``: it does): one raw linear kernel whose taps are not
+    already exact on a coefficient grid."""
+    if spec.is_rank or spec.after or spec.decode is not None or spec.combine != "raw" or spec.kernels.shape[0] != 1:
+        return "the program is not one linear kernel (identified on the driver, not refitted)"
+    if spec.output.grid is not None:
+        return "its taps are exact on a 1/%d grid already" % spec.output.grid
+    return None
+
+
+def shard_sums(pairs: list[tuple[str, str]], k: int, channels: int, clip: tuple[float, float] | None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(DᵀD, Dᵀy, n) of one shard: the (source, target) files decoded as the pair loader does (inputs in [0, 1],
+    targets in their units), every in-image k×k window of an unclipped target pixel."""
+    from kernelnet.runtime.io.pair_files import read_raw
+
+    size = k * k + 1
+    gram, rhs, count = np.zeros((size, size)), np.zeros(size), 0
+    r = k // 2
+    for source_path, target_path in pairs:
+        source, target = read_raw(Path(source_path)), read_raw(Path(target_path))
+        if source.shape[:2] != target.shape[:2]:
+            raise KernelnetError(f"{target_path} and its input {source_path} differ in size")
+        for x, y in planes(source, target, channels):
+            height, width = x.shape
+            if height < k or width < k:
+                continue
+            windows = np.lib.stride_tricks.sliding_window_view(x, (k, k))
+            for top in range(r, height - r, ROWS_PER_STEP):
+                rows = np.arange(top, min(top + ROWS_PER_STEP, height - r))
+                targets = y[rows, r:width - r].ravel()
+                keep = np.ones(targets.shape, bool) if clip is None else (targets > clip[0]) & (targets < clip[1])
+                d = windows[rows - r].reshape(-1, k * k)[keep]
+                d = np.concatenate([d, np.ones((len(d), 1))], axis=1)
+                gram += d.T @ d
+                rhs += d.T @ targets[keep]
+                count += len(d)
+    return gram, rhs, count
+
+
+def shards_of(pairs: PairSet) -> list[list[tuple[str, str]]]:
+    """The training pairs, by name, in shards of ``SHARD_PAIRS``: the same shards wherever they are summed."""
+    train = sorted(pairs.train, key=lambda p: p.name)
+    files = [(str(p.source), str(p.target)) for p in train]
+    return [files[i:i + SHARD_PAIRS] for i in range(0, len(files), SHARD_PAIRS)]
+
+
+def fit_over_shards(pairs: PairSet, spec: FilterSpec, engine: str = "local", address: str | None = None,
+                    workers: int | None = None) -> tuple[FilterSpec, dict[str, Any]]:
+    """``spec`` with its kernel and bias fitted on every training pixel (normal equations summed over shards, in
+    this process for ``local``, as Ray tasks for ``ray``), and the facts of the fit (engine, shards, pixels)."""
+    k = spec.kernel_size
+    clip = spec.output.clip
+    args = [(shard, k, pairs.encoding.channels, clip) for shard in shards_of(pairs)]
+    if engine == "ray":
+        from kernelnet.runtime.cluster.tasks import map_on_ray
+
+        results = map_on_ray(shard_sums, args, address, workers)
+    else:
+        results = [shard_sums(*a) for a in args]
+    gram, rhs = np.zeros((k * k + 1,) * 2), np.zeros(k * k + 1)
+    count = 0
+    for g, b, n in results:  # in shard order: the same sum on every engine
+        gram += g
+        rhs += b
+        count += n
+    if count <= k * k:
+        raise KernelnetError(f"too few usable pixels for a {k}x{k} fit over the shards ({count})")
+    w = np.linalg.lstsq(gram, rhs, rcond=None)[0]
+    fitted = spec.replace(kernels=w[:-1].reshape(1, k, k), bias=w[-1:].copy())
+    return fitted, {"engine": engine, "shards": len(args), "pixels": count}
