@@ -96,14 +96,18 @@ def chain_tolerance(spec: FilterSpec, input_max: float = 1.0, precision: str = "
     each pass adds its own float error (twice :func:`output_error_bound`, on the values it reads) and, where it
     rounds without a grid, one step that float noise may tip at a tie; later passes scale what came before by
     their gain. A grid makes a pass exact (0 of its own) — the first one only for inputs on the 8-bit levels
-    (``levels``): other inputs do not sum to its grid."""
+    (``levels``): other inputs do not sum to its grid — but a rounding pass on a grid still tips one step where
+    what it reads differs (ImageMagick's 16-bit quanta ÷ 257 then floored)."""
     tol, top = 0.0, input_max
     for i, p in enumerate(spec.passes):
         gain = abs(p.output.scale) * p.replace(bias=None).output_bound()
         exact = p.output.grid is not None and (levels or i > 0)
         own = 0.0 if exact else 2 * output_error_bound(p, top, precision)
-        step = 1.0 if p.output.rounding is not None and not exact else 0.0
-        tol = tol * gain + own + step
+        incoming = tol * gain
+        # a rounding pass tips one step at a tie of its own float sums, or (on a grid too) where what it reads
+        # already differs between the two implementations
+        step = 1.0 if p.output.rounding is not None and (not exact or incoming > 0) else 0.0
+        tol = incoming + own + step
         clip = p.output.clip
         top = max(abs(clip[0]), abs(clip[1])) if clip else gain * top + abs(p.output.offset) + abs(float(p.bias.max()))
     return tol
