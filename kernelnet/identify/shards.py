@@ -7,6 +7,10 @@ column the bias), ``Dᵀy`` and its pixel count over the pixels whose k×k windo
 target is not clipped; the driver adds them in shard order and solves once. A shard's sums do not depend on where
 they are computed, so the kernels are the same on one box and on a cluster (to float64 rounding: bit-equal here).
 
+The held-out figures are sums too (:class:`~kernelnet.runtime.checks.verify_pairs.ScoreSums`):
+:func:`score_over_shards` scores the held-out pairs shard by shard, so the driver reads only the bounded samples
+identification takes.
+
     >>> spec, facts = fit_over_shards(pairs, spec, engine="ray")   # doctest: +SKIP
 """
 
@@ -17,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from kernelnet.runtime.checks.verify_pairs import PairScore, ScoreSums, score_sums
 from kernelnet.runtime.errors import KernelnetError
-from kernelnet.runtime.io.pairs import PairSet, planes
+from kernelnet.runtime.io.pairs import Pair, PairSet, planes
+from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec
 
 SHARD_PAIRS = 8
@@ -73,6 +79,33 @@ def shards_of(pairs: PairSet) -> list[list[tuple[str, str]]]:
     return [files[i:i + SHARD_PAIRS] for i in range(0, len(files), SHARD_PAIRS)]
 
 
+def _map(fn: Any, args: list[tuple[Any, ...]], engine: str, address: str | None, workers: int | None) -> list[Any]:
+    if engine == "ray":
+        from kernelnet.runtime.cluster.tasks import map_on_ray
+
+        return map_on_ray(fn, args, address, workers)
+    return [fn(*a) for a in args]
+
+
+def shard_score(shard: list[Pair], pairs: PairSet, spec: FilterSpec) -> ScoreSums:
+    """The held-out sums of ``spec`` (float64 reference) on one shard of ``pairs``' pairs."""
+    alone = PairSet(shard, pairs.encoding, shard, [], pairs.input_dtype)  # no decoded cache travels with it
+    return score_sums(alone, shard, lambda x: apply_spec(x, spec))
+
+
+def score_over_shards(pairs: PairSet, spec: FilterSpec, engine: str = "local", address: str | None = None,
+                      workers: int | None = None) -> PairScore:
+    """:func:`~kernelnet.runtime.checks.verify_pairs.score_pairs` of ``spec`` on the held-out pairs (all pairs
+    when none is held out), shard by shard."""
+    which = sorted(pairs.test or pairs.train, key=lambda p: p.name)
+    bare = PairSet([], pairs.encoding, [], [], pairs.input_dtype)
+    args = [(which[i:i + SHARD_PAIRS], bare, spec) for i in range(0, len(which), SHARD_PAIRS)]
+    total = ScoreSums()
+    for part in _map(shard_score, args, engine, address, workers):  # in shard order
+        total = total.add(part)
+    return total.score(pairs.encoding.levels)
+
+
 def fit_over_shards(pairs: PairSet, spec: FilterSpec, engine: str = "local", address: str | None = None,
                     workers: int | None = None) -> tuple[FilterSpec, dict[str, Any]]:
     """``spec`` with its kernel and bias fitted on every training pixel (normal equations summed over shards, in
@@ -80,12 +113,7 @@ def fit_over_shards(pairs: PairSet, spec: FilterSpec, engine: str = "local", add
     k = spec.kernel_size
     clip = spec.output.clip
     args = [(shard, k, pairs.encoding.channels, clip) for shard in shards_of(pairs)]
-    if engine == "ray":
-        from kernelnet.runtime.cluster.tasks import map_on_ray
-
-        results = map_on_ray(shard_sums, args, address, workers)
-    else:
-        results = [shard_sums(*a) for a in args]
+    results = _map(shard_sums, args, engine, address, workers)
     gram, rhs = np.zeros((k * k + 1,) * 2), np.zeros(k * k + 1)
     count = 0
     for g, b, n in results:  # in shard order: the same sum on every engine

@@ -34,11 +34,17 @@ NAMED_MATCH = 1e-3
 RANK_NAMES = {"min": "erosion", "max": "dilation", "median": "median filter"}
 
 
-def heldout(pairs: PairSet, spec: FilterSpec) -> dict[str, Any]:
-    """Held-out figures of ``spec`` (float64 reference; the exported graph is checked by ``kernelnet verify``)."""
+def heldout(pairs: PairSet, spec: FilterSpec, engine: str = "local", address: str | None = None) -> dict[str, Any]:
+    """Held-out figures of ``spec`` (float64 reference; the exported graph is checked by ``kernelnet verify``);
+    ``engine`` ``ray``: summed over shards of the held-out pairs by Ray tasks."""
     from kernelnet.runtime.checks.verify_pairs import score_pairs
 
-    score = score_pairs(pairs, pairs.test or pairs.train, lambda x: apply_spec(x, spec))
+    if engine == "ray":
+        from kernelnet.identify.shards import score_over_shards
+
+        score = score_over_shards(pairs, spec, "ray", address)
+    else:
+        score = score_pairs(pairs, pairs.test or pairs.train, lambda x: apply_spec(x, spec))
     return {"heldout_pairs": score.pairs, "heldout_psnr_db": score.psnr_db,
             "heldout_exact_fraction": score.exact_fraction, "heldout_max_error": score.max_error,
             "test_mse": score.mse, "test_psnr_db": score.psnr_db, "peak": score.peak}
@@ -103,10 +109,24 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
 
     ``engine`` ``ray``: a one-kernel linear program is then fitted again on every training pixel, its normal
     equations summed shard by shard by Ray tasks on the cluster at ``address``
-    (:func:`kernelnet.identify.shards.fit_over_shards`); the program itself is identified here.
+    (:func:`kernelnet.identify.shards.fit_over_shards`), and the held-out figures are summed over shards of the
+    held-out pairs; the program itself is identified here, from bounded samples of the pairs.
 
     ``solver`` ``adam`` / ``sgd`` then refines the identified kernels by gradient descent on random crops of the
     training pairs (:mod:`kernelnet.learn.pairs_gradient`), kept when it lowers the training error."""
+    if engine == "ray":
+        from kernelnet.rundir import check_run_dir
+        from kernelnet.runtime.cluster.tasks import ray_session
+
+        check_run_dir(out, (data, targets))  # before a cluster is started
+        with ray_session(address):  # one cluster for the fit and the held-out sums
+            return _train(data, targets, out, fixed, seed, plots, solver, epochs, lr, address, on_ray=True)
+    return _train(data, targets, out, fixed, seed, plots, solver, epochs, lr, address, on_ray=False)
+
+
+def _train(data: str | os.PathLike[str], targets: str | os.PathLike[str], out: str | os.PathLike[str],
+           fixed: Fixed | None, seed: int, plots: bool, solver: str, epochs: int, lr: float, address: str | None,
+           on_ray: bool) -> Any:
     import torch
 
     from kernelnet.learn.models import build_model, set_kernels
@@ -117,7 +137,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     check_run_dir(out, (data, targets))  # before any work: not into the user's folders, not over a stranger
     pairs = load_pairs(data, targets)
     found = identify(pairs, fixed, pairs.input_levels)
-    exact_fit = _fit_on_cluster(pairs, found, address) if engine == "ray" else None
+    exact_fit = _fit_on_cluster(pairs, found, address) if on_ray else None
     history: list[dict[str, Any]] = []
     gradient_kept = None
     if solver != "exact" and not found.spec.is_rank and not found.spec.after and not found.spec.decode:  # nothing to descend on: an order
@@ -131,7 +151,7 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
     run_dir = Path(out)
     config = _config(pairs, found, os.path.abspath(data), os.path.abspath(targets), seed,
                      run_dir.name).replace(solver=solver)  # absolute: prune and quantize find them from anywhere
-    figures = heldout(pairs, found.spec)
+    figures = heldout(pairs, found.spec, "ray" if on_ray else "local", address)
     floor = floor_db(pairs)
     # the one verdict, on the held-out pairs: what ``kernelnet verify --data --targets`` and the pipeline ask too
     reproduced = reproduces(figures["heldout_exact_fraction"], figures["heldout_psnr_db"], floor)

@@ -83,24 +83,50 @@ class PairScore:
     peak: float
 
 
-def score_pairs(pairs: PairSet, which: list[Any], predict: Callable[[np.ndarray], np.ndarray]) -> PairScore:
-    """Score ``predict`` (x (H, W) float64 in [0, 1] → (H, W)) on the pairs ``which`` of ``pairs``, one strip at a
-    time (``predict`` sees the strip with its context rows: a same-size filter of half-width ≤ 16)."""
-    sq = hits = count = 0.0
-    worst, lo, hi = 0.0, math.inf, -math.inf
+@dataclass
+class ScoreSums:
+    """What :class:`PairScore` is made of, as sums that add up across shards of pairs."""
+
+    pairs: int = 0
+    squared: float = 0.0
+    exact: float = 0.0
+    count: float = 0.0
+    worst: float = 0.0
+    lo: float = math.inf
+    hi: float = -math.inf
+
+    def add(self, other: ScoreSums) -> ScoreSums:
+        return ScoreSums(self.pairs + other.pairs, self.squared + other.squared, self.exact + other.exact,
+                         self.count + other.count, max(self.worst, other.worst), min(self.lo, other.lo),
+                         max(self.hi, other.hi))
+
+    def score(self, levels: float | None) -> PairScore:
+        """The figures, for targets of ``levels`` (``None``: float targets)."""
+        mse = self.squared / max(self.count, 1)
+        peak = levels or (self.hi - self.lo) or 1.0
+        psnr = math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+        exact = self.exact / max(self.count, 1) if levels is not None else None
+        return PairScore(self.pairs, mse, psnr, exact, self.worst, peak)
+
+
+def score_sums(pairs: PairSet, which: list[Any], predict: Callable[[np.ndarray], np.ndarray]) -> ScoreSums:
+    """The sums of :func:`score_pairs`."""
+    sums = ScoreSums(len(which))
     for strip in pairs.iter_strips(which):  # strips with context: a 10000² pair is not held as float64 planes
         y = strip.y[strip.own]
         diff = np.abs(np.asarray(predict(strip.x), dtype=np.float64)[strip.own] - y)
-        sq += float(np.sum(diff ** 2))
-        hits += float(np.count_nonzero(diff == 0))
-        count += y.size
-        worst = max(worst, float(diff.max()))
-        lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
-    mse = sq / max(count, 1)
-    peak = pairs.encoding.levels or (hi - lo) or 1.0
-    psnr = math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
-    exact = hits / max(count, 1) if pairs.encoding.levels is not None else None
-    return PairScore(len(which), mse, psnr, exact, worst, peak)
+        sums.squared += float(np.sum(diff ** 2))
+        sums.exact += float(np.count_nonzero(diff == 0))
+        sums.count += y.size
+        sums.worst = max(sums.worst, float(diff.max()))
+        sums.lo, sums.hi = min(sums.lo, float(y.min())), max(sums.hi, float(y.max()))
+    return sums
+
+
+def score_pairs(pairs: PairSet, which: list[Any], predict: Callable[[np.ndarray], np.ndarray]) -> PairScore:
+    """Score ``predict`` (x (H, W) float64 in [0, 1] → (H, W)) on the pairs ``which`` of ``pairs``, one strip at a
+    time (``predict`` sees the strip with its context rows: a same-size filter of half-width ≤ 16)."""
+    return score_sums(pairs, which, predict).score(pairs.encoding.levels)
 
 
 def verify_pairs(backends: list[Any], pairs: PairSet, min_exact: float = MIN_EXACT) -> list[PairCheck]:

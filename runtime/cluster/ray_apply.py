@@ -1,7 +1,7 @@
 """The driver of ``kernelnet apply --engine ray``: plan the outputs, skip the ones the manifest has, hand the rest in
 chunks to Ray actors that each hold the model, and record every finished file as it comes back.
 
-Ray core actors in an :class:`ray.util.ActorPool` rather than Ray Data's ``map_batches``: the work is one file in,
+Ray core actors, each handed one chunk at a time (``ray.wait``), rather than Ray Data's ``map_batches``: the work is one file in,
 one file out, with nothing to shuffle, and on a 2-core machine the pool ran 20,000 small PNGs at 0.9–1.0× the local
 apply where Ray Data's streaming executor ran them at 0.7–0.8× (docs/architecture.md). Actors restart when their
 process dies (``max_restarts=-1``) and the chunk they held is run again (``max_task_retries=-1``): its files are
@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,8 +159,6 @@ def _run(pending: list[tuple[str, str]], model_bytes: bytes, out: str, options: 
     ray, started = connect(address, workers)
     actors: list[Any] = []
     try:
-        from ray.util import ActorPool
-
         count = max(1, min(workers or int(ray.cluster_resources().get("CPU", 1)), len(pending)))
         size = chunk or max(1, min(256, math.ceil(len(pending) / (count * 8))))
         remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(FileWorker)
@@ -169,31 +168,44 @@ def _run(pending: list[tuple[str, str]], model_bytes: bytes, out: str, options: 
             summary.backend = ray.get(actors[0].backend.remote())
         except ray.exceptions.RayError as exc:
             raise KernelnetError(f"a Ray worker could not load the model: {first_line(exc)}") from exc
-        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        queue = deque(pending[i:i + size] for i in range(0, len(pending), size))
+        idle, running = list(actors), {}
         with _progress(len(pending), progress) as step:
-            for records in ActorPool(actors).map_unordered(lambda actor, c: actor.run.remote(c), chunks):
+            while queue or running:
+                while idle and queue:  # one chunk per actor at a time: the rest waits here, not in Ray
+                    actor = idle.pop()
+                    running[actor.run.remote(queue.popleft())] = actor
+                done, _ = ray.wait(list(running), num_returns=1)
+                idle.append(running.pop(done[0]))
+                records = ray.get(done[0])
                 finished = [r for r in records if "error" not in r]
                 record.record([{k: r[k] for k in ("out", "bytes", "sha256")} for r in finished])
                 summary.written += len(finished)
                 summary.pixels += sum(r["pixels"] for r in finished)
                 summary.failed.extend((r["source"], r["error"]) for r in records if "error" in r)
                 step(len(records))
-                if fail_fast and summary.failed:
+                if fail_fast and summary.failed and queue:
                     summary.stopped = True
-                    break
+                    queue.clear()  # the chunks in flight finish and are recorded; no new one starts
     except Exception as exc:
         if type(exc).__module__.startswith("ray"):
             raise KernelnetError(f"the Ray run failed: {first_line(exc)}") from exc
         raise
     finally:
-        for actor in actors:
-            with contextlib.suppress(Exception):
-                ray.kill(actor)
-        if started:
+        if started:  # the cluster ends the actors this driver owns as it disconnects
             ray.shutdown()
+        else:  # a caller's own connection: free the CPUs now
+            for actor in actors:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
 
 
 def first_line(exc: BaseException) -> str:
+    """One line for a Ray error: the task's own exception where Ray kept it, else its message's last error line."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and str(cause).strip():
+        text = str(cause).strip().splitlines()[0]
+        return text if isinstance(cause, KernelnetError) else f"{type(cause).__name__}: {text}"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else type(exc).__name__)
 

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kernelnet.runtime.errors import KernelnetError
@@ -28,6 +29,20 @@ def map_on_ray(fn: Callable[..., Any], items: list[tuple[Any, ...]], address: st
         if isinstance(exc, KernelnetError) or type(exc).__module__.startswith("ray"):
             raise KernelnetError(f"a Ray task failed: {first_line(exc)}") from exc
         raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """Connected to one cluster for a whole command (its :func:`map_on_ray` calls share it); a local cluster it
+    started is shut down at the end."""
+    from kernelnet.runtime.cluster.ray_apply import connect
+
+    ray, started = connect(address, workers)
+    try:
+        yield ray
     finally:
         if started:
             ray.shutdown()

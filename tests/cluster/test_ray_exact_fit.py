@@ -40,7 +40,7 @@ def make_pairs(root, count: int = 21):
 def test_the_shard_sums_on_ray_equal_those_on_one_box(cluster, tmp_path):
     from kernelnet.identify import identify
     from kernelnet.identify.shards import SHARD_PAIRS, fit_over_shards
-    from kernelnet.learn.pairs_train import train_pairs
+    from kernelnet.learn.pairs_train import heldout, train_pairs
     from kernelnet.runtime.io.pairs import load_pairs
     from kernelnet.runtime.program import program_line
 
@@ -56,6 +56,9 @@ def test_the_shard_sums_on_ray_equal_those_on_one_box(cluster, tmp_path):
     assert metrics["identified"]["kernel_size"] == 5 and metrics["identified"]["padding"] == "reflect"
     assert np.max(np.abs(np.array(metrics["kernels"]) - one_box.kernels)) <= 1e-9
     assert abs(metrics["bias"][0] - one_box.bias[0]) <= 1e-9
+    local = heldout(pairs, one_box)  # the held-out sums on one box
+    assert metrics["heldout_pairs"] == local["heldout_pairs"] == len(pairs.test) > 1
+    assert metrics["heldout_psnr_db"] == pytest.approx(local["heldout_psnr_db"], rel=1e-9)
     # and the fit is the black box's kernel (float32 targets: to their rounding, over Σ|K| ≈ 3)
     assert np.max(np.abs(one_box.kernels[0] - KERNEL)) < 1e-5 and abs(one_box.bias[0] - 0.125) < 1e-5
 
@@ -70,3 +73,15 @@ def test_the_cli_fits_on_a_new_local_cluster(tmp_path):
     assert metrics["exact_fit"]["engine"] == "ray" and metrics["verdict"] == "reproduced"
     wrong = run_cli("train", "--engine", "ray", "--out", str(tmp_path / "x"))
     assert wrong.returncode == 2 and "--targets" in wrong.stderr
+
+
+def test_a_task_error_comes_back_as_one_line(cluster, tmp_path):
+    from kernelnet.identify.shards import shard_sums
+    from kernelnet.runtime.cluster.tasks import map_on_ray
+    from kernelnet.runtime.errors import KernelnetError
+
+    missing = str(tmp_path / "gone.png")
+    with pytest.raises(KernelnetError) as caught:
+        map_on_ray(shard_sums, [([(missing, missing)], 3, 1, None)])
+    text = str(caught.value)
+    assert "\n" not in text and "gone.png" in text and text.startswith("a Ray task failed: ")
