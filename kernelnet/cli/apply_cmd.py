@@ -24,8 +24,10 @@ from kernelnet.cli.common import parse_tile
               type=click.Choice(["auto", "native", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"]))
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
               help="Cores to use [default: all]: one image is split over them; the files of a folder run on as many "
-                   "worker processes (native stencil) or threads (onnxruntime).")
-@click.option("--tile", default=None, help="auto (default: tile above the memory budget), off, N or RxC.")
+                   "worker processes (native stencil) or threads (onnxruntime). With --engine ray: the number of "
+                   "Ray workers [default: the cluster's free CPUs], and a new local cluster's CPUs.")
+@click.option("--tile", default=None,
+              help="auto (default: tile above the memory budget), off, N or RxC (local engine only).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Decoded-pixel budget per image [default: 100000000, or KERNELNET_MAX_PIXELS].")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -53,13 +55,15 @@ def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: 
     value mapping is printed), TIFF or .npy (float32, exact). Large inputs are tiled with a k//2 halo (identical
     result); .npy to .npy streams between memory maps, so a 12000x12000 image needs well under 2 GB.
     Folders are decoded, filtered and encoded file by file on every core (at most one image per core in memory).
-    Nothing is written unless every input succeeds.
+    Nothing is written unless every input succeeds (local engine).
 
     \b
     --engine ray runs the files on a Ray cluster's workers, one loaded model per worker (the same bytes as a
     local run), and places each output whole as it is done: a run that dies keeps its finished files, and the
     same command again does only what its manifest does not list. Files that cannot be filtered are listed
     in the summary (exit 2 at the end) unless --fail-fast stops at the first.
+
+    \b
     Examples:
       kernelnet apply artifacts/runs/sobel-single photo.png --out edges.png --bits 16
       kernelnet apply model.onnx 'frames/*.png' --out edges/ --format tiff
@@ -110,8 +114,11 @@ def _apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None
                                address=address, workers=threads, manifest=Path(manifest) if manifest else None,
                                fail_fast=fail_fast, max_pixels=max_pixels)
     except BaseException as exc:
-        if type(exc).__name__ == "Interrupted":  # the finished files are kept: say how to go on
-            exc.kernelnet_note = "finished files are kept and in the manifest: the same command does the rest"
+        cause: BaseException | None = exc
+        while cause is not None and type(cause).__name__ != "Interrupted":  # Ray may wrap it
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # the finished files are kept: say how to go on
+            cause.kernelnet_note = "finished files are kept and in the manifest: the same command does the rest"  # type: ignore[attr-defined]
         raise
     lines = summary.lines()
     for line in lines if not quiet else lines[1:-1]:

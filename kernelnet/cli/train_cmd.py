@@ -147,7 +147,7 @@ def _train_pairs(data: str, targets: str, out: str | None, model: str | None, no
                   linear=model is not None, kinds=("raw", "abs") if model == "single" and combine is None else None)
     run_dir = Path(out) if out else Path("artifacts/runs") / f"pairs-{Path(targets).resolve().name}"
     if engine == "ray":
-        from kernelnet.runtime.cluster.ray_apply import require_ray
+        from kernelnet.runtime.cluster.connection import require_ray
 
         require_ray()  # before any work
     result = train_pairs(data, targets, run_dir, fixed, seed=seed, plots=not no_plots, solver=solver,

@@ -1,6 +1,6 @@
-"""The exact fit of a one-kernel linear program over every training pixel, from normal equations summed shard by
-shard: in this process, or as Ray tasks on a cluster (``kernelnet train --engine ray``) for pairs that one machine
-should not read alone. Numpy only.
+"""The exact fit of a one-kernel linear program of float targets over every training pixel, from normal equations
+summed shard by shard: in this process (``kernelnet train``), or as Ray tasks on a cluster (``--engine ray``) for
+pairs that one machine should not read alone. Numpy only.
 
 Each shard (``SHARD_PAIRS`` training pairs, by name) gives the Gram matrix ``DᵀD`` (k² + 1 square, the last
 column the bias), ``Dᵀy`` and its pixel count over the pixels whose k×k window lies inside the image and whose
@@ -28,17 +28,22 @@ from kernelnet.runtime.reference import apply_spec
 from kernelnet.runtime.spec import FilterSpec
 
 SHARD_PAIRS = 8
+MAX_SHARD_K = 15
+"""Kernels up to this side are fitted on every pixel (226 unknowns); wider ones keep the sampled fit."""
 ROWS_PER_STEP = 32
 """Image rows per design-matrix block (a few MB for a 15×15 window on a 1080p plane)."""
 
 
-def applies(spec: FilterSpec) -> str | None:
-    """Why the shard fit does not apply to ``spec`` (``None``: it does): one raw linear kernel whose taps are not
-    already exact on a coefficient grid."""
+def applies(spec: FilterSpec, pairs: PairSet) -> str | None:
+    """Why the shard fit does not apply to ``spec`` (``None``: it does): one raw linear kernel of at most
+    ``MAX_SHARD_K``² taps fitted to float targets. Integer targets are not least-squares problems: their kernels
+    come from the levels they write (a grid, or taps refined against the rounding intervals)."""
     if spec.is_rank or spec.after or spec.decode is not None or spec.combine != "raw" or spec.kernels.shape[0] != 1:
-        return "the program is not one linear kernel (identified on the driver, not refitted)"
-    if spec.output.grid is not None:
-        return "its taps are exact on a 1/%d grid already" % spec.output.grid
+        return "the program is not one linear kernel"
+    if pairs.encoding.levels is not None:
+        return "integer targets: the kernel is fitted to the levels it writes"
+    if spec.kernel_size > MAX_SHARD_K:
+        return f"a kernel wider than {MAX_SHARD_K}x{MAX_SHARD_K} is fitted on a sample"
     return None
 
 

@@ -107,16 +107,16 @@ def train_pairs(data: str | os.PathLike[str], targets: str | os.PathLike[str], o
                 epochs: int = 60, lr: float = 0.01, engine: str = "local", address: str | None = None) -> Any:
     """Identify the filter behind the pairs and write the run directory ``out``; returns a ``TrainResult``.
 
-    ``engine`` ``ray``: a one-kernel linear program is then fitted again on every training pixel, its normal
-    equations summed shard by shard by Ray tasks on the cluster at ``address``
-    (:func:`kernelnet.identify.shards.fit_over_shards`), and the held-out figures are summed over shards of the
-    held-out pairs; the program itself is identified here, from bounded samples of the pairs.
+    A one-kernel linear program of float targets is then fitted again on every training pixel, its normal
+    equations summed shard by shard (:func:`kernelnet.identify.shards.fit_over_shards`). ``engine`` ``ray`` sums
+    the shards in Ray tasks on the cluster at ``address`` — the same sums, so the same kernels — and the held-out
+    figures too; the program itself is identified here, from bounded samples of the pairs.
 
     ``solver`` ``adam`` / ``sgd`` then refines the identified kernels by gradient descent on random crops of the
     training pairs (:mod:`kernelnet.learn.pairs_gradient`), kept when it lowers the training error."""
     if engine == "ray":
         from kernelnet.rundir import check_run_dir
-        from kernelnet.runtime.cluster.tasks import ray_session
+        from kernelnet.runtime.cluster.connection import ray_session
 
         check_run_dir(out, (data, targets))  # before a cluster is started
         with ray_session(address):  # one cluster for the fit and the held-out sums
@@ -137,7 +137,7 @@ def _train(data: str | os.PathLike[str], targets: str | os.PathLike[str], out: s
     check_run_dir(out, (data, targets))  # before any work: not into the user's folders, not over a stranger
     pairs = load_pairs(data, targets)
     found = identify(pairs, fixed, pairs.input_levels)
-    exact_fit = _fit_on_cluster(pairs, found, address) if on_ray else None
+    exact_fit = _fit_every_pixel(pairs, found, "ray" if on_ray else "local", address)
     history: list[dict[str, Any]] = []
     gradient_kept = None
     if solver != "exact" and not found.spec.is_rank and not found.spec.after and not found.spec.decode:  # nothing to descend on: an order
@@ -193,14 +193,15 @@ def _train(data: str | os.PathLike[str], targets: str | os.PathLike[str], out: s
     return TrainResult(run_dir, model, config, metrics)
 
 
-def _fit_on_cluster(pairs: PairSet, found: Identified, address: str | None) -> dict[str, Any]:
-    """Refit ``found.spec`` from shard sums on Ray where it is one linear kernel; the facts for the metrics."""
+def _fit_every_pixel(pairs: PairSet, found: Identified, engine: str, address: str | None) -> dict[str, Any]:
+    """Refit ``found.spec`` on every training pixel from shard sums where it is one linear kernel of float
+    targets (in this process, or on Ray); the facts for the metrics."""
     from kernelnet.identify.shards import applies, fit_over_shards
 
-    why = applies(found.spec)
+    why = applies(found.spec, pairs)
     if why is not None:
-        return {"engine": "ray", "shards": 0, "pixels": 0, "not_refitted": why}
-    found.spec, facts = fit_over_shards(pairs, found.spec, "ray", address)
+        return {"engine": engine, "shards": 0, "pixels": 0, "not_refitted": why}
+    found.spec, facts = fit_over_shards(pairs, found.spec, engine, address)
     return facts
 
 
@@ -238,7 +239,7 @@ def summary_lines(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     if metrics.get("heldout_is_training"):
         rows.append(("warning", "one pair only: nothing held out, the held-out figures are on the training pair"))
     fit = metrics.get("exact_fit")
-    if fit:
+    if fit and (fit["engine"] == "ray" or not fit.get("not_refitted")):
         rows.append(("exact fit", f"{fit['pixels']} pixels in {fit['shards']} shards on {fit['engine']}"
                      if not fit.get("not_refitted") else f"not refitted on {fit['engine']}: {fit['not_refitted']}"))
     rows.append(("seconds", metrics["train_seconds"]))

@@ -5,5 +5,7 @@ file, resumable from its manifest (torch-free; needs the ``kernelnet[ray]`` extr
   and written atomically one file at a time;
 - :mod:`~kernelnet.runtime.cluster.manifest`: the run's record of finished outputs (append-only, locked);
 - :mod:`~kernelnet.runtime.cluster.worker`: what one Ray actor does (holds the model, filters a chunk of files);
-- :mod:`~kernelnet.runtime.cluster.ray_apply`: the driver (plan, skip what is done, hand chunks to actors, record).
+- :mod:`~kernelnet.runtime.cluster.ray_apply`: the driver (plan, skip what is done, hand chunks to actors, record);
+- :mod:`~kernelnet.runtime.cluster.connection`: one cluster per command, interruptible waits, errors in one line;
+- :mod:`~kernelnet.runtime.cluster.tasks`: functions mapped as Ray tasks (the shard sums of ``train --engine ray``).
 """

@@ -52,46 +52,80 @@ def _suffixes() -> tuple[str, ...]:
     return (*IMAGE_SUFFIXES, ".npy")
 
 
-def list_inputs(patterns: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(source, name relative to its folder / glob root, POSIX) for every input file: local files, folders
-    (recursive) and globs as ``kernelnet apply`` takes them, and the same under URLs."""
+def list_inputs(patterns: tuple[str, ...], out: str | None = None) -> list[tuple[str, str, str]]:
+    """(source, name relative to its folder / glob root (POSIX), stamp) for every input file: local files, folders
+    (recursive) and globs as ``kernelnet apply`` takes them, and the same under URLs. Local sources are absolute
+    (workers may run elsewhere); files below ``out`` are left out (a run's own outputs are not inputs); the stamp
+    (size and modification time, or an object store's tag) tells a changed input on a rerun."""
     from kernelnet.runtime.apply import expand_inputs
 
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
+    below = _prefix(out) if out is not None else None
     for pattern in patterns:
         if not is_url(pattern):
-            found.extend((str(src), rel.as_posix()) for src, rel in expand_inputs((pattern,)))
+            for src, rel in expand_inputs((pattern,)):
+                real = os.path.realpath(src)
+                if below is None or not real.startswith(below):
+                    st = os.stat(src)
+                    found.append((os.path.abspath(src), rel.as_posix(), f"{st.st_size}:{st.st_mtime_ns}"))
             continue
         fs, path = file_system(pattern)
         protocol = pattern.split("://", 1)[0]
         try:
             if glob.has_magic(path):
-                files = [p for p in fs.glob(path) if fs.isfile(p)]
-                pairs = [(p, PurePosixPath(p).name) for p in files]
+                infos = {p: i for p, i in fs.glob(path, detail=True).items() if i.get("type") == "file"}
+                pairs = [(p, PurePosixPath(p).name, i) for p, i in infos.items()]
             elif fs.isdir(path):
                 root = path.rstrip("/")
-                pairs = [(p, p[len(root):].lstrip("/")) for p in fs.find(root)]
+                pairs = [(p, p[len(root):].lstrip("/"), i) for p, i in fs.find(root, detail=True).items()]
             elif fs.isfile(path):
-                pairs = [(path, PurePosixPath(path).name)]
+                pairs = [(path, PurePosixPath(path).name, fs.info(path))]
             else:
                 raise KernelnetError(f"input {pattern} not found")
-        except OSError as exc:
-            raise KernelnetError(f"cannot list {pattern}: {exc}") from exc
-        pairs = sorted((p, rel) for p, rel in pairs if PurePosixPath(p).suffix.lower() in _suffixes())
-        if not pairs:
+        except KernelnetError:
+            raise
+        except Exception as exc:  # fsspec back ends raise their own types (credentials, network)
+            raise KernelnetError(f"cannot list {pattern}: {type(exc).__name__}: {exc}") from exc
+        urls = sorted((p if "://" in p else f"{protocol}://{p}", rel, _stamp(i)) for p, rel, i in pairs
+                      if PurePosixPath(p).suffix.lower() in _suffixes())
+        urls = [u for u in urls if below is None or not u[0].startswith(below)]
+        if not urls:
             raise KernelnetError(f"no images or .npy files in {pattern}")
-        found.extend((f"{protocol}://{p}" if "://" not in p else p, rel) for p, rel in pairs)
+        found.extend(urls)
     return list(dict.fromkeys(found))
 
 
-def plan_outputs(inputs: list[tuple[str, str]], out: str, fmt: str | None,
-                 default_format: str | None) -> list[tuple[str, str]]:
-    """(source, target name relative to ``out``) per input: its relative path and stem, in ``fmt`` (default:
-    ``default_format``, else .npy for .npy inputs and PNG for images), as the local ``apply`` names folder outputs.
-    Two inputs that would write one target, or a target that is an input, are refused."""
+def _stamp(info: dict[str, Any]) -> str:
+    changed = next((info[k] for k in ("mtime", "LastModified", "last_modified", "ETag", "etag", "updated", "created")
+                    if info.get(k) is not None), "")
+    return f"{info.get('size')}:{changed}"
+
+
+def _prefix(out: str) -> str:
+    """What every path below the output starts with (a resolved local folder, or the URL)."""
+    return out.rstrip("/") + "/" if is_url(out) else os.path.join(os.path.realpath(out), "")
+
+
+def output_sizes(out: str) -> dict[str, int]:
+    """Size of every file below the output URL, by name relative to it (one listing, not a request per file)."""
+    fs, root = file_system(out)
+    root = root.rstrip("/")
+    try:
+        return {p[len(root):].lstrip("/"): int(i.get("size") or 0) for p, i in fs.find(root, detail=True).items()}
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:
+        raise KernelnetError(f"cannot list {out}: {type(exc).__name__}: {exc}") from exc
+
+
+def plan_outputs(inputs: list[tuple[str, str, str]], out: str, fmt: str | None,
+                 default_format: str | None) -> list[tuple[str, str, str]]:
+    """(source, target name relative to ``out``, the source's stamp) per input: its relative path and stem, in
+    ``fmt`` (default: ``default_format``, else .npy for .npy inputs and PNG for images), as the local ``apply``
+    names folder outputs. Two inputs that would write one target, or a target that is an input, are refused."""
     jobs, seen = [], {}
-    sources = {_real(src) for src, _ in inputs}
-    for source, rel in inputs:
+    sources = {_real(src) for src, _, _ in inputs}
+    for source, rel, stamp in inputs:
         kind = fmt or default_format or ("npy" if source.lower().endswith(".npy") else "png")
         target = PurePosixPath(rel).with_suffix(FORMAT_SUFFIX[kind]).as_posix()
         if target in seen:
@@ -99,7 +133,7 @@ def plan_outputs(inputs: list[tuple[str, str]], out: str, fmt: str | None,
         if _real(join(out, target)) in sources:
             raise KernelnetError(f"output {join(out, target)} is an input: choose another output (nothing was written)")
         seen[target] = source
-        jobs.append((source, target))
+        jobs.append((source, target, stamp))
     return jobs
 
 
@@ -185,7 +219,9 @@ def _place_local(target: Path, write: Callable[[Path], None]) -> tuple[int, str]
 
 def _place_url(target: str, write: Callable[[Path], None], scratch: Path) -> tuple[int, str]:
     fs, path = file_system(target)
-    local = scratch / f"out{PurePosixPath(path).suffix}"
+    fd, name = tempfile.mkstemp(suffix=PurePosixPath(path).suffix, dir=scratch)
+    os.close(fd)
+    local = Path(name)
     partial = str(PurePosixPath(path).with_name(_partial_name(PurePosixPath(path))))
     try:
         write(local)

@@ -33,6 +33,8 @@ class RunManifest:
     path: Path
     handle: IO[str]
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: bool = False
+    """This run wrote the header (decided under the lock: a run that lost the race to another is not it)."""
 
     @classmethod
     def open(cls, path: Path, header: dict[str, Any]) -> RunManifest:
@@ -64,6 +66,7 @@ class RunManifest:
         wanted = {"kernelnet_manifest": VERSION, **header}
         if lines == [""]:
             self._append([wanted])
+            self.created = True
             return
         try:
             first = json.loads(lines[0])
@@ -95,8 +98,19 @@ class RunManifest:
 
     def record(self, records: list[dict[str, Any]]) -> None:
         """Append finished outputs (durable when this returns)."""
-        self._append(records)
+        try:
+            self._append(records)
+        except OSError as exc:
+            raise KernelnetError(f"cannot write the run manifest {self.path}: {exc.strerror or exc}") from exc
         self.done.update((r["out"], r) for r in records)
+
+    def discard(self) -> None:
+        """Remove the manifest of a run that wrote nothing (while still holding its lock)."""
+        if self.created and not self.done:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
 
     def close(self) -> None:
         self.handle.close()  # closing releases the lock

@@ -52,20 +52,28 @@ class FileWorker:
         out: the output root (local folder or URL) that targets are relative to.
         backend: as ``load`` takes it (``auto``: the native stencil where the model allows it).
         bits, scale: the PNG options of ``kernelnet apply`` (``None``: its defaults / the targets' encoding).
-        max_pixels: the decoded-pixel budget per image (``None``: the default or ``KERNELNET_MAX_PIXELS``).
+        max_pixels: the decoded-pixel budget per image (``None``: the default or this worker's
+            ``KERNELNET_MAX_PIXELS``).
+        suffix: the model file's suffix (``.onnx``, ``.engine``).
     """
 
     def __init__(self, model_bytes: bytes, out: str, backend: str = "auto", bits: int | None = None,
-                 scale: str | None = None, max_pixels: int | None = None) -> None:
+                 scale: str | None = None, max_pixels: int | None = None, suffix: str = ".onnx") -> None:
+        import shutil
+
         from kernelnet.runtime import load
         from kernelnet.runtime.apply import target_encoding
 
         if max_pixels is not None:
             os.environ["KERNELNET_MAX_PIXELS"] = str(max_pixels)
-        self.scratch = Path(tempfile.mkdtemp(prefix="kernelnet-worker-"))
-        model_path = self.scratch / "model.onnx"
-        model_path.write_bytes(model_bytes)
-        self.model = load(model_path, backend=backend, threads=1)
+        folder = Path(tempfile.mkdtemp(prefix="kernelnet-worker-"))
+        try:  # the file is read whole by load: nothing is left behind a worker, killed or not
+            model_path = folder / f"model{suffix}"
+            model_path.write_bytes(model_bytes)
+            self.model = load(model_path, backend=backend, threads=1)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.scratch = Path(tempfile.gettempdir())  # URL files pass through unique names here, removed at once
         self.encoding = target_encoding(self.model)
         self.out, self.bits, self.scale = out, bits, scale
 
@@ -93,7 +101,9 @@ class FileWorker:
                     run_job(counted, job, self.bits, self.scale, self.encoding, into=into)  # type: ignore[arg-type]
 
                 size, digest = place(destination, write, self.scratch)
-        except (KernelnetError, OSError, ValueError) as exc:
+        except Exception as exc:  # one file's trouble (undecodable, too large, a file system's error) is listed
             text = " ".join(str(exc).split()) or type(exc).__name__
+            if not isinstance(exc, (KernelnetError, OSError, ValueError)):
+                text = f"{type(exc).__name__}: {text}"
             return {"out": target, "source": source, "error": text if source in text else f"{source}: {text}"}
         return {"out": target, "bytes": size, "sha256": digest, "pixels": counted.pixels}

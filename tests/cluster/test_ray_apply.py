@@ -79,6 +79,19 @@ def test_outputs_are_the_local_apply_bytes_and_a_rerun_does_only_what_is_missing
     assert not list((tmp_path / "ray").rglob(f"{PARTIAL}*"))
 
 
+def test_a_changed_input_is_redone_and_an_output_inside_the_inputs_is_not_an_input(cluster, sobel, tmp_path):
+    paths = write_photos(tmp_path / "in", 6, seed=6)
+    out = tmp_path / "in" / "edges"  # below the inputs: a rerun must not take the outputs for inputs
+    first = apply_on_ray(str(sobel), (str(tmp_path / "in"),), str(out), workers=3)  # more workers than CPUs
+    assert first.written == 6 and 1 <= first.workers <= 2  # at most one per free CPU: no actor left waiting
+    Image.fromarray(np.full((48, 48), 200, np.uint8)).save(paths[1])  # edited in place: same name
+    os.utime(paths[1], ns=(1, 1))
+    again = apply_on_ray(str(sobel), (str(tmp_path / "in"),), str(out))
+    assert (again.written, again.done_before) == (1, 5)
+    expected = local_apply(sobel, tmp_path / "in", tmp_path / "local")
+    assert tree(out) == {k: v for k, v in expected.items() if not k.startswith("edges/")}
+
+
 def test_other_formats_and_file_system_urls(cluster, sobel, tmp_path):
     write_photos(tmp_path / "in", 8, seed=1)
     for options in (("--format", "npy"), ("--bits", "16", "--scale", "0.25")):
@@ -86,10 +99,19 @@ def test_other_formats_and_file_system_urls(cluster, sobel, tmp_path):
         expected = local_apply(sobel, tmp_path / "in", tmp_path / f"local{name}", *options)
         fmt = "npy" if "npy" in options else None
         bits, scale = (16, "0.25") if "16" in options else (None, None)
-        summary = apply_on_ray(str(sobel), (f"file://{tmp_path / 'in'}",), f"file://{tmp_path / name}", fmt, bits,
-                               scale, manifest=tmp_path / f"{name}.jsonl")
+        url = f"file://{tmp_path / name}"
+        summary = apply_on_ray(str(sobel), (f"file://{tmp_path / 'in'}",), url, fmt, bits, scale,
+                               manifest=tmp_path / f"{name}.jsonl")
         assert summary.written == 8 and not summary.failed
         assert tree(tmp_path / name) == expected
+    again = apply_on_ray(str(sobel), (f"file://{tmp_path / 'in'}/*.png",), url, fmt, bits, scale,
+                         manifest=tmp_path / f"{name}.jsonl")  # a glob: the top folder's files, done already
+    assert (again.written, again.done_before) == (0, again.total) and again.total > 0
+    victim = sorted((tmp_path / name).glob("*.png"))[0]
+    victim.unlink()
+    third = apply_on_ray(str(sobel), (f"file://{tmp_path / 'in'}",), url, fmt, bits, scale,
+                         manifest=tmp_path / f"{name}.jsonl")
+    assert (third.written, third.done_before) == (1, 7) and tree(tmp_path / name) == expected
 
 
 def test_bad_files_are_listed_and_fail_fast_stops(cluster, sobel, tmp_path):
@@ -157,3 +179,15 @@ def test_without_ray_the_cli_names_the_extra(sobel, tmp_path):
     wrong = run_cli("apply", str(sobel), str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--fail-fast")
     assert wrong.returncode == 2 and "--engine ray" in wrong.stderr
     assert os.environ.get("KERNELNET_CACHE_DIR") == ""
+
+
+def test_an_unreachable_address_is_one_line_and_writes_nothing(sobel, tmp_path):
+    write_photos(tmp_path / "in", 2, seed=8)
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    result = run_cli("apply", str(sobel), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--engine", "ray",
+                     "--address", f"127.0.0.1:{port}", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -37,30 +37,24 @@ def make_pairs(root, count: int = 21):
     return root / "in", root / "out"
 
 
-def test_the_shard_sums_on_ray_equal_those_on_one_box(cluster, tmp_path):
-    from kernelnet.identify import identify
-    from kernelnet.identify.shards import SHARD_PAIRS, fit_over_shards
-    from kernelnet.learn.pairs_train import heldout, train_pairs
-    from kernelnet.runtime.io.pairs import load_pairs
-    from kernelnet.runtime.program import program_line
+def test_train_on_ray_gives_the_program_and_kernels_of_train_on_one_box(cluster, tmp_path):
+    from kernelnet.identify.shards import SHARD_PAIRS
+    from kernelnet.learn.pairs_train import train_pairs
 
     data, targets = make_pairs(tmp_path)
-    result = train_pairs(data, targets, tmp_path / "run", plots=False, engine="ray")
-    metrics = result.metrics
-    pairs = load_pairs(data, targets)
-    found = identify(pairs, None, pairs.input_levels)
-    one_box, facts = fit_over_shards(pairs, found.spec, "local")
-    assert metrics["exact_fit"] == {**facts, "engine": "ray"}
-    assert facts["shards"] == math.ceil(len(pairs.train) / SHARD_PAIRS) > 1
-    assert metrics["program"] == program_line(one_box)
-    assert metrics["identified"]["kernel_size"] == 5 and metrics["identified"]["padding"] == "reflect"
-    assert np.max(np.abs(np.array(metrics["kernels"]) - one_box.kernels)) <= 1e-9
-    assert abs(metrics["bias"][0] - one_box.bias[0]) <= 1e-9
-    local = heldout(pairs, one_box)  # the held-out sums on one box
-    assert metrics["heldout_pairs"] == local["heldout_pairs"] == len(pairs.test) > 1
-    assert metrics["heldout_psnr_db"] == pytest.approx(local["heldout_psnr_db"], rel=1e-9)
+    on_ray = train_pairs(data, targets, tmp_path / "ray", plots=False, engine="ray").metrics
+    one_box = train_pairs(data, targets, tmp_path / "local", plots=False).metrics
+    assert on_ray["exact_fit"] == {**one_box["exact_fit"], "engine": "ray"}
+    train = len(on_ray["split"]["train"])
+    assert one_box["exact_fit"]["shards"] == math.ceil(train / SHARD_PAIRS) > 1
+    assert on_ray["program"] == one_box["program"] and on_ray["identified"] == one_box["identified"]
+    assert on_ray["identified"]["kernel_size"] == 5 and on_ray["identified"]["padding"] == "reflect"
+    assert np.max(np.abs(np.array(on_ray["kernels"]) - np.array(one_box["kernels"]))) <= 1e-9
+    assert abs(on_ray["bias"][0] - one_box["bias"][0]) <= 1e-9
+    assert on_ray["heldout_pairs"] == one_box["heldout_pairs"] == len(on_ray["split"]["test"]) > 1
+    assert on_ray["heldout_psnr_db"] == pytest.approx(one_box["heldout_psnr_db"], rel=1e-9)
     # and the fit is the black box's kernel (float32 targets: to their rounding, over Σ|K| ≈ 3)
-    assert np.max(np.abs(one_box.kernels[0] - KERNEL)) < 1e-5 and abs(one_box.bias[0] - 0.125) < 1e-5
+    assert np.max(np.abs(np.array(one_box["kernels"][0]) - KERNEL)) < 1e-5 and abs(one_box["bias"][0] - 0.125) < 1e-5
 
 
 def test_the_cli_fits_on_a_new_local_cluster(tmp_path):
