@@ -107,18 +107,21 @@ def _apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None
     """``--engine ray``: the summary printed, exit 2 when a file failed."""
     from kernelnet.runtime.cluster.ray_apply import apply_on_ray
 
-    if tile is not None:
+    if tile not in (None, "auto"):
         raise click.UsageError("--tile is not taken with --engine ray (each worker tiles as the local apply does)")
     try:
         summary = apply_on_ray(model, inputs, out, fmt, int(bits) if bits else None, scale, backend=backend,
-                               address=address, workers=threads, manifest=Path(manifest) if manifest else None,
+                               address=address, workers=threads, manifest=manifest,
                                fail_fast=fail_fast, max_pixels=max_pixels)
     except BaseException as exc:
         cause: BaseException | None = exc
         while cause is not None and type(cause).__name__ != "Interrupted":  # Ray may wrap it
             cause = cause.__cause__ or cause.__context__
-        if cause is not None:  # the finished files are kept: say how to go on
-            cause.kernelnet_note = "finished files are kept and in the manifest: the same command does the rest"  # type: ignore[attr-defined]
+        done = getattr(exc, "kernelnet_summary", None)
+        if cause is not None and done is not None:  # the finished files are kept: say how many, and how to go on
+            cause.kernelnet_note = (  # type: ignore[attr-defined]
+                f"{done.written} files written and recorded in {done.manifest} (the same command does the rest)"
+                if done.written else "nothing was written")
         raise
     lines = summary.lines()
     for line in lines if not quiet else lines[1:-1]:

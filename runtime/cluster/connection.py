@@ -57,7 +57,8 @@ def connect(address: str | None, cpus: int | None) -> tuple[Any, bool]:
         else:
             ray.init(num_cpus=cpus, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise KernelnetError(f"cannot start Ray ({where or 'a new local cluster'}): {first_line(exc)}") from exc
+        what = f"cannot connect to Ray at {where}" if where else "cannot start a local Ray cluster"
+        raise KernelnetError(f"{what}: {first_line(exc)}") from exc
     return ray, True
 
 

@@ -37,6 +37,7 @@ MAX_RETRIES = 3
 READY_SECONDS = 120.0
 """How long the actors may take to start and load the model; those not placed by then are not used."""
 GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+FILE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 
 
 @dataclass
@@ -58,13 +59,17 @@ class RunSummary:
     def lines(self) -> list[str]:
         """The summary as printed: one line of counts and speed, then one line per failed file."""
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
-        head = (f"ray: {self.total} files: {self.written} written, {self.done_before} already done, "
+        head = (f"ray: {_count(self.total, 'file')}: {self.written} written, {self.done_before} already done, "
                 f"{len(self.failed)} failed; {self.pixels / 1e6:.1f} Mpx in {self.seconds:.1f} s "
-                f"({rate:.0f} files/s, {self.workers} workers, {self.backend or 'no backend started'})")
+                f"({rate:.0f} files/s, {_count(self.workers, 'worker')}, {self.backend or 'no backend started'})")
         tail = [f"failed: {text}" for _, text in self.failed]
         if self.stopped:
             tail.append("stopped at the first failed file (--fail-fast); finished files are kept")
         return [head, *tail, f"manifest: {self.manifest}"]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def default_manifest(out: str) -> Path:
@@ -76,7 +81,7 @@ def default_manifest(out: str) -> Path:
 
 def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None = None, bits: int | None = None,
                  scale: str | None = None, *, backend: str = "auto", address: str | None = None,
-                 workers: int | None = None, manifest: Path | None = None, fail_fast: bool = False,
+                 workers: int | None = None, manifest: str | Path | None = None, fail_fast: bool = False,
                  max_pixels: int | None = None, chunk: int | None = None,
                  progress: bool | None = None) -> RunSummary:
     """Filter every input file into ``out`` (a folder or URL) on a Ray cluster; files the manifest records as
@@ -95,6 +100,10 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
     jobs = plan_outputs(list_inputs(inputs, out), out, fmt, encoding["format"] if encoding else None)
     if not is_url(out) and Path(out).exists() and not Path(out).is_dir():
         raise KernelnetError(f"output {out} exists and is not a folder (--engine ray writes a folder)")
+    if Path(out).suffix.lower() in FILE_SUFFIXES and not (not is_url(out) and Path(out).is_dir()):
+        raise KernelnetError(f"--engine ray writes a folder: {out} names a file (use a folder, or the local engine)")
+    if manifest is not None and is_url(str(manifest)):
+        raise KernelnetError(f"the run manifest is a local file, not {manifest}")
     header = {"model_sha256": model_digest(model_file), "out": out, "format": fmt, "bits": bits, "scale": scale}
     manifest_path = Path(os.path.abspath(manifest or default_manifest(out)))
     made = [p for p in (manifest_path.parent, *manifest_path.parent.parents) if not p.exists()]
@@ -110,7 +119,9 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
             if pending:
                 _run(pending, model_file.read_bytes(), out, options, record, summary, address, workers, fail_fast,
                      chunk, progress)
-        except BaseException:
+        except BaseException as exc:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.kernelnet_summary = summary  # type: ignore[attr-defined]  # what an interrupted run kept
             if record.created and not record.done:  # nothing done: leave no manifest and no folder behind
                 record.discard()
                 for folder in made:  # deepest first
@@ -163,7 +174,7 @@ def _run(pending: list[tuple[str, str, str]], model_bytes: bytes, out: str, opti
             actors = _ready(spawned, ray)
             summary.workers = len(actors)
             summary.backend = ray.get(actors[0].backend.remote())
-            size = chunk or max(1, min(256, math.ceil(len(pending) / (len(actors) * 8))))
+            size = chunk or (1 if fail_fast else max(1, min(256, math.ceil(len(pending) / (len(actors) * 8)))))
             files = [(source, target) for source, target, _ in pending]
             queue = deque(files[i:i + size] for i in range(0, len(files), size))
             idle, running = list(actors), {}

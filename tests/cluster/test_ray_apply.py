@@ -126,9 +126,19 @@ def test_bad_files_are_listed_and_fail_fast_stops(cluster, sobel, tmp_path):
     lines = summary.lines()
     assert lines[0].startswith("ray: 14 files: 12 written") and sum(x.startswith("failed:") for x in lines) == 2
 
-    stopped = apply_on_ray(str(sobel), (str(tmp_path / "in" / "broken.png"), str(tmp_path / "in" / "frame001.png")),
-                           str(tmp_path / "fast"), fail_fast=True, chunk=1, workers=1)
-    assert stopped.stopped and len(stopped.failed) == 1 and stopped.written == 0
+    good = sorted(str(p) for p in (tmp_path / "in").glob("frame*.png"))
+    stopped = apply_on_ray(str(sobel), (str(tmp_path / "in" / "broken.png"), *good), str(tmp_path / "fast"),
+                           fail_fast=True)  # two workers: the other one finishes at most the file it holds
+    assert stopped.stopped and len(stopped.failed) == 1 and stopped.written <= 2 < len(good)
+
+
+def test_a_file_name_or_a_url_manifest_is_refused_for_the_output(cluster, sobel, tmp_path):
+    write_photos(tmp_path / "in", 1, seed=9)
+    with pytest.raises(KernelnetError, match="writes a folder"):
+        apply_on_ray(str(sobel), (str(tmp_path / "in"),), str(tmp_path / "one.png"))
+    with pytest.raises(KernelnetError, match="manifest is a local file"):
+        apply_on_ray(str(sobel), (str(tmp_path / "in"),), str(tmp_path / "out"), manifest=f"file://{tmp_path}/m")
+    assert not (tmp_path / "one.png").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_manifest_of_another_run_or_a_live_run_is_refused(cluster, sobel, tmp_path):
