@@ -95,15 +95,16 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
     start = time.perf_counter()
     require_ray()  # before anything is planned or written
     out = out if is_url(out) else os.path.abspath(out)  # workers may run in other folders, or on other machines
-    model_file = resolve_model_path(model)
-    encoding = target_encoding(load(model_file, backend=backend))  # refuses a bad model before any work
-    jobs = plan_outputs(list_inputs(inputs, out), out, fmt, encoding["format"] if encoding else None)
-    if not is_url(out) and Path(out).exists() and not Path(out).is_dir():
+    folder = not is_url(out) and Path(out).is_dir()
+    if not is_url(out) and Path(out).exists() and not folder:
         raise KernelnetError(f"output {out} exists and is not a folder (--engine ray writes a folder)")
-    if Path(out).suffix.lower() in FILE_SUFFIXES and not (not is_url(out) and Path(out).is_dir()):
+    if Path(out).suffix.lower() in FILE_SUFFIXES and not folder:
         raise KernelnetError(f"--engine ray writes a folder: {out} names a file (use a folder, or the local engine)")
     if manifest is not None and is_url(str(manifest)):
         raise KernelnetError(f"the run manifest is a local file, not {manifest}")
+    model_file = resolve_model_path(model)
+    encoding = target_encoding(load(model_file, backend=backend))  # refuses a bad model before any work
+    jobs = plan_outputs(list_inputs(inputs, out), out, fmt, encoding["format"] if encoding else None)
     header = {"model_sha256": model_digest(model_file), "out": out, "format": fmt, "bits": bits, "scale": scale}
     manifest_path = Path(os.path.abspath(manifest or default_manifest(out)))
     made = [p for p in (manifest_path.parent, *manifest_path.parent.parents) if not p.exists()]
@@ -115,7 +116,6 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
         try:
             pending = _pending(jobs, record, out)
             summary.done_before = len(jobs) - len(pending)
-            sweep_partials(out, [target for _, target, _ in pending])
             if pending:
                 _run(pending, model_file.read_bytes(), out, options, record, summary, address, workers, fail_fast,
                      chunk, progress)
@@ -128,7 +128,7 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
                     with contextlib.suppress(OSError):
                         folder.rmdir()
             raise
-        finally:  # partial files of workers killed during this run (the lock is still held)
+        finally:  # partial files of workers killed in this run or an earlier one (the lock is still held)
             with contextlib.suppress(KernelnetError, OSError):
                 sweep_partials(out, [target for _, target, _ in jobs])
     summary.seconds = time.perf_counter() - start
