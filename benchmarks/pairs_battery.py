@@ -91,6 +91,9 @@ def cases() -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool, di
         "cv_erode_cross5": (lambda c: cv2.erode(c, cv2.getStructuringElement(cv2.MORPH_CROSS, (5, 5))), ".png", False,
                             {"model": "rank", "kernel_size": 5}),
         "cv_median5": (lambda c: cv2.medianBlur(c, 5), ".png", False, {"model": "rank", "kernel_size": 5}),
+        # dilate − erode: the rank rung's range
+        "cv_morph_gradient5": (lambda c: cv2.morphologyEx(c, cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)), ".png",
+                               False, {"model": "rank", "kernel_size": 5}),
         "cv_bilateral": (lambda c: cv2.bilateralFilter(c, 5, 40, 5), ".png", False, {"verdict": "approximated"}),
         # two 1-D passes, each rounded to 8 bits: a chain (one kernel writes ~91% of the levels)
         "pil_box_blur": (lambda c: np.asarray(Image.fromarray(c).filter(ImageFilter.BoxBlur(1))), ".png", False,

@@ -1,5 +1,6 @@
 """The ONNX nodes of a rank filter (min / max / median over a footprint), exact in float32 and float16: order
-statistics only pick input values, they never round.
+statistics only pick input values, they never round; ``range`` is ``Sub`` of the max and the min (one rounding,
+the same as the reference's in float32).
 
 Input: the padded image (N, 1, H + 2r, W + 2r); output (N, 1, H, W), with dynamic H and W.
 
@@ -30,11 +31,12 @@ def rank_nodes(b: Any, x: str, spec: FilterSpec) -> str:
     k, op = spec.kernel_size, spec.combine
     footprint = spec.footprint
     if k == 1:
-        return x
-    if footprint.all() and op in ("min", "max"):
-        src = b.op("Neg", [x]) if op == "min" else x
-        y = b.op("MaxPool", [src], kernel_shape=[k, k], strides=[1, 1])
-        return b.op("Neg", [y]) if op == "min" else y
+        return b.op("Sub", [x, x]) if op == "range" else x
+    if footprint.all() and op in ("min", "max", "range"):
+        top = b.op("MaxPool", [x], kernel_shape=[k, k], strides=[1, 1]) if op != "min" else None
+        low = b.op("Neg", [b.op("MaxPool", [b.op("Neg", [x])], kernel_shape=[k, k], strides=[1, 1])]) \
+            if op != "max" else None
+        return b.op("Sub", [top, low]) if op == "range" else top or low
     axes = b.const("rank_axes", np.array([2, 3], np.int64))
     taps = []
     for i, j in zip(*np.nonzero(footprint)):
@@ -45,9 +47,9 @@ def rank_nodes(b: Any, x: str, spec: FilterSpec) -> str:
         return _median(b, taps)
     stack = b.op("Concat", taps, axis=1)
     channel = b.const("rank_channel", np.array([1], np.int64))
-    if op == "min":
-        return b.op("ReduceMin", [stack, channel], keepdims=1)
-    return b.op("ReduceMax", [stack, channel], keepdims=1)
+    top = b.op("ReduceMax", [stack, channel], keepdims=1) if op != "min" else None
+    low = b.op("ReduceMin", [stack, channel], keepdims=1) if op != "max" else None
+    return b.op("Sub", [top, low]) if op == "range" else top or low
 
 
 def _median(b: Any, taps: list[str]) -> str:

@@ -88,7 +88,7 @@ class RunConfig:
     """A rank model's map from input units to the targets' (``y = rank · scale + offset``; linear models fold it
     into their kernels)."""
     rank: str = ""
-    """A rank model's order statistic: min, max or median (its footprint is in model.safetensors)."""
+    """A rank model's order statistic: min, max, median or range (max − min) (its footprint is in model.safetensors)."""
     decode: str = ""
     encode: str = ""
     """Curves around the kernels (:mod:`kernelnet.runtime.curves`): the input's decode, the output's encode."""
@@ -102,8 +102,8 @@ class RunConfig:
         if self.model not in MODELS:
             raise KernelnetError(f"unknown model {self.model!r}: use one of {', '.join(MODELS)}")
         if (self.model == "rank") != (self.rank in RANKS) or (self.rank and self.rank not in RANKS):
-            raise KernelnetError(f"rank {self.rank!r} with model {self.model}: a rank model takes min, max or median, "
-                                 "other models none")
+            raise KernelnetError(f"rank {self.rank!r} with model {self.model}: a rank model takes min, max, median or "
+                                 "range, other models none")
         if self.solver not in SOLVERS:
             raise KernelnetError(f"unknown solver {self.solver!r}: use one of {', '.join(SOLVERS)}")
         if self.padding not in PADDINGS:

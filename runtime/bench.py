@@ -154,9 +154,11 @@ def _opencv_rank(cv2: Any, spec: Any, border: int, threads: int | None) -> Conte
         img = img.astype(np.float32) / 255 if img.dtype == np.uint8 else img
         if spec.combine == "median":
             return cv2.medianBlur(img, k)
+        if spec.combine == "range":
+            return cv2.morphologyEx(img, cv2.MORPH_GRADIENT, element, borderType=border, borderValue=0)
         return (cv2.erode if spec.combine == "min" else cv2.dilate)(img, element, borderType=border, borderValue=0)
 
-    name = {"min": "erode", "max": "dilate", "median": "medianBlur"}[spec.combine]
+    name = {"min": "erode", "max": "dilate", "median": "medianBlur", "range": "morphologyEx"}[spec.combine]
     return Contender("opencv", lambda x: one(x[0, 0]) if len(x) == 1 else np.stack([one(i[0]) for i in x]),
                      f"{name} t{threads if threads is not None else cv2.getNumThreads()}")
 

@@ -1,6 +1,6 @@
 """A filter description read as its program of stages: a list for ``metrics.json`` and one line for people.
 
-Stages in order: the linear part (k×k kernels, their combine and border) or a rank part (min / max / median over a
+Stages in order: the linear part (k×k kernels, their combine and border) or a rank part (min / max / median / range over a
 footprint, its border), then the output stage's steps that are not the identity (scale, offset, grid, clip,
 rounding, bit depth). Example::
 

@@ -72,7 +72,7 @@ def output_stage(y: np.ndarray, stage: OutputStage) -> np.ndarray:
 
 
 def rank_filter(image: np.ndarray, footprint: np.ndarray, op: str, padding: str = "replicate") -> np.ndarray:
-    """Same-size order statistic (``min`` / ``max`` / ``median``) of ``image`` (..., H, W) over the (k, k) bool
+    """Same-size order statistic (``min`` / ``max`` / ``median`` / ``range`` = max − min) of ``image`` (..., H, W) over the (k, k) bool
     ``footprint``, float64, a few output rows at a time (the window view is never copied whole)."""
     k = footprint.shape[0]
     h, w = image.shape[-2:]
@@ -87,6 +87,8 @@ def rank_filter(image: np.ndarray, footprint: np.ndarray, op: str, padding: str 
             value = block.min(axis=-1)
         elif op == "max":
             value = block.max(axis=-1)
+        elif op == "range":
+            value = block.max(axis=-1) - block.min(axis=-1)
         else:
             value = np.partition(block, taps.size // 2, axis=-1)[..., taps.size // 2]
         out[..., r0:r0 + step, :] = value

@@ -47,8 +47,9 @@ REFLECT = SciPy / scikit-image ``reflect``); ``replicate`` (= OpenCV REPLICATE =
 right: ffmpeg's 3×3 ``convolution``, ``sobel``, ``prewitt`` and ``roberts`` filters; its 5×5 ``convolution``
 reflects on every side); ``copy`` (the output's outer
 k//2 ring is the input pixel itself, in the output's units, as Pillow's ``ImageFilter`` does)."""
-RANKS = ("min", "max", "median")
-"""Order statistics over the footprint (the kernel's nonzero taps): erode, dilate, median."""
+RANKS = ("min", "max", "median", "range")
+"""Order statistics over the footprint (the kernel's nonzero taps): erode, dilate, median, and range = max − min
+(the morphological gradient: OpenCV's ``MORPH_GRADIENT``, SciPy's ``morphological_gradient``)."""
 COMBINES = ("raw", "abs", "magnitude", *RANKS)
 MODELS = ("single", "double", "rank")
 MAX_KERNEL = 31
@@ -216,7 +217,7 @@ class FilterSpec:
 
     @property
     def model(self) -> str:
-        """``single`` (raw / abs), ``double`` (magnitude) or ``rank`` (min / max / median): the model's kind."""
+        """``single`` (raw / abs), ``double`` (magnitude) or ``rank`` (min / max / median / range): the model's kind."""
         return "double" if self.combine == "magnitude" else "rank" if self.combine in RANKS else "single"
 
     @property
@@ -278,12 +279,12 @@ class FilterSpec:
     def from_weights(cls, kernels: Any, bias: Any, model: str, normalize: bool = False, padding: str = "zeros",
                      rank: str | None = None, **stages: Any) -> FilterSpec:
         """A learned model's spec from its kernels (C, k, k) and bias (C,) (or ``None``); a ``rank`` model from
-        its footprint (1, k, k) and ``rank`` (min / max / median)."""
+        its footprint (1, k, k) and ``rank`` (min / max / median / range)."""
         if model not in MODELS:
             raise KernelnetError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
         if model == "rank":
             if rank not in RANKS:
-                raise KernelnetError(f"a rank model needs rank min, max or median, got {rank!r}")
+                raise KernelnetError(f"a rank model needs rank {', '.join(RANKS)}, got {rank!r}")
             return cls(kernels, bias, rank, padding, **stages)
         combine = "magnitude" if model == "double" else "abs" if normalize else "raw"
         return cls(kernels, bias, combine, padding, **stages)

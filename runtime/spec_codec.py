@@ -6,7 +6,7 @@ known names, one bias per kernel, bounded size and nesting), and a bad one is re
 :class:`KernelnetError` line naming the field. A model with no ``kernelnet.kernels`` at all is a foreign model:
 it decodes to ``spec=None`` (onnxruntime runs it whole, untiled).
 
-Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double/rank), ``rank`` (min/max/median, for a rank
+Keys (all prefixed ``kernelnet.``): ``version``, ``model`` (single/double/rank), ``rank`` (min/max/median/range, for a rank
 model: its kernel is the footprint), ``normalize`` (true/false),
 ``kernels`` (C, k, k), ``bias``, ``padding``, ``kernel_size``, ``input_dtype``, ``input_scale``, ``channels``,
 ``output_stage`` (JSON object; ``encode``: its curve), ``decode`` (the input's curve), ``precision``, ``filter``, ``target_kernel``, ``graph_form``, ``metrics``; a chain:

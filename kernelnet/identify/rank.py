@@ -1,7 +1,8 @@
-"""The rank rung of identification: erosion, dilation and median filters (a footprint's min, max or median) for
-black boxes no linear filter reproduces. Numpy only.
+"""The rank rung of identification: erosion, dilation, median filters and morphological gradients (a footprint's
+min, max, median or max − min) for black boxes no linear filter reproduces. Numpy only.
 
-Order statistics commute with increasing affine maps, so each candidate — op (min, max, median) × footprint
+Order statistics commute with increasing affine maps (the range with positive scalings), so each candidate — op
+(min, max, median, range) × footprint
 (square, cross) × size 3, 5, …, 15, smallest first — is scored on interior pixels (border-free) after the one
 affine map ``y ≈ a · rank + c`` that best carries the inputs' units to the targets' (a > 0; 255 for 8-bit levels
 of unit inputs). The first that writes ≥ 99.9% of integer levels exactly (float targets: whose residual reaches
@@ -35,6 +36,8 @@ def order_statistic(patches: np.ndarray, footprint: np.ndarray, op: str) -> np.n
         return taps.min(axis=1)
     if op == "max":
         return taps.max(axis=1)
+    if op == "range":
+        return taps.max(axis=1) - taps.min(axis=1)
     return np.partition(taps, taps.shape[1] // 2, axis=1)[:, taps.shape[1] // 2]
 
 

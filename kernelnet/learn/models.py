@@ -107,8 +107,8 @@ class DoubleFilter(_FilterBase):
 
 
 class RankFilter(nn.Module):
-    """The order statistic ``rank`` (min / max / median) of each pixel's footprint taps (N, 1, H, W) → (N, 1, H, W):
-    an erosion, dilation or median filter. Nothing to learn: the footprint (1, 1, k, k) of 0 and 1 is a buffer (it
+    """The order statistic ``rank`` (min / max / median, or range = max − min) of each pixel's footprint taps
+    (N, 1, H, W) → (N, 1, H, W): an erosion, dilation, median filter or morphological gradient. Nothing to learn: the footprint (1, 1, k, k) of 0 and 1 is a buffer (it
     travels in model.safetensors), and identification picks the rank, footprint and border."""
 
     normalize = False
@@ -116,8 +116,9 @@ class RankFilter(nn.Module):
     def __init__(self, kernel_size: int = 3, rank: str = "median", padding: str = "replicate",
                  footprint: np.ndarray | None = None) -> None:
         super().__init__()
-        if rank not in ("min", "max", "median") or padding not in PADDINGS or padding == "copy":
-            raise ValueError(f"a rank filter takes min / max / median and a padding border, got {rank!r}, {padding!r}")
+        if rank not in ("min", "max", "median", "range") or padding not in PADDINGS or padding == "copy":
+            raise ValueError(f"a rank filter takes min / max / median / range and a padding border, got {rank!r}, "
+                             f"{padding!r}")
         self.kernel_size, self.rank, self.padding = kernel_size, rank, padding
         taps = np.ones((kernel_size, kernel_size)) if footprint is None else footprint
         self.register_buffer("footprint", torch.tensor(np.asarray(taps, np.float32).reshape(1, 1, kernel_size,
@@ -131,6 +132,8 @@ class RankFilter(nn.Module):
             y = taps.amin(dim=1)
         elif self.rank == "max":
             y = taps.amax(dim=1)
+        elif self.rank == "range":  # the morphological gradient
+            y = taps.amax(dim=1) - taps.amin(dim=1)
         else:
             y = taps.median(dim=1).values  # an odd number of taps: the middle one, exactly
         return y.reshape(n, 1, h, w)

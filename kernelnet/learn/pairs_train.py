@@ -31,7 +31,7 @@ from kernelnet.runtime.checks.verify_pairs import floor_db, reproduces
 PLOT_SIDE = 512
 """The sample plots show at most this corner of each image."""
 NAMED_MATCH = 1e-3
-RANK_NAMES = {"min": "erosion", "max": "dilation", "median": "median filter"}
+RANK_NAMES = {"min": "erosion", "max": "dilation", "median": "median filter", "range": "morphological gradient"}
 
 
 def heldout(pairs: PairSet, spec: FilterSpec, engine: str = "local", address: str | None = None) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def unsupported(info: ModelInfo, input_dtype: str) -> str:
             if reason:
                 return f"pass {i}: {reason}"
         return ""
+    if spec.combine not in COMBINES:
+        return f"the stencil has no {spec.combine} filter (max − min over a footprint): onnxruntime runs it"
     if spec.combine == "median" and int(spec.footprint.sum()) > MAX_MEDIAN_TAPS:
         return f"the stencil's median networks stop at {MAX_MEDIAN_TAPS} taps (this one has {int(spec.footprint.sum())})"
     if info.precision != "fp32":

@@ -1,6 +1,6 @@
-"""Rank black boxes from pairs: erosions, dilations and medians made by OpenCV, SciPy and Pillow (footprints,
-sizes and borders varied) are identified as rank filters, exported, and their files written byte for byte; a
-filter no program reproduces stays "approximated"; prune and quantize refuse a rank run in one line."""
+"""Rank black boxes from pairs: erosions, dilations, medians and morphological gradients made by OpenCV, SciPy and
+Pillow (footprints, sizes and borders varied) are identified as rank filters, exported, and their files written
+byte for byte; prune and quantize refuse a rank run in one line."""
 
 from __future__ import annotations
 
@@ -57,15 +57,6 @@ def test_a_rank_black_box_is_identified_and_its_files_reproduced(tmp_path, name)
 
 
 @pytest.mark.slow
-def test_a_morphological_gradient_is_not_taken_for_a_rank_filter(tmp_path):
-    """dilate − erode is two rank filters and a difference: no single rank filter writes it."""
-    data, targets = make_pairs(tmp_path, lambda c: cv2.morphologyEx(c, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)),
-                               count=6, side=56)
-    m = train_pairs(data, targets, tmp_path / "run", plots=False).metrics
-    assert m["verdict"] == "approximated" and m["identified"]["model"] != "rank"
-
-
-@pytest.mark.slow
 def test_prune_and_quantize_refuse_a_rank_run_and_train_prints_it(tmp_path):
     data, targets = make_pairs(tmp_path, lambda c: cv2.erode(c, CROSS5), count=5, side=48)
     res = kn("train", "--data", data, "--targets", targets, "--out", tmp_path / "run", "--no-plots")
@@ -88,3 +79,18 @@ def test_a_linear_model_the_user_asked_for_is_not_replaced_by_a_rank_filter(tmp_
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["identified"]["model"] == "single" and m["verdict"] == "approximated"
+
+
+@pytest.mark.slow
+def test_a_morphological_gradient_is_found_and_its_files_reproduced(tmp_path):
+    """dilate − erode over a 5×5 cross (OpenCV's MORPH_GRADIENT): the rank rung's range, every level equal."""
+    data, targets = make_pairs(tmp_path, lambda c: cv2.morphologyEx(c, cv2.MORPH_GRADIENT, CROSS5), count=8, side=64)
+    m = train_pairs(data, targets, tmp_path / "run", plots=False).metrics
+    ident = m["identified"]
+    assert m["verdict"] == "reproduced" and m["heldout_exact_fraction"] == 1.0, m
+    assert (ident["rank"], ident["kernel_size"], ident["footprint"]) == ("range", 5, "cross")
+    assert kn("export", tmp_path / "run").exit_code == 0
+    res = kn("apply", tmp_path / "run", data, "--out", tmp_path / "applied", "-q")
+    assert res.exit_code == 0, res.output
+    for src in sorted(targets.rglob("*.png")):
+        assert np.array_equal(read_raw(tmp_path / "applied" / src.relative_to(targets)), read_raw(src)), src

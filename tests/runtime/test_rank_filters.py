@@ -195,3 +195,34 @@ def test_inf_input_is_refused_wherever_it_sits(tmp_path, op, where):
     for backend in ("auto", "onnxruntime"):
         with pytest.raises(KernelnetError, match="NaN|Inf|finite"):
             load(path, backend=backend)(x)
+
+
+@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize("shape", ["square", "cross"])
+def test_the_range_is_the_morphological_gradient_of_opencv_and_scipy(tmp_path, size, shape):
+    """range = max − min over the footprint: OpenCV's MORPH_GRADIENT, SciPy's morphological_gradient; its graph
+    gives the reference's bits (float32 and 8-bit levels), and the stencil declines it in one line."""
+    ort = pytest.importorskip("onnxruntime")
+    from kernelnet.export.onnx_graph import write_graph
+    from kernelnet.runtime import load
+
+    img, fp = photo(seed=10 + size), footprint_of(shape, size)
+    want = cv2.morphologyEx(img, cv2.MORPH_GRADIENT, fp.astype(np.uint8))
+    assert np.array_equal(rank_filter(img, fp, "range", "replicate"), want)
+    assert np.array_equal(rank_filter(img, fp, "range", "replicate"),
+                          ndimage.morphological_gradient(img.astype(np.int16), footprint=fp, mode="nearest"))
+    stage = OutputStage(255.0, 0.0, (0.0, 255.0), "half_even", 8)
+    for dtype, out in (("float32", OutputStage()), ("uint8", stage)):
+        spec = FilterSpec.rank_filter("range", size, shape, "replicate", input=InputEncoding.for_dtype(dtype),
+                                      output=out)
+        path = write_graph(tmp_path / f"{dtype}.onnx", spec)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = img[None, None] if dtype == "uint8" else (img[None, None] / np.float32(255)).astype(np.float32)
+        got = session.run(None, {"input": x})[0]
+        assert np.array_equal(got, apply_spec(x, spec).astype(np.float32)), dtype
+        if dtype == "uint8":
+            assert np.array_equal(got[0, 0], want)
+    if native_backend.available():
+        with pytest.warns(UserWarning, match="no range filter"):
+            model = load(path)
+        assert model.runner.name == "onnxruntime" and np.array_equal(model(img), want.astype(np.float32))
