@@ -40,8 +40,9 @@ from kernelnet.cli.common import parse_tile
               help="With --engine ray: the run's record of finished files [default: OUT/.kernelnet-manifest.jsonl; "
                    "for a URL output, kernelnet-manifest-<hash>.jsonl here].")
 @click.option("--fail-fast", is_flag=True,
-              help="With --engine ray: stop at the first file that cannot be filtered [default: list such files "
-                   "and go on].")
+              help="With --engine ray: stop at the first file that cannot be filtered — files are then handed out "
+                   "one at a time, and none is started once a failure is back (other workers finish the file they "
+                   "hold) [default: list such files and go on].")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def apply(model: str, inputs: tuple[str, ...], out: str, fmt: str | None, bits: str | None, scale: str | None,
           backend: str,
