@@ -77,6 +77,16 @@ def make_model(path: Path, exact_fit: bool = False) -> None:
     write_graph(path, FilterSpec.from_kind(np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]), "single"))
 
 
+def console_script() -> str:
+    """The ``kernelnet`` script beside this interpreter (a version manager's shim on PATH, pyenv's, adds a shell
+    and ~60 ms to every start), else the one on PATH; exits with a line when there is none."""
+    beside = Path(sys.executable).with_name("kernelnet")
+    found = str(beside) if beside.exists() else shutil.which("kernelnet")
+    if found is None:
+        sys.exit("the kernelnet console script is not installed: pip install -e . first")
+    return found
+
+
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -92,12 +102,7 @@ def main() -> None:
     parser.add_argument("--exact-fit", action="store_true",
                         help="apply an exact-solver fit of Sobel (needs the [train] extra) instead of the exact Sobel")
     args = parser.parse_args()
-    # the console script beside this interpreter, as the OpenCV loop runs on it (a version manager's shim on PATH,
-    # pyenv's, adds a shell and ~60 ms to every start)
-    beside = Path(sys.executable).with_name("kernelnet")
-    kernelnet = str(beside) if beside.exists() else shutil.which("kernelnet")
-    if kernelnet is None:
-        sys.exit("the kernelnet console script is not installed: pip install -e . first")
+    kernelnet = console_script()  # beside this interpreter, as the OpenCV loop runs on it
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_folder(root / "in", args.files, args.size)

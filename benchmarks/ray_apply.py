@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from folder_apply import make_folder, make_model  # noqa: E402
+from folder_apply import console_script, make_folder, make_model  # noqa: E402
 
 
 def _ray_cli() -> str:
@@ -72,10 +72,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None,
                         help="reuse (or make once) the input folder here: making 20,000 PNGs takes ~2 minutes")
     args = parser.parse_args()
-    beside = Path(sys.executable).with_name("kernelnet")
-    kernelnet = str(beside) if beside.exists() else shutil.which("kernelnet")
-    if kernelnet is None:
-        sys.exit("the kernelnet console script is not installed: pip install -e '.[ray]' first")
+    kernelnet = console_script()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -47,17 +47,22 @@ def applies(spec: FilterSpec, pairs: PairSet) -> str | None:
     return None
 
 
-def shard_sums(pairs: list[tuple[str, str]], k: int, channels: int, clip: tuple[float, float] | None
-               ) -> tuple[np.ndarray, np.ndarray, int]:
+def shard_sums(pairs: list[tuple[str, str]], k: int, channels: int, clip: tuple[float, float] | None,
+               read: Any = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(DᵀD, Dᵀy, n) of one shard: the (source, target) files decoded as the pair loader does (inputs in [0, 1],
-    targets in their units), every in-image k×k window of an unclipped target pixel."""
+    targets in their units), every in-image k×k window of an unclipped target pixel. ``read(source, target)``
+    gives the stored arrays (default: decode the files; on one box the pair set's decoded cache)."""
     from kernelnet.runtime.io.pair_files import read_raw
+
+    if read is None:
+        def read(source_path: str, target_path: str) -> tuple[np.ndarray, np.ndarray]:
+            return read_raw(Path(source_path)), read_raw(Path(target_path))
 
     size = k * k + 1
     gram, rhs, count = np.zeros((size, size)), np.zeros(size), 0
     r = k // 2
     for source_path, target_path in pairs:
-        source, target = read_raw(Path(source_path)), read_raw(Path(target_path))
+        source, target = read(source_path, target_path)
         if source.shape[:2] != target.shape[:2]:
             raise KernelnetError(f"{target_path} and its input {source_path} differ in size")
         for x, y in planes(source, target, channels):
@@ -118,7 +123,11 @@ def fit_over_shards(pairs: PairSet, spec: FilterSpec, engine: str = "local", add
     k = spec.kernel_size
     clip = spec.output.clip
     args = [(shard, k, pairs.encoding.channels, clip) for shard in shards_of(pairs)]
-    results = _map(shard_sums, args, engine, address, workers)
+    if engine == "ray":
+        results = _map(shard_sums, args, engine, address, workers)
+    else:  # the same sums from the pairs this process has decoded already (no second decode of each file)
+        by_files = {(str(p.source), str(p.target)): p for p in pairs.train}
+        results = [shard_sums(*a, read=lambda s, t: pairs.raw(by_files[(s, t)])) for a in args]
     gram, rhs = np.zeros((k * k + 1,) * 2), np.zeros(k * k + 1)
     count = 0
     for g, b, n in results:  # in shard order: the same sum on every engine

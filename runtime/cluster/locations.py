@@ -25,7 +25,6 @@ from typing import Any
 from kernelnet.runtime.errors import KernelnetError
 
 PARTIAL = ".kernelnet-partial-ray-"
-FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "npy": ".npy"}
 
 
 def is_url(location: str) -> bool:
@@ -123,6 +122,8 @@ def plan_outputs(inputs: list[tuple[str, str, str]], out: str, fmt: str | None,
     """(source, target name relative to ``out``, the source's stamp) per input: its relative path and stem, in
     ``fmt`` (default: ``default_format``, else .npy for .npy inputs and PNG for images), as the local ``apply``
     names folder outputs. Two inputs that would write one target, or a target that is an input, are refused."""
+    from kernelnet.runtime.apply import FORMAT_SUFFIX
+
     jobs, seen = [], {}
     sources = {_real(src) for src, _, _ in inputs}
     for source, rel, stamp in inputs:

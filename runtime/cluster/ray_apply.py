@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernelnet.runtime.apply_jobs import OUT_SUFFIXES
 from kernelnet.runtime.cluster.connection import connect, first_line, require_ray, wait_any
 from kernelnet.runtime.cluster.locations import (is_url, join, list_inputs, output_sizes, plan_outputs,
                                                  sweep_partials)
@@ -37,7 +38,6 @@ MAX_RETRIES = 3
 READY_SECONDS = 120.0
 """How long the actors may take to start and load the model; those not placed by then are not used."""
 GPU_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
-FILE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 
 
 @dataclass
@@ -98,7 +98,7 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
     folder = not is_url(out) and Path(out).is_dir()
     if not is_url(out) and Path(out).exists() and not folder:
         raise KernelnetError(f"output {out} exists and is not a folder (--engine ray writes a folder)")
-    if Path(out).suffix.lower() in FILE_SUFFIXES and not folder:
+    if Path(out).suffix.lower() in OUT_SUFFIXES and not folder:
         raise KernelnetError(f"--engine ray writes a folder: {out} names a file (use a folder, or the local engine)")
     if manifest is not None and is_url(str(manifest)):
         raise KernelnetError(f"the run manifest is a local file, not {manifest}")
