@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +33,9 @@ class RunManifest:
     handle: IO[str]
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: bool = False
+    appended: int = 0
+    """Output records this run has written (counted as they are written: an interrupt between two steps of
+    :meth:`record` still counts a line that is in the file)."""
     """This run wrote the header (decided under the lock: a run that lost the race to another is not it)."""
 
     @classmethod
@@ -66,7 +68,7 @@ class RunManifest:
         wanted = {"kernelnet_manifest": VERSION, **header}
         if lines == [""]:
             self._append([wanted])
-            self.created = True
+            self.created, self.appended = True, 0  # the header is not an output
             return
         try:
             first = json.loads(lines[0])
@@ -89,10 +91,11 @@ class RunManifest:
             self.handle.write("\n")
             self.handle.flush()
 
-    def _append(self, records: Iterable[dict[str, Any]]) -> None:
+    def _append(self, records: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
         if text:
             self.handle.write(text)
+            self.appended += len(records)
             self.handle.flush()
             os.fsync(self.handle.fileno())
 
@@ -106,7 +109,7 @@ class RunManifest:
 
     def discard(self) -> None:
         """Remove the manifest of a run that wrote nothing (while still holding its lock)."""
-        if self.created and not self.done:
+        if self.created and not self.appended:
             try:
                 self.path.unlink()
             except OSError:

@@ -120,9 +120,10 @@ def apply_on_ray(model: str, inputs: tuple[str, ...], out: str, fmt: str | None 
                 _run(pending, model_file.read_bytes(), out, options, record, summary, address, workers, fail_fast,
                      chunk, progress)
         except BaseException as exc:
+            summary.written = record.appended  # what the manifest holds, whatever step the interrupt hit
             with contextlib.suppress(AttributeError, TypeError):
                 exc.kernelnet_summary = summary  # type: ignore[attr-defined]  # what an interrupted run kept
-            if record.created and not record.done:  # nothing done: leave no manifest and no folder behind
+            if record.created and not record.appended:  # nothing done: leave no manifest and no folder behind
                 record.discard()
                 for folder in made:  # deepest first
                     with contextlib.suppress(OSError):
